@@ -1,0 +1,1 @@
+"""Credit: the ledger, invoices, and the billing backend (local or WHMCS)."""

@@ -1,0 +1,131 @@
+"""The `voipctl` command: global options, command families, and exit codes.
+
+Errors become exit statuses in one place, `run()`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+import uuid
+
+import click
+from sqlalchemy.exc import SQLAlchemyError
+
+from voipctl import __version__
+from voipctl.cli.app import App
+from voipctl.cli.logsetup import setup_logging
+from voipctl.errors import EXIT_FAILURES, EXIT_USAGE, VoipctlError
+
+log = logging.getLogger("voipctl")
+
+# Flags that may stand anywhere on the line (`voipctl autobill -q` in a crontab).
+_ANYWHERE_FLAGS = {"-v", "--verbose", "-q", "--quiet", "-vv"}
+
+
+def _hoist_global_flags(argv: list[str]) -> list[str]:
+    """Move -v/-q/--log-format to the front, so they work before or after the command."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            rest.extend(argv[i:])
+            break
+        if arg in _ANYWHERE_FLAGS:
+            front.append(arg)
+        elif arg == "--log-format" and i + 1 < len(argv):
+            front.extend(argv[i : i + 2])
+            i += 1
+        elif arg.startswith("--log-format="):
+            front.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="voipctl")
+@click.option("--config", "config_path", metavar="PATH", help="Configuration file (TOML).")
+@click.option("--db", "db_url", metavar="URL", help="Database URL (overrides the configuration).")
+@click.option("--env-file", metavar="PATH", help="File of secrets to load (default ./.env).")
+@click.option("-v", "--verbose", count=True, help="More detail on stderr; repeat for debug.")
+@click.option("-q", "--quiet", is_flag=True, help="No summary line, errors only.")
+@click.option(
+    "--log-format", type=click.Choice(["text", "json"]), default="text", help="Log line format."
+)
+@click.pass_context
+def cli(ctx, config_path, db_url, env_file, verbose, quiet, log_format):
+    """Bill and suspend prepaid VoIP customers on FusionPBX, Vodia PBX and LES.NET.
+
+    Example: voipctl --config /etc/voipctl/voipctl.toml autobill
+    """
+    verbosity = -1 if quiet else verbose
+    app = App(
+        config_path=config_path,
+        db_url=db_url,
+        env_file=env_file,
+        verbosity=verbosity,
+        log_format=log_format,
+        run_id=uuid.uuid4().hex[:12],
+    )
+    setup_logging(verbosity, log_format, app.run_id)
+    ctx.obj = app
+    ctx.call_on_close(app.close)
+
+
+def _register() -> None:
+    # One module per command family; each exposes COMMANDS.
+    from voipctl.cli import setup
+
+    for module in (setup,):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+
+
+_register()
+
+
+def _err(message: str) -> None:
+    for line in str(message).splitlines() or [""]:
+        click.echo(f"voipctl: error: {line}", err=True)
+
+
+def run(argv: list[str]) -> int:
+    """Run one command line and return its exit status; every error is mapped here, once."""
+    args = _hoist_global_flags(list(argv))
+    verbose = any(a.startswith("-v") or a == "--verbose" for a in args)
+    try:
+        rv = cli.main(args=args, prog_name="voipctl", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.Abort:
+        _err("aborted")
+        return EXIT_FAILURES
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code if exc.exit_code else EXIT_USAGE
+    except VoipctlError as exc:
+        _err(str(exc))
+        return exc.exit_code
+    except SQLAlchemyError as exc:
+        orig = getattr(exc, "orig", None)
+        reason = str(orig or exc).strip().splitlines()[0]
+        _err(f"database error: {reason}")
+        if verbose:
+            traceback.print_exc()
+        return EXIT_FAILURES
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return 130
+    except BrokenPipeError:
+        return EXIT_FAILURES
+    return rv if isinstance(rv, int) else 0
+
+
+def main() -> None:
+    """Console entry point."""
+    sys.exit(run(sys.argv[1:]))

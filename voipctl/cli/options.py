@@ -1,0 +1,88 @@
+"""Options shared by many commands, written once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import click
+
+from voipctl import money
+
+format_option = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
+
+dry_run_option = click.option(
+    "--dry-run", is_flag=True, help="Decide as usual, but write nothing and send nothing."
+)
+
+client_option = click.option("--client", "client_id", type=int, help="Only this client.")
+
+
+def with_format(fn: Callable) -> Callable:
+    return format_option(fn)
+
+
+class MoneyType(click.ParamType):
+    """A decimal amount, exact; negative amounts allowed where the command says so."""
+
+    name = "AMOUNT"
+
+    def convert(self, value, param, ctx) -> Decimal:
+        if isinstance(value, Decimal):
+            return value
+        try:
+            return money.parse(value, field=param.name if param else "amount")
+        except money.MoneyError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+MONEY = MoneyType()
+
+
+class IncrementType(click.ParamType):
+    """A/B billing increments: `60/6`, or `6` meaning `6/6`."""
+
+    name = "A/B"
+
+    def convert(self, value, param, ctx) -> tuple[int, int]:
+        if isinstance(value, tuple):
+            return value
+        parts = str(value).strip().split("/")
+        try:
+            nums = [int(p) for p in parts]
+        except ValueError:
+            self.fail(f"{value!r} is not an increment like 60/6 or 6", param, ctx)
+        if len(nums) == 1:
+            nums = nums * 2
+        if len(nums) != 2 or nums[0] < 1 or nums[1] < 1:
+            self.fail(f"{value!r} is not an increment like 60/6 or 6 (both at least 1)", param, ctx)
+        return nums[0], nums[1]
+
+
+INCREMENT = IncrementType()
+
+
+def parse_day_or_time(text: str, tz: ZoneInfo, *, end: bool) -> datetime:
+    """`--from/--to`: a DATE is a whole day in `tz` (both ends inclusive); a full ISO time as is."""
+    text = text.strip()
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            if end:
+                day += timedelta(days=1)
+            return datetime.combine(day, time(), tz).astimezone(UTC)
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a date (YYYY-MM-DD) or an ISO time") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=tz)
+    return parsed.astimezone(UTC)

@@ -1,0 +1,128 @@
+"""One place that prints data: table, CSV or JSON, on stdout.
+
+Money should arrive already formatted by `voipctl.money.fmt` (a string); any
+Decimal left over is printed in plain notation, datetimes as ISO 8601.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import click
+
+Row = Mapping[str, Any]
+Columns = Sequence[tuple[str, str]]  # (key, header)
+
+_PLAIN_NUMBER = re.compile(r"^[+-]?\d+(\.\d+)?$")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(f"cannot show {type(value).__name__} as JSON")
+
+
+def to_json(doc: Any) -> str:
+    return json.dumps(doc, default=_json_default, indent=2, ensure_ascii=False)
+
+
+def neutralize_cell(text: str) -> str:
+    """Keep a spreadsheet from running a cell as a formula (CSV injection).
+
+    A cell starting with =, @, tab or CR is prefixed with a quote; so is one starting
+    with + or - unless the whole cell is a plain number (+15195550100, -1.25).
+    """
+    if not text:
+        return text
+    first = text[0]
+    if first in "=@\t\r" or (first in "+-" and not _PLAIN_NUMBER.match(text)):
+        return "'" + text
+    return text
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, list | tuple):
+        return " | ".join(_cell(v) for v in value)
+    return str(value)
+
+
+def render(
+    rows: Iterable[Row],
+    columns: Columns,
+    fmt: str,
+    *,
+    footer: str | None = None,
+    raw: bool = False,
+    json_rows: Iterable[Row] | None = None,
+) -> None:
+    """Print rows. JSON shows every key of each row; table and CSV show `columns`.
+
+    `footer` (a totals line) is printed under the table only. `raw` turns off the
+    CSV formula neutralisation for machine use.
+    """
+    out = sys.stdout
+    if fmt == "json":
+        click.echo(to_json(list(json_rows if json_rows is not None else rows)))
+        return
+    if fmt == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow([header for _, header in columns])
+        for row in rows:
+            cells = [_cell(row.get(key)) for key, _ in columns]
+            writer.writerow(cells if raw else [neutralize_cell(c) for c in cells])
+        return
+    materialized = [[_cell(row.get(key)) for key, _ in columns] for row in rows]
+    headers = [header for _, header in columns]
+    widths = [len(h) for h in headers]
+    for cells in materialized:
+        widths = [max(w, len(c)) for w, c in zip(widths, cells, strict=True)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    click.echo(line.rstrip())
+    click.echo("  ".join("-" * w for w in widths))
+    for cells in materialized:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
+    if not materialized:
+        click.echo("(none)")
+    if footer:
+        click.echo(footer)
+
+
+def render_one(obj: Row, fmt: str, *, fields: Columns | None = None) -> None:
+    """Print one object: JSON as a document, table as `key: value` lines, CSV as one row."""
+    if fmt == "json":
+        click.echo(to_json(dict(obj)))
+        return
+    fields = fields or [(key, key) for key in obj]
+    if fmt == "csv":
+        render([obj], fields, "csv")
+        return
+    width = max(len(header) for _, header in fields)
+    for key, header in fields:
+        value = obj.get(key)
+        if isinstance(value, list) and value and isinstance(value[0], Mapping):
+            click.echo(f"{header.ljust(width)}:")
+            for item in value:
+                click.echo("  - " + ", ".join(f"{k}={_cell(v)}" for k, v in item.items()))
+        else:
+            click.echo(f"{header.ljust(width)}: {_cell(value)}")

@@ -1,0 +1,67 @@
+"""Setup commands: `db upgrade`, `server list`."""
+
+from __future__ import annotations
+
+import click
+
+from voipctl.cli.app import get_app
+from voipctl.cli.options import format_option
+from voipctl.cli.output import render
+from voipctl.store.engine import connect_check
+from voipctl.store.migrate import upgrade
+
+
+@click.group()
+def db():
+    """The database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade():
+    """Create or migrate the schema to the newest revision. Safe to run every time.
+
+    Example: voipctl --db sqlite:////var/lib/voipctl/voipctl.db db upgrade
+    """
+    app = get_app()
+    store = app.store(check_schema=False)
+    connect_check(store)
+    before, after = upgrade(store)
+    if before == after:
+        click.echo(f"database {store.safe_url} is at revision {after}: nothing to do")
+    else:
+        click.echo(f"database {store.safe_url} upgraded from {before or 'empty'} to {after}")
+
+
+@click.group()
+def server():
+    """The PBX and carrier servers of the configuration."""
+
+
+@server.command("list")
+@format_option
+def server_list(fmt):
+    """List the configured servers.
+
+    Example: voipctl server list --format json
+    """
+    config = get_app().config
+    rows = []
+    for name, srv in sorted(config.servers.items()):
+        where = getattr(srv, "url", "") or ""
+        if srv.type == "fusionpbx" and srv.mode == "db":
+            where = f"database (${srv.db_url_env})"
+        rows.append(
+            {
+                "name": name,
+                "type": srv.type,
+                "mode": getattr(srv, "mode", None),
+                "where": where,
+                "suspend": srv.suspend,
+                "timezone": srv.timezone,
+            }
+        )
+    columns = [(k, k) for k in ("name", "type", "mode", "where", "suspend", "timezone")]
+    render(rows, columns, fmt)
+
+
+COMMANDS = [db, server]

@@ -1,0 +1,340 @@
+"""Configuration: the TOML file, `VOIPCTL_*` environment overrides and `.env` secrets.
+
+Secrets never live in the TOML file: a key ending in `_env` names the
+environment variable that holds the secret, and `secret()` reads it when it is
+needed, so no configuration object ever carries a password in its repr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import dotenv
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from voipctl.errors import ConfigError
+
+ENV_PREFIX = "VOIPCTL_"
+SYSTEM_CONFIG = Path("/etc/voipctl/voipctl.toml")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class DatabaseConfig(_Section):
+    url: str | None = None
+
+
+class EmailConfig(_Section):
+    from_: str = Field("billing@localhost", alias="from")
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    security: Literal["none", "starttls", "tls"] = "none"
+    username: str = ""
+    password_env: str | None = None
+    templates_dir: Path | None = None
+    bcc: str = ""
+    operator: str = ""
+    timeout_s: float = 30.0
+    # Write each email as a file in this directory instead of sending it (demo, trials).
+    capture_dir: Path | None = None
+
+
+class BillingConfig(_Section):
+    backend: Literal["local", "whmcs"] = "local"
+    currency: str = "USD"
+
+
+class WhmcsConfig(_Section):
+    url: str = ""
+    identifier_env: str | None = None
+    secret_env: str | None = None
+    accesskey_env: str | None = None
+    timeout_s: float = 30.0
+    verify_tls: bool = True
+    # How autobill posts usage: AddCredit type=remove, or billable items on an invoice.
+    post_usage: Literal["credit", "invoice"] = "credit"
+    # Who sends the two alert emails: WHMCS SendEmail (its templates) or voipctl's SMTP.
+    emails: Literal["whmcs", "smtp"] = "whmcs"
+    # Custom client field names (or "id:N") as they are set up in WHMCS.
+    fields: dict[str, str] = Field(
+        default_factory=lambda: {
+            "has_voip_service": "Has VoIP Service",
+            "low_balance_threshold": "Low Balance Threshold",
+            "voip_suspended": "VoIP Suspended",
+            "manual_voip_suspend": "Manual VoIP Suspend",
+            "credit_limit": "Credit Limit",
+            "timezone": "Time Zone",
+        }
+    )
+
+
+class _ServerBase(_Section):
+    timeout_s: float = 30.0
+    retries: int = Field(3, ge=0, le=10)
+    verify_tls: bool = True
+    ca_bundle: Path | None = None
+    timezone: str = "UTC"
+    overlap_minutes: int = Field(60, ge=0)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo
+
+        try:
+            ZoneInfo(value)
+        except Exception:  # noqa: BLE001 - zoneinfo raises several kinds
+            raise ValueError(f"unknown IANA time zone {value!r}") from None
+        return value
+
+
+class FusionPBXServer(_ServerBase):
+    type: Literal["fusionpbx"]
+    mode: Literal["db", "export"] = "db"
+    db_url_env: str | None = None
+    url: str = ""
+    api_key_env: str | None = None
+    esl_host: str = "127.0.0.1"
+    esl_port: int = 8021
+    esl_password_env: str | None = None
+    suspend: Literal["gateway", "domain", "extensions"] = "gateway"
+
+
+class VodiaServer(_ServerBase):
+    type: Literal["vodia"]
+    url: str
+    auth: Literal["basic", "session"] = "basic"
+    username: str = "admin"
+    password_env: str | None = None
+    suspend: Literal["trunk", "extension"] = "trunk"
+
+
+def _default_lesnet_columns() -> dict[str, str]:
+    return {
+        "start": "date",
+        "caller": "src",
+        "number": "dst",
+        "seconds": "duration",
+        "peer": "peer",
+        "did": "did",
+    }
+
+
+class LesnetCdrFormat(_Section):
+    delimiter: str = ","
+    header: bool = True
+    # Column map: field -> header name (with a header) or 0-based index as text (without).
+    columns: dict[str, str] = Field(default_factory=_default_lesnet_columns)
+    time_format: str = "%Y-%m-%d %H:%M:%S"
+    timezone: str = "America/Toronto"
+    encoding: str = "utf-8"
+
+
+class LesnetServer(_ServerBase):
+    type: Literal["lesnet"]
+    url: str = "https://api.les.net/v1"
+    api_key_env: str | None = None
+    id_key_env: str | None = None
+    suspend: Literal["manual", "command"] = "manual"
+    suspend_command: list[str] | None = None
+    unsuspend_command: list[str] | None = None
+    cdr_format: LesnetCdrFormat = Field(default_factory=LesnetCdrFormat)
+
+
+ServerConfig = Annotated[FusionPBXServer | VodiaServer | LesnetServer, Field(discriminator="type")]
+
+
+class Config(_Section):
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    email: EmailConfig = Field(default_factory=EmailConfig)
+    billing: BillingConfig = Field(default_factory=BillingConfig)
+    whmcs: WhmcsConfig = Field(default_factory=WhmcsConfig)
+    servers: dict[str, ServerConfig] = Field(default_factory=dict)
+
+    # Where the configuration came from, for messages ("built-in defaults" when nowhere).
+    source: str = Field("built-in defaults", exclude=True)
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or default_database_url()
+
+    def server(self, name: str) -> FusionPBXServer | VodiaServer | LesnetServer:
+        try:
+            return self.servers[name]
+        except KeyError:
+            known = ", ".join(sorted(self.servers)) or "none configured"
+            raise ConfigError(f"{self.source}: no server {name!r} (servers: {known})") from None
+
+
+def default_database_url() -> str:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return f"sqlite:///{Path(base) / 'voipctl' / 'voipctl.db'}"
+
+
+def secret(env_name: str | None, *, what: str) -> str | None:
+    """The value of the secret held in environment variable `env_name`.
+
+    `what` names the config key for the error ("servers.vodia1.password_env").
+    """
+    if not env_name:
+        return None
+    value = os.environ.get(env_name)
+    if value is None:
+        raise ConfigError(f"{what}: environment variable {env_name} is named but not set")
+    return value
+
+
+def _find_config_file(explicit: str | None) -> Path | None:
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"{path}: configuration file not found")
+        return path
+    env = os.environ.get("VOIPCTL_CONFIG")
+    if env:
+        path = Path(env)
+        if not path.is_file():
+            raise ConfigError(f"{path}: configuration file not found (from $VOIPCTL_CONFIG)")
+        return path
+    for candidate in (Path("voipctl.toml"), SYSTEM_CONFIG):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _env_value(raw: str) -> Any:
+    # Lists and tables can be given as JSON (VOIPCTL_SERVERS__L__SUSPEND_COMMAND='["a","b"]').
+    if raw[:1] in "[{":
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError:
+            return raw
+    return raw
+
+
+def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> list[str]:
+    applied = []
+    if environ.get("VOIPCTL_DATABASE_URL"):
+        data.setdefault("database", {})["url"] = environ["VOIPCTL_DATABASE_URL"]
+        applied.append("VOIPCTL_DATABASE_URL")
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
+        if not all(path):
+            continue
+        node = data
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{name}: {'.'.join(path[:-1])} is not a table")
+            node = child
+        node[path[-1]] = _env_value(raw)
+        applied.append(name)
+    return applied
+
+
+def _format_validation_error(source: str, exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"] if part not in _UNION_TAGS)
+        if err["type"] == "extra_forbidden":
+            hint = "unknown key"
+            if any(word in key for word in ("password", "secret", "key", "token")):
+                hint += (
+                    " (secrets are not kept in the file: name an environment variable with *_env)"
+                )
+            lines.append(f"{source}: {key}: {hint}")
+        elif err["type"] == "missing":
+            lines.append(f"{source}: {key}: required key is missing")
+        else:
+            given = err.get("input")
+            shown = "" if isinstance(given, dict | list) else f", got {given!r}"
+            lines.append(f"{source}: {key}: {err['msg'].lower()}{shown}")
+    return "\n".join(lines)
+
+
+_UNION_TAGS = {"fusionpbx", "vodia", "lesnet"}
+
+
+def _check_secrets(config: Config) -> None:
+    """Every `*_env` key that is set must name a variable that exists, checked now, not at 2 a.m."""
+    sections: list[tuple[str, BaseModel]] = [("email", config.email), ("whmcs", config.whmcs)]
+    sections += [(f"servers.{name}", server) for name, server in config.servers.items()]
+    for prefix, section in sections:
+        if prefix == "whmcs" and config.billing.backend != "whmcs":
+            continue
+        for key, value in section:
+            if key.endswith("_env") and value:
+                secret(value, what=f"{config.source}: {prefix}.{key}")
+
+
+def _check_servers(config: Config) -> None:
+    for name, server in config.servers.items():
+        where = f"{config.source}: servers.{name}"
+        if isinstance(server, FusionPBXServer):
+            if server.mode == "db" and not server.db_url_env:
+                raise ConfigError(f'{where}.db_url_env: required with mode = "db"')
+            if server.mode == "export" and not (server.url and server.api_key_env):
+                raise ConfigError(f'{where}: mode = "export" needs url and api_key_env')
+            if not server.db_url_env:
+                raise ConfigError(
+                    f'{where}.db_url_env: required: suspend = "{server.suspend}" writes '
+                    "FusionPBX's database (v_gateways / v_domains / v_extensions)"
+                )
+        if (
+            isinstance(server, LesnetServer)
+            and server.suspend == "command"
+            and not (server.suspend_command and server.unsuspend_command)
+        ):
+            raise ConfigError(
+                f'{where}: suspend = "command" needs suspend_command and unsuspend_command'
+            )
+
+
+def load_config(
+    path: str | None = None,
+    *,
+    db_url: str | None = None,
+    env_file: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Load and validate the configuration as cli.md describes. Raises ConfigError."""
+    if env_file is not None:
+        if not Path(env_file).is_file():
+            raise ConfigError(f"{env_file}: --env-file not found")
+        dotenv.load_dotenv(env_file, override=False)
+    elif Path(".env").is_file():
+        dotenv.load_dotenv(".env", override=False)
+    environ = os.environ if environ is None else environ
+
+    file = _find_config_file(path)
+    data: dict[str, Any] = {}
+    source = "built-in defaults"
+    if file is not None:
+        source = str(file)
+        try:
+            with file.open("rb") as fh:
+                data = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"{file}: cannot read: {exc.strerror}") from None
+    _apply_env_overrides(data, environ)
+    if db_url:
+        data.setdefault("database", {})["url"] = db_url
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(source, exc)) from None
+    config.source = source
+    _check_servers(config)
+    _check_secrets(config)
+    return config

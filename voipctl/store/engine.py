@@ -1,0 +1,127 @@
+"""Engine and session setup for SQLite (WAL, BEGIN IMMEDIATE) and PostgreSQL."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from voipctl.errors import ConfigError, SchemaOutOfDate, VoipctlError
+
+log = logging.getLogger(__name__)
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+@dataclass
+class Store:
+    """An engine and its session factory; `sqlite_path` is set for SQLite files."""
+
+    engine: Engine
+    sessions: sessionmaker[Session]
+    url: str
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        if not self.is_sqlite:
+            return None
+        database = self.engine.url.database
+        return Path(database) if database and database != ":memory:" else None
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session in one transaction: committed on success, rolled back on error."""
+        with self.sessions.begin() as session:
+            yield session
+
+    def check_schema(self) -> None:
+        """Refuse to run on a database that is not at the newest migration."""
+        from voipctl.store.migrate import current_revision, head_revision
+
+        current = current_revision(self)
+        head = head_revision()
+        if current != head:
+            state = "has no voipctl schema" if current is None else f"is at revision {current}"
+            raise SchemaOutOfDate(
+                f"the database {self.safe_url} {state}, this voipctl needs {head}: "
+                "run `voipctl db upgrade`"
+            )
+
+    @property
+    def safe_url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    # pysqlite's own transaction handling is turned off so that every transaction
+    # starts with BEGIN IMMEDIATE: writers queue on the busy timeout up front
+    # instead of failing with "database is locked" halfway through.
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def open_store(url: str, *, create_dir: bool = True) -> Store:
+    """Open the database at a SQLAlchemy URL. Raises ConfigError for a bad URL."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"database url {url!r} is not a SQLAlchemy URL") from None
+    backend = parsed.get_backend_name()
+    if backend == "postgresql" and parsed.drivername == "postgresql":
+        # psycopg 3 is the driver we ship; plain postgresql:// means it.
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    kwargs: dict = {}
+    if backend == "sqlite":
+        if parsed.database and parsed.database != ":memory:" and create_dir:
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+    elif backend == "postgresql":
+        kwargs["pool_pre_ping"] = True
+    else:
+        raise ConfigError(f"database url: {backend!r} is not supported (sqlite or postgresql)")
+    try:
+        engine = create_engine(parsed, **kwargs)
+    except (NoSuchModuleError, ArgumentError) as exc:
+        raise ConfigError(f"database url: {exc}") from None
+    if backend == "sqlite":
+        _sqlite_setup(engine)
+    return Store(engine=engine, sessions=sessionmaker(engine, expire_on_commit=False), url=url)
+
+
+def connect_check(store: Store) -> None:
+    """Open one connection, turning driver errors into a clear VoipctlError."""
+    try:
+        with store.engine.connect() as conn:
+            inspect(conn).get_table_names()
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise VoipctlError(f"cannot open the database {store.safe_url}: {reason}") from None

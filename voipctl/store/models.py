@@ -1,0 +1,354 @@
+"""The schema: typed SQLAlchemy 2 models.
+
+Money columns are `Money` (Decimal in Python, integer units in the database);
+times are `UTCTime` (aware UTC datetimes, epoch seconds in the database).
+Changing a model means changing the migrations: see `scripts/new-migration`.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from voipctl.store.types import Money, Percent, UTCTime
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# BigInteger ids that autoincrement on SQLite too (SQLite only does that for INTEGER).
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Product(Base):
+    """A "VoIP package": what a service is sold as, with its rating settings (rating.md §1)."""
+
+    __tablename__ = "products"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    metered: Mapped[bool] = mapped_column(Boolean, default=True)
+    country_code: Mapped[str] = mapped_column(String(4), default="1")
+    exit_code: Mapped[str] = mapped_column(String(6), default="011")
+    national_prefix: Mapped[str | None] = mapped_column(String(6))
+    prepend_country_code: Mapped[bool] = mapped_column(Boolean, default=False)
+    nanp_10_digit: Mapped[bool] = mapped_column(Boolean, default=True)
+    markup_percent: Mapped[Decimal] = mapped_column(Percent, default=Decimal(0))
+    free_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    bill_inbound: Mapped[bool] = mapped_column(Boolean, default=False)
+    increment_a: Mapped[int] = mapped_column(Integer, default=60)
+    increment_b: Mapped[int] = mapped_column(Integer, default=60)
+    inbound_increment_a: Mapped[int] = mapped_column(Integer, default=60)
+    inbound_increment_b: Mapped[int] = mapped_column(Integer, default=60)
+    area_code: Mapped[str | None] = mapped_column(String(3))
+    decimals: Mapped[int] = mapped_column(Integer, default=4)
+    exclude: Mapped[str] = mapped_column(Text, default="")
+    suppress: Mapped[str] = mapped_column(Text, default="")
+    max_internal_digits: Mapped[int] = mapped_column(Integer, default=6)
+    created_at: Mapped[datetime] = mapped_column(UTCTime)
+
+
+class DeckVersion(Base):
+    """One import of a product's rate deck, in force from `effective_from` (rating.md §4)."""
+
+    __tablename__ = "deck_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"), index=True)
+    effective_from: Mapped[datetime] = mapped_column(UTCTime)
+    # Which directions this version replaces: "outbound", "inbound" or "outbound,inbound".
+    directions: Mapped[str] = mapped_column(String(20))
+    source: Mapped[str] = mapped_column(Text)
+    row_count: Mapped[int] = mapped_column(Integer, default=0)
+    imported_at: Mapped[datetime] = mapped_column(UTCTime)
+
+
+class Rate(Base):
+    """One row of a deck version."""
+
+    __tablename__ = "rates"
+    __table_args__ = (UniqueConstraint("version_id", "direction", "prefix"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("deck_versions.id"))
+    direction: Mapped[str] = mapped_column(String(8))
+    prefix: Mapped[str] = mapped_column(String(20))
+    description: Mapped[str] = mapped_column(Text, default="")
+    rate: Mapped[Decimal] = mapped_column(Money)
+    increment_a: Mapped[int | None] = mapped_column(Integer)
+    increment_b: Mapped[int | None] = mapped_column(Integer)
+    connect_fee: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+
+
+class RateOverride(Base):
+    """A custom per-prefix rate of a product: beats the deck on the same prefix, no markup."""
+
+    __tablename__ = "rate_overrides"
+    __table_args__ = (UniqueConstraint("product_id", "direction", "prefix"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"))
+    direction: Mapped[str] = mapped_column(String(8))
+    prefix: Mapped[str] = mapped_column(String(20))
+    description: Mapped[str] = mapped_column(Text, default="")
+    rate: Mapped[Decimal] = mapped_column(Money)
+    increment_a: Mapped[int | None] = mapped_column(Integer)
+    increment_b: Mapped[int | None] = mapped_column(Integer)
+    connect_fee: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    created_at: Mapped[datetime] = mapped_column(UTCTime)
+
+
+class Client(Base):
+    """A customer, with the ictVoIP custom client fields of billing.md."""
+
+    __tablename__ = "clients"
+
+    # Chosen by the operator: the client's id in their billing system.
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    first_name: Mapped[str] = mapped_column(Text)
+    last_name: Mapped[str] = mapped_column(Text)
+    company: Mapped[str] = mapped_column(Text, default="")
+    email: Mapped[str] = mapped_column(Text)
+    currency: Mapped[str] = mapped_column(String(3))
+    has_voip_service: Mapped[bool] = mapped_column(Boolean, default=False)
+    low_balance_threshold: Mapped[Decimal | None] = mapped_column(Money)
+    # "none" lets autosuspend decide; "yes"/"no" override it.
+    voip_suspended: Mapped[str] = mapped_column(String(4), default="none")
+    manual_voip_suspend: Mapped[bool] = mapped_column(Boolean, default=False)
+    credit_limit: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    auto_topup_amount: Mapped[Decimal | None] = mapped_column(Money)
+    cc_auth_on_file: Mapped[bool] = mapped_column(Boolean, default=False)
+    cc_auth_date: Mapped[date | None] = mapped_column(Date)
+    # The low-balance latch: set when the alert is decided, cleared when credit rises above.
+    low_balance_alerted: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCTime)
+
+
+class Service(Base):
+    """One VoIP service of a client on one server, with its parsed product fields."""
+
+    __tablename__ = "services"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"), index=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"))
+    server: Mapped[str] = mapped_column(String(100), index=True)
+    server_type: Mapped[str] = mapped_column(String(20))
+    # The product fields exactly as the operator wrote them, and what they parse to.
+    domain_field: Mapped[str] = mapped_column(Text)
+    billed_field: Mapped[str] = mapped_column(Text, default="")
+    tenant: Mapped[str | None] = mapped_column(Text)
+    peer_id: Mapped[str | None] = mapped_column(Text)
+    main_did: Mapped[str | None] = mapped_column(Text)
+    dids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    extensions: Mapped[list[str]] = mapped_column(JSON, default=list)
+    gateway_uuid: Mapped[str | None] = mapped_column(String(36))
+    trunk_id: Mapped[str | None] = mapped_column(Text)
+    first_name: Mapped[str | None] = mapped_column(Text)
+    inbound_search: Mapped[str | None] = mapped_column(Text)
+    cdr_link: Mapped[str | None] = mapped_column(Text)
+    # Suspension state as last confirmed by the provider.
+    suspended: Mapped[bool] = mapped_column(Boolean, default=False)
+    # "autosuspend" (a row of the decision table) or "operator" (voipctl suspend: a hold).
+    suspended_by: Mapped[str | None] = mapped_column(String(20))
+    suspend_reason: Mapped[str | None] = mapped_column(Text)
+    suspended_at: Mapped[datetime | None] = mapped_column(UTCTime)
+    manual_action_required: Mapped[bool] = mapped_column(Boolean, default=False)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCTime)
+
+
+class Cdr(Base):
+    """One call detail record, as the provider gave it and as it was rated and billed."""
+
+    __tablename__ = "cdrs"
+    __table_args__ = (
+        UniqueConstraint("server", "provider_id"),
+        Index("ix_cdrs_client_start", "client_id", "start"),
+        Index("ix_cdrs_service_start", "service_id", "start"),
+        Index("ix_cdrs_status", "status"),
+        Index("ix_cdrs_billed_entry", "billed_entry_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    server: Mapped[str] = mapped_column(String(100))
+    # The provider's own id for the call: the dedupe key, unique per server.
+    provider_id: Mapped[str] = mapped_column(String(200))
+    service_id: Mapped[int] = mapped_column(ForeignKey("services.id"))
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"))
+    direction: Mapped[str] = mapped_column(String(8))
+    extension: Mapped[str | None] = mapped_column(Text)
+    caller: Mapped[str | None] = mapped_column(Text)
+    # The number the call is rated on, as the provider gave it.
+    number: Mapped[str | None] = mapped_column(Text)
+    start: Mapped[datetime] = mapped_column(UTCTime)
+    answer: Mapped[datetime | None] = mapped_column(UTCTime)
+    end: Mapped[datetime | None] = mapped_column(UTCTime)
+    billsec: Mapped[int] = mapped_column(Integer, default=0)
+    hangup_cause: Mapped[str | None] = mapped_column(Text)
+    raw: Mapped[str | None] = mapped_column(Text)
+    pulled_at: Mapped[datetime] = mapped_column(UTCTime)
+    # Rating results (rating.md): null status means not rated yet.
+    status: Mapped[str | None] = mapped_column(String(20))
+    normalized: Mapped[str | None] = mapped_column(String(32))
+    prefix: Mapped[str | None] = mapped_column(String(20))
+    description: Mapped[str | None] = mapped_column(Text)
+    rate: Mapped[Decimal | None] = mapped_column(Money)
+    connect_fee: Mapped[Decimal | None] = mapped_column(Money)
+    increment: Mapped[str | None] = mapped_column(String(16))
+    deck_version_id: Mapped[int | None] = mapped_column(Integer)
+    rate_source: Mapped[str | None] = mapped_column(String(10))  # "deck" or "override"
+    billable_seconds: Mapped[int | None] = mapped_column(Integer)
+    free_seconds: Mapped[int | None] = mapped_column(Integer)
+    cost: Mapped[Decimal | None] = mapped_column(Money)
+    rated_at: Mapped[datetime | None] = mapped_column(UTCTime)
+    rerate_count: Mapped[int] = mapped_column(Integer, default=0)
+    billed_entry_id: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class LedgerEntry(Base):
+    """One movement of a client's credit. The balance is the sum of a client's rows."""
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (Index("ix_ledger_entries_client_created", "client_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"))
+    # "topup", "charge", "adjustment", "reversal"
+    kind: Mapped[str] = mapped_column(String(12))
+    # Signed: a top-up is positive, a usage charge negative.
+    amount: Mapped[Decimal] = mapped_column(Money)
+    # The idempotency key: the same reference is taken once.
+    reference: Mapped[str] = mapped_column(String(200), unique=True)
+    note: Mapped[str] = mapped_column(Text, default="")
+    service_id: Mapped[int | None] = mapped_column(Integer)
+    cdr_count: Mapped[int] = mapped_column(Integer, default=0)
+    reverses_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCTime)
+
+
+class Invoice(Base):
+    """An invoice recorded from the billing system; unpaid and due means "owing"."""
+
+    __tablename__ = "invoices"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"), index=True)
+    number: Mapped[str] = mapped_column(String(64), unique=True)
+    amount: Mapped[Decimal] = mapped_column(Money)
+    due_date: Mapped[date | None] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(8), default="unpaid")  # unpaid | paid
+    created_at: Mapped[datetime] = mapped_column(UTCTime)
+    paid_at: Mapped[datetime | None] = mapped_column(UTCTime)
+
+
+class OutboxEmail(Base):
+    """An email decided by a job, written in the same transaction as the decision."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    template: Mapped[str] = mapped_column(String(64))
+    # Unique per decision (e.g. "low_balance_alert:42:7"): a decision is mailed once.
+    dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
+    recipient: Mapped[str] = mapped_column(Text)
+    bcc: Mapped[str] = mapped_column(Text, default="")
+    subject: Mapped[str] = mapped_column(Text)
+    body_text: Mapped[str] = mapped_column(Text)
+    body_html: Mapped[str | None] = mapped_column(Text)
+    credit: Mapped[Decimal | None] = mapped_column(Money)
+    created_at: Mapped[datetime] = mapped_column(UTCTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class SuspensionEvent(Base):
+    """Audit of every suspend and unsuspend: who, why, and what the provider answered."""
+
+    __tablename__ = "suspension_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    service_id: Mapped[int] = mapped_column(ForeignKey("services.id"), index=True)
+    client_id: Mapped[int] = mapped_column(BigInteger)
+    action: Mapped[str] = mapped_column(String(10))  # suspend | unsuspend
+    actor: Mapped[str] = mapped_column(String(20))  # autosuspend | operator
+    reason: Mapped[str] = mapped_column(Text, default="")
+    ok: Mapped[bool] = mapped_column(Boolean)
+    provider_response: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCTime)
+
+
+class JobRun(Base):
+    """One run of a job, for `doctor` and for the operator's history."""
+
+    __tablename__ = "job_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job: Mapped[str] = mapped_column(String(32), index=True)
+    started_at: Mapped[datetime] = mapped_column(UTCTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCTime)
+    status: Mapped[str] = mapped_column(String(12), default="running")  # running|ok|failed
+    host: Mapped[str] = mapped_column(Text, default="")
+    pid: Mapped[int] = mapped_column(Integer, default=0)
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class PullWatermark(Base):
+    """How far pull-cdrs has read, per server and scope (a service, or a shared CDR link)."""
+
+    __tablename__ = "pull_watermarks"
+
+    server: Mapped[str] = mapped_column(String(100), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(300), primary_key=True)
+    watermark: Mapped[datetime] = mapped_column(UTCTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCTime)
+
+
+class ExternalPosting(Base):
+    """An intent to post money to an outside billing system (WHMCS), recorded before the call.
+
+    WHMCS has no idempotency keys: the reference goes into the posting's
+    description, and before a retry the backend looks for it there.
+    """
+
+    __tablename__ = "external_postings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    reference: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))  # credit_remove | billable_item | ...
+    amount: Mapped[Decimal] = mapped_column(Money)
+    state: Mapped[str] = mapped_column(String(12), default="intent")  # intent | posted
+    external_id: Mapped[str | None] = mapped_column(Text)
+    ledger_entry_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCTime)
+    posted_at: Mapped[datetime | None] = mapped_column(UTCTime)
