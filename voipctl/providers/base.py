@@ -1,0 +1,93 @@
+"""The adapter contract every PBX or carrier implements (providers.md), and its value objects.
+
+Providers know nothing of the store: they receive a `ServiceInfo` snapshot and
+yield `CallRecord`s; `voipctl.jobs` moves those into the database.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+
+DIRECTIONS = ("outbound", "inbound", "local")
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceInfo:
+    """What an adapter needs to know of one service (parsed product fields)."""
+
+    id: int
+    client_id: int
+    server: str
+    tenant: str | None = None
+    main_did: str | None = None
+    dids: tuple[str, ...] = ()
+    extensions: tuple[str, ...] = ()
+    peer_id: str | None = None
+    gateway_uuid: str | None = None
+    trunk_id: str | None = None
+    first_name: str | None = None
+    inbound_search: str | None = None
+    cdr_link: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One call, normalised from a provider's payload. Times are aware UTC datetimes."""
+
+    provider_id: str  # the dedupe key, unique per server
+    direction: str  # outbound | inbound | local
+    start: datetime
+    billsec: int
+    number: str | None  # outbound: dialled destination; inbound: the number that was called
+    caller: str | None = None
+    extension: str | None = None
+    answer: datetime | None = None
+    end: datetime | None = None
+    hangup_cause: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)  # the provider's record, for support
+    # Set by adapters that read one feed for several services (a shared LES.NET link).
+    service_id: int | None = None
+
+
+class ProviderAdapter(ABC):
+    """One configured server. Subclasses must implement every abstract method."""
+
+    type: ClassVar[str]
+
+    def __init__(self, name: str, config: Any):
+        self.name = name
+        self.config = config
+
+    @abstractmethod
+    def check(self) -> str:
+        """Reach the server with its credentials; return what was reached (version if known).
+
+        Raises ProviderAuthError / ProviderUnavailable / ProviderError otherwise.
+        """
+
+    @abstractmethod
+    def fetch_cdrs(
+        self, service: ServiceInfo, since: datetime, until: datetime
+    ) -> Iterator[CallRecord]:
+        """Stream the service's calls that started in [since, until); never all in memory."""
+
+    @abstractmethod
+    def suspend(self, service: ServiceInfo, reason: str) -> str:
+        """Cut the service; idempotent; return the provider's answer. Raises on failure."""
+
+    @abstractmethod
+    def unsuspend(self, service: ServiceInfo) -> str:
+        """Restore the service; idempotent; return the provider's answer. Raises on failure."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
