@@ -1,0 +1,1 @@
+"""The cron jobs: each composes providers, rating, billing and notify."""

@@ -1,0 +1,159 @@
+"""The one request helper every HTTP adapter uses.
+
+Timeouts on every request; retries with backoff on connection errors, timeouts,
+429 and 5xx, never on other 4xx; 401/403 become ProviderAuthError naming the
+server. Error messages carry the method and path only: query strings can hold
+API keys (FusionPBX export) and are never shown.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+
+from voipctl.errors import ProviderAuthError, ProviderError, ProviderUnavailable
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUS = {429, 500, 502, 503, 504}
+BODY_LOG_LIMIT = 500
+
+
+class HttpClient:
+    """An httpx.Client bound to one server, with voipctl's error and retry rules.
+
+    `transport` is injectable (respx or httpx.MockTransport in unit tests).
+    """
+
+    def __init__(
+        self,
+        server: str,
+        base_url: str,
+        *,
+        timeout_s: float = 30.0,
+        retries: int = 3,
+        verify: bool | str = True,
+        auth: httpx.Auth | tuple[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        transport: httpx.BaseTransport | None = None,
+        backoff_s: float = 0.5,
+    ):
+        self.server = server
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.client = httpx.Client(
+            base_url=base_url,
+            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
+            verify=verify,
+            auth=auth,
+            headers=dict(headers or {}),
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    @classmethod
+    def for_server(cls, name: str, config: Any, base_url: str | None = None, **kwargs):
+        """Build from a server's config section (timeout_s, retries, verify_tls, ca_bundle)."""
+        verify: bool | str = config.verify_tls
+        if verify and getattr(config, "ca_bundle", None):
+            verify = str(config.ca_bundle)
+        return cls(
+            name,
+            base_url if base_url is not None else getattr(config, "url", ""),
+            timeout_s=config.timeout_s,
+            retries=config.retries,
+            verify=verify,
+            **kwargs,
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _what(self, method: str, url: str) -> str:
+        path = httpx.URL(url).path if "://" in url else url.split("?", 1)[0]
+        return f"{method} {path}"
+
+    def _check_status(self, response: httpx.Response, what: str) -> None:
+        status = response.status_code
+        if status in (401, 403):
+            raise ProviderAuthError(
+                self.server, f"the credentials were refused (HTTP {status} on {what})"
+            )
+        if status >= 400:
+            raise ProviderError(self.server, f"HTTP {status} on {what}")
+
+    def _sleep(self, attempt: int, response: httpx.Response | None) -> None:
+        delay = self.backoff_s * (2**attempt)
+        if response is not None:
+            retry_after = response.headers.get("retry-after", "")
+            if retry_after.isdigit():
+                delay = min(float(retry_after), 30.0)
+        time.sleep(delay)
+
+    def request(self, method: str, url: str, **kwargs) -> httpx.Response:
+        """Send a request with retries; return a 2xx/3xx response or raise a ProviderError."""
+        what = self._what(method, url)
+        last: str = ""
+        for attempt in range(self.retries + 1):
+            response = None
+            try:
+                response = self.client.request(method, url, **kwargs)
+            except httpx.TimeoutException:
+                last = f"timed out on {what}"
+            except httpx.TransportError as exc:
+                last = f"cannot connect ({type(exc).__name__}) on {what}"
+            else:
+                if response.status_code not in RETRY_STATUS:
+                    log.debug(
+                        "%s: %s -> %s %s",
+                        self.server,
+                        what,
+                        response.status_code,
+                        response.text[:BODY_LOG_LIMIT],
+                    )
+                    self._check_status(response, what)
+                    return response
+                last = f"HTTP {response.status_code} on {what}"
+            if attempt < self.retries:
+                log.info("%s: %s; retrying (%d/%d)", self.server, last, attempt + 1, self.retries)
+                self._sleep(attempt, response)
+        raise ProviderUnavailable(self.server, f"{last} (after {self.retries + 1} attempts)")
+
+    @contextmanager
+    def stream(self, method: str, url: str, **kwargs) -> Iterator[httpx.Response]:
+        """A streamed response (large files), with the same retries until the body starts."""
+        what = self._what(method, url)
+        last = ""
+        for attempt in range(self.retries + 1):
+            try:
+                with self.client.stream(method, url, **kwargs) as response:
+                    if response.status_code not in RETRY_STATUS:
+                        self._check_status(response, what)
+                        yield response
+                        return
+                    last = f"HTTP {response.status_code} on {what}"
+            except httpx.TimeoutException:
+                last = f"timed out on {what}"
+            except httpx.TransportError as exc:
+                last = f"cannot connect ({type(exc).__name__}) on {what}"
+            if attempt < self.retries:
+                self._sleep(attempt, None)
+        raise ProviderUnavailable(self.server, f"{last} (after {self.retries + 1} attempts)")
+
+    def json(self, method: str, url: str, **kwargs) -> Any:
+        """`request` and parse JSON; a body that is not JSON is a ProviderDataError."""
+        from voipctl.errors import ProviderDataError
+
+        response = self.request(method, url, **kwargs)
+        try:
+            return response.json()
+        except ValueError:
+            snippet = response.text[:80].replace("\n", " ")
+            raise ProviderDataError(
+                self.server, f"{self._what(method, url)} answered with non-JSON: {snippet!r}"
+            ) from None
