@@ -70,6 +70,14 @@ class ProviderDataError(ProviderError, DataError):
     """The PBX or carrier answered with a payload that does not parse."""
 
 
+class ManualActionRequired(ProviderError):
+    """The server's suspend lever is `manual`: an operator must act; the message says what.
+
+    Raised by an adapter's suspend/unsuspend instead of acting; autosuspend records the
+    new state with "manual action required" and emails the operator the message.
+    """
+
+
 class BillingBackendError(VoipctlError):
     """The billing backend (WHMCS) refused or failed an action."""
 
