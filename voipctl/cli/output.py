@@ -67,6 +67,16 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _echo_json_list(items: Iterable[Any]) -> None:
+    """Print a JSON list item by item (rows come from a cursor), as `to_json(list)` would."""
+    first = True
+    for item in items:
+        body = "\n".join("  " + line for line in to_json(item).splitlines())
+        click.echo(("[\n" if first else ",\n") + body, nl=False)
+        first = False
+    click.echo("[]" if first else "\n]")
+
+
 def render(
     rows: Iterable[Row],
     columns: Columns,
@@ -83,7 +93,7 @@ def render(
     """
     out = sys.stdout
     if fmt == "json":
-        click.echo(to_json(list(json_rows if json_rows is not None else rows)))
+        _echo_json_list(json_rows if json_rows is not None else rows)
         return
     if fmt == "csv":
         writer = csv.writer(out, lineterminator="\n")
