@@ -71,11 +71,15 @@ class ProviderDataError(ProviderError, DataError):
 
 
 class ManualActionRequired(ProviderError):
-    """The server's suspend lever is `manual`: an operator must act; the message says what.
+    """The provider has no API for the action: an operator must do `instructions` by hand.
 
-    Raised by an adapter's suspend/unsuspend instead of acting; autosuspend records the
-    new state with "manual action required" and emails the operator the message.
+    Raised by suspend/unsuspend levers such as LES.NET's `manual`: the action did not
+    happen, so the caller records "manual action required" and tells the operator.
     """
+
+    def __init__(self, server: str, instructions: str):
+        self.instructions = instructions
+        super().__init__(server, f"manual action required: {instructions}")
 
 
 class BillingBackendError(VoipctlError):
