@@ -142,3 +142,7 @@ def cli(db_url, capsys, tmp_path, monkeypatch):
         return Result(code, out, err)
 
     return invoke
+
+
+# Fixtures of the fake PBXs (tests/fakes/): fusion_db, fusion_db_legacy, esl_server.
+pytest_plugins = ["tests.fakes.plugin"]
