@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import click
 
+from voipctl import money
 from voipctl.cli.app import get_app
 from voipctl.cli.options import format_option, parse_day_or_time
-from voipctl.cli.output import render
+from voipctl.cli.output import render, render_one
 from voipctl.support import cdrs as cdr_view
-from voipctl.support.common import UTC_ZONE, client_zone, load_client
+from voipctl.support import statement as statements
+from voipctl.support.common import UTC_ZONE, client_zone, load_client, local_time
 
 raw_option = click.option(
     "--raw",
@@ -103,4 +105,72 @@ def cdrs(
             render(shown, columns, fmt, footer=f"total: {totals.line()}")
 
 
-COMMANDS = [cdrs]
+_ENTRY_COLUMNS = [
+    ("created_at", "date"),
+    ("kind", "kind"),
+    ("amount", "amount"),
+    ("balance", "balance"),
+    ("reference", "reference"),
+    ("note", "note"),
+]
+_USAGE_COLUMNS = [
+    ("prefix", "prefix"),
+    ("description", "destination"),
+    ("calls", "calls"),
+    ("minutes", "minutes"),
+    ("cost", "cost"),
+]
+
+
+@click.command("statement")
+@click.argument("client_id", metavar="CLIENT", type=int)
+@click.option("--from", "date_from", metavar="DATE", help="First day (default: the 1st).")
+@click.option("--to", "date_to", metavar="DATE", help="Last day, inclusive (default: today).")
+@format_option
+@raw_option
+def statement(client_id, date_from, date_to, fmt, raw):
+    """Opening balance, every top-up, charge, adjustment and reversal, closing balance,
+    and the period's calls summed per destination.
+
+    Days are whole days in the client's time zone; the default period is this
+    month so far. CSV prints two blocks: the ledger (with opening and closing
+    rows), a blank line, then the usage.
+
+    Example: voipctl statement 42 --from 2026-11-01 --to 2026-11-30 --format csv
+    """
+    store = get_app().store()
+    with store.session() as session:
+        client = load_client(session, client_id)
+        zone = client_zone(client)
+        start, end = _period(date_from, date_to, zone)
+        stmt = statements.build_statement(session, client, start, end)
+        if fmt == "json":
+            render_one(stmt.to_json(), fmt)
+            return
+        usage = [statements.usage_row(u) for u in stmt.usage]
+        opening = {"kind": "opening", "balance": money.fmt(stmt.opening, statements.PLACES)}
+        closing = {"kind": "closing", "balance": money.fmt(stmt.closing, statements.PLACES)}
+        opening["created_at"] = local_time(stmt.start, zone)
+        closing["created_at"] = local_time(stmt.end, zone)
+        entries = [statements.entry_row(entry, bal, zone) for entry, bal in stmt.entries]
+        if fmt == "csv":
+            render([opening, *entries, closing], _ENTRY_COLUMNS, fmt, raw=raw)
+            click.echo("")
+            render(usage, _USAGE_COLUMNS, fmt, raw=raw)
+            return
+        name = " ".join(p for p in (client.first_name, client.last_name) if p)
+        click.echo(f"Statement of client {client.id} ({name}), {client.currency}")
+        click.echo(f"Period: {stmt.period_label()}")
+        click.echo(f"Opening balance: {opening['balance']}")
+        click.echo("")
+        render(entries, _ENTRY_COLUMNS, fmt)
+        click.echo("")
+        click.echo(f"Closing balance: {closing['balance']}")
+        click.echo("")
+        click.echo("Usage by destination (rated calls)")
+        total = statements.usage_row(stmt.usage_total)
+        footer = f"total: {total['calls']} calls, {total['minutes']} minutes, cost {total['cost']}"
+        render(usage, _USAGE_COLUMNS, fmt, footer=footer)
+
+
+COMMANDS = [cdrs, statement]
