@@ -299,6 +299,13 @@ def _check_servers(config: Config) -> None:
             )
 
 
+def _load_env_file(path: str) -> None:
+    try:
+        dotenv.load_dotenv(path, override=False)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 (byte {exc.start})") from None
+
+
 def load_config(
     path: str | None = None,
     *,
@@ -310,9 +317,9 @@ def load_config(
     if env_file is not None:
         if not Path(env_file).is_file():
             raise ConfigError(f"{env_file}: --env-file not found")
-        dotenv.load_dotenv(env_file, override=False)
+        _load_env_file(env_file)
     elif Path(".env").is_file():
-        dotenv.load_dotenv(".env", override=False)
+        _load_env_file(".env")
     environ = os.environ if environ is None else environ
 
     file = _find_config_file(path)
@@ -325,8 +332,13 @@ def load_config(
                 data = tomllib.load(fh)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{file}: not valid TOML: not UTF-8 (byte {exc.start})") from None
         except OSError as exc:
             raise ConfigError(f"{file}: cannot read: {exc.strerror}") from None
+    if not isinstance(data.get("database", {}), dict):
+        # The URL overrides below write into it: refuse it here, not with a TypeError.
+        raise ConfigError(f"{source}: database: expected a table ([database])")
     _apply_env_overrides(data, environ)
     if db_url:
         data.setdefault("database", {})["url"] = db_url
