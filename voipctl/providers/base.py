@@ -83,6 +83,19 @@ class ProviderAdapter(ABC):
     def unsuspend(self, service: ServiceInfo) -> str:
         """Restore the service; idempotent; return the provider's answer. Raises on failure."""
 
+    # Optional capability: several services read from one feed (a LES.NET CDR link
+    # shared by the peers of one account). A run then reads the feed once for all
+    # of them, and the pull watermark is kept per feed.
+    def feed_key(self, service: ServiceInfo) -> str | None:
+        """The shared feed this service's calls come from, or None (one pull per service)."""
+        return None
+
+    def fetch_feed(
+        self, services: list[ServiceInfo], since: datetime, until: datetime
+    ) -> Iterator[CallRecord]:
+        """One read of a shared feed for `services` (same feed_key); records carry service_id."""
+        raise NotImplementedError(f"{type(self).__name__} has no shared feeds")
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 

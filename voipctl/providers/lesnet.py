@@ -1,0 +1,480 @@
+"""LES.NET: the account's CDR file ("CDR Link"), and suspension by command or by hand.
+
+The CDR file is rewritten by LES.NET once a day with the account's calls; its
+layout is not documented, so it is configuration (`[servers.X.cdr_format]`):
+delimiter (or "auto"), header row or none, a column map, the time format and
+zone. The default layout (a header row, comma separated)::
+
+    date,src,dst,duration,peer,did
+    2026-11-20 09:15:02,12046664021,15195550100,65,D4E3CD2BFC791,12046664021
+
+Rows are kept for a service when their peer is the service's Peer ID or one of
+their numbers is one of its DIDs; the caller being a DID makes the call
+outbound, the called number being one makes it inbound (a peer's row with
+neither is outbound: the peer dialled out). Several services often share one
+account's link: `fetch_feed` reads the link once for all of them.
+
+Dedupe key: the `call_id` column when the map has one; otherwise a hash of the
+row's normalised fields plus its occurrence number among identical rows of the
+file (two equal calls in one second are two calls), so that each day's file,
+which repeats the earlier days, stores nothing twice.
+
+Suspend levers (`suspend` in the config):
+- `manual` (default): LES.NET has no suspend API. `suspend`/`unsuspend` raise
+  `voipctl.errors.ManualActionRequired` whose `instructions` say what to do; the
+  billing job records "manual action required" and emails the operator.
+- `command`: `suspend_command`/`unsuspend_command`, an argv list run without a
+  shell, `{peer}`, `{did}` and `{service_id}` filled in; a non-zero exit status
+  or the server's `timeout_s` passing is a failure. Returns the command's output.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import hashlib
+import itertools
+import logging
+import subprocess
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+from zoneinfo import ZoneInfo
+
+import httpx
+
+from voipctl.config import LesnetCdrFormat, LesnetServer, secret
+from voipctl.errors import (
+    ConfigError,
+    ManualActionRequired,
+    ProviderDataError,
+    ProviderError,
+    ProviderUnavailable,
+)
+from voipctl.providers.base import CallRecord, ProviderAdapter, ServiceInfo
+from voipctl.providers.http import HttpClient
+from voipctl.providers.matching import did_key
+
+log = logging.getLogger(__name__)
+
+REQUIRED_COLUMNS = ("start", "caller", "number", "seconds")
+OPTIONAL_COLUMNS = ("peer", "did", "call_id")
+DEFAULT_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+SNIFF_DELIMITERS = ",;\t|"
+
+
+def shown_link(link: str) -> str:
+    """A CDR link fit for messages: no query string, no user:password."""
+    if "://" not in link:
+        return link
+    parts = urlsplit(link)
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    return f"{parts.scheme}://{host}{parts.path}"
+
+
+def _fast_key(number: str) -> str:
+    # did_key without the regex for the common all-digits case (millions of rows).
+    if number.isdigit():
+        return number[1:] if len(number) == 11 and number[0] == "1" else number
+    return did_key(number)
+
+
+class _TimeParser:
+    """Local time text -> UTC epoch seconds, in the file's zone.
+
+    The default format is read by slicing, with the epoch of each local hour
+    cached: a million-row file has a few hundred distinct hours. A local time in
+    the repeated hour of a DST change is its first occurrence (fold=0).
+    """
+
+    def __init__(self, time_format: str, zone: ZoneInfo):
+        self.format = time_format
+        self.zone = zone
+        self._hours: dict[str, int] = {}
+        if time_format == "epoch":
+            self.parse = self._epoch
+        elif time_format == DEFAULT_TIME_FORMAT:
+            self.parse = self._default
+        else:
+            self.parse = self._generic
+
+    def _epoch(self, text: str) -> int:
+        value = Decimal(text.strip())
+        if not value.is_finite() or not 0 <= value < 2**33:
+            raise ValueError(f"time {text!r} is not epoch seconds")
+        return int(value)
+
+    def _generic(self, text: str) -> int:
+        parsed = datetime.strptime(text.strip(), self.format)
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=self.zone)
+        return int(parsed.timestamp())
+
+    def _default(self, text: str) -> int:
+        if len(text) != 19:
+            text = text.strip()
+        if len(text) != 19 or text[13] != ":" or text[16] != ":":
+            raise ValueError(f"time {text!r} does not match {self.format!r}")
+        base = self._hours.get(text[:13])
+        if base is None:
+            hour = datetime.strptime(text, self.format).replace(minute=0, second=0)
+            base = int(hour.replace(tzinfo=self.zone).timestamp())
+            self._hours[text[:13]] = base
+        minutes, seconds = text[14:16], text[17:19]
+        if not (minutes.isdigit() and seconds.isdigit()) or minutes > "59" or seconds > "59":
+            raise ValueError(f"time {text!r} does not match {self.format!r}")
+        return base + int(minutes) * 60 + int(seconds)
+
+
+class _Matcher:
+    """Which service a row belongs to, and its direction."""
+
+    def __init__(self, services: Iterable[ServiceInfo]):
+        self.by_peer: dict[str, ServiceInfo] = {}
+        self.by_did: dict[str, ServiceInfo] = {}
+        self.dids: dict[int, frozenset[str]] = {}
+        for service in services:
+            keys = frozenset(
+                k for k in (did_key(n) for n in (*service.dids, *service.extensions)) if k
+            )
+            self.dids[service.id] = keys
+            if service.peer_id:
+                self.by_peer.setdefault(service.peer_id.strip(), service)
+            for key in keys:
+                self.by_did.setdefault(key, service)
+
+    def match(self, peer: str, caller: str, number: str) -> tuple[ServiceInfo, str] | None:
+        ck = _fast_key(caller)
+        nk = _fast_key(number)
+        service = self.by_peer.get(peer) if peer else None
+        if service is not None:
+            dids = self.dids[service.id]
+            if nk in dids and ck not in dids:
+                return service, "inbound"
+            return service, "outbound"
+        service = self.by_did.get(ck)
+        if service is not None:
+            return service, "outbound"
+        service = self.by_did.get(nk)
+        if service is not None:
+            return service, "inbound"
+        return None
+
+
+class LesnetAdapter(ProviderAdapter):
+    """A LES.NET account: CDR links per service, the JSON API for `check`."""
+
+    type = "lesnet"
+    backoff_s = 0.5
+
+    def __init__(
+        self, name: str, config: LesnetServer, *, transport: httpx.BaseTransport | None = None
+    ):
+        super().__init__(name, config)
+        self.format: LesnetCdrFormat = config.cdr_format
+        where = f"servers.{name}.cdr_format"
+        known = set(REQUIRED_COLUMNS) | set(OPTIONAL_COLUMNS)
+        unknown = sorted(set(self.format.columns) - known)
+        if unknown:
+            raise ConfigError(
+                f"{where}.columns: unknown field {unknown[0]!r} "
+                f"(fields: {', '.join(sorted(known))})"
+            )
+        missing = [c for c in REQUIRED_COLUMNS if not self.format.columns.get(c)]
+        if missing:
+            raise ConfigError(f"{where}.columns: {missing[0]!r} is required")
+        if not self.format.header:
+            for field, value in self.format.columns.items():
+                if not str(value).strip().isdigit():
+                    raise ConfigError(
+                        f"{where}.columns.{field}: without a header row, columns are "
+                        f"0-based numbers, got {value!r}"
+                    )
+        if self.format.delimiter != "auto" and len(self.format.delimiter) != 1:
+            raise ConfigError(f'{where}.delimiter: one character or "auto"')
+        try:
+            self.zone = ZoneInfo(self.format.timezone)
+            codecs.lookup(self.format.encoding)
+        except LookupError:
+            raise ConfigError(f"{where}.encoding: unknown {self.format.encoding!r}") from None
+        except Exception:  # noqa: BLE001 - zoneinfo raises several kinds
+            raise ConfigError(f"{where}.timezone: unknown {self.format.timezone!r}") from None
+        self.http = HttpClient.for_server(
+            name, config, transport=transport, backoff_s=self.backoff_s
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+    # -- contract ---------------------------------------------------------------
+
+    def check(self, links: Iterable[str] = ()) -> str:
+        """The JSON API's account balance (with keys configured) and each link's header."""
+        said = []
+        if self.config.api_key_env and self.config.id_key_env:
+            said.append(self._check_api())
+        for link in links:
+            with self._lines(link) as lines:
+                first = next(lines, None)
+            if first is None:
+                said.append(f"CDR link {shown_link(link)}: empty")
+                continue
+            if self.format.header:
+                reader = csv.reader([first], delimiter=self._delimiter(link, first))
+                self._indexes(link, next(reader))
+            said.append(f"CDR link {shown_link(link)}: readable")
+        if not said:
+            return "nothing to reach: no API keys configured and no service with a CDR link"
+        return "; ".join(said)
+
+    def fetch_cdrs(
+        self, service: ServiceInfo, since: datetime, until: datetime
+    ) -> Iterator[CallRecord]:
+        """The service's calls in [since, until) from its CDR link."""
+        return self.fetch_feed([service], since, until)
+
+    def feed_key(self, service: ServiceInfo) -> str | None:
+        return f"link:{service.cdr_link}" if service.cdr_link else None
+
+    def fetch_feed(
+        self, services: list[ServiceInfo], since: datetime, until: datetime
+    ) -> Iterator[CallRecord]:
+        """Read one CDR link once for every service on it; records carry service_id."""
+        links = {s.cdr_link for s in services}
+        if len(links) != 1 or None in links:
+            raise ProviderError(self.name, "fetch_feed needs services sharing one CDR link")
+        link = links.pop()
+        return self._read(link, _Matcher(services), since, until)
+
+    def suspend(self, service: ServiceInfo, reason: str) -> str:
+        """Disable the peer: run suspend_command, or raise ManualActionRequired."""
+        if self.config.suspend == "command":
+            return self._run(self.config.suspend_command or [], service, "suspend")
+        raise ManualActionRequired(
+            self.name,
+            f"disable peer {service.peer_id} (DID {self._did(service)}) of service "
+            f"{service.id} in the LES.NET portal" + (f"; reason: {reason}" if reason else ""),
+        )
+
+    def unsuspend(self, service: ServiceInfo) -> str:
+        """Enable the peer: run unsuspend_command, or raise ManualActionRequired."""
+        if self.config.suspend == "command":
+            return self._run(self.config.unsuspend_command or [], service, "unsuspend")
+        raise ManualActionRequired(
+            self.name,
+            f"enable peer {service.peer_id} (DID {self._did(service)}) of service "
+            f"{service.id} in the LES.NET portal",
+        )
+
+    # -- reading ----------------------------------------------------------------
+
+    @contextmanager
+    def _lines(self, link: str) -> Iterator[Iterator[str]]:
+        """The link's text lines: https://, file:// or a local path (trials, benchmarks)."""
+        if link.startswith("file://") or "://" not in link:
+            path = Path(unquote(urlsplit(link).path) if link.startswith("file://") else link)
+            try:
+                handle = path.open(encoding=self.format.encoding, newline="")
+            except OSError as exc:
+                raise ProviderError(
+                    self.name, f"CDR link {link}: cannot read: {exc.strerror}"
+                ) from None
+            with handle:
+                try:
+                    yield handle
+                except UnicodeDecodeError as exc:
+                    raise ProviderDataError(
+                        self.name, f"CDR link {link}: not {self.format.encoding} text: {exc.reason}"
+                    ) from None
+            return
+        with self.http.stream("GET", link) as response:
+            response.encoding = self.format.encoding
+            try:
+                yield response.iter_lines()
+            except httpx.HTTPError as exc:
+                # A failure after the body started: not retried (the rows already
+                # read may be half a file); the next run reads the link again.
+                raise ProviderUnavailable(
+                    self.name,
+                    f"CDR link {shown_link(link)}: transfer broke off ({type(exc).__name__})",
+                ) from None
+
+    def _delimiter(self, link: str, first_line: str) -> str:
+        if self.format.delimiter != "auto":
+            return self.format.delimiter
+        try:
+            return csv.Sniffer().sniff(first_line, delimiters=SNIFF_DELIMITERS).delimiter
+        except csv.Error:
+            raise ProviderDataError(
+                self.name, f"CDR link {shown_link(link)} line 1: cannot tell the delimiter"
+            ) from None
+
+    def _indexes(self, link: str, header: list[str] | None) -> dict[str, int]:
+        columns = self.format.columns
+        if header is None:
+            return {field: int(str(value).strip()) for field, value in columns.items()}
+        names = [name.strip().lower() for name in header]
+        indexes = {}
+        for field, value in columns.items():
+            try:
+                indexes[field] = names.index(str(value).strip().lower())
+            except ValueError:
+                raise ProviderDataError(
+                    self.name,
+                    f"CDR link {shown_link(link)} line 1: no column {value!r} for {field} "
+                    f"in the header ({', '.join(header)[:200]}); "
+                    f"see servers.{self.name}.cdr_format.columns",
+                ) from None
+        return indexes
+
+    def _read(
+        self, link: str, matcher: _Matcher, since: datetime, until: datetime
+    ) -> Iterator[CallRecord]:
+        since_ts, until_ts = int(since.timestamp()), int(until.timestamp())
+        parse_time = _TimeParser(self.format.time_format, self.zone).parse
+        shown = shown_link(link)
+        seen: dict[bytes, int] = {}
+        with self._lines(link) as lines:
+            first = next(lines, None)
+            if first is None:
+                return
+            delimiter = self._delimiter(link, first)
+            reader = csv.reader(itertools.chain([first], lines), delimiter=delimiter)
+            header = None
+            if self.format.header:
+                header = next(reader)
+            idx = self._indexes(link, header)
+            keys = header or [str(i) for i in range(max(idx.values()) + 1)]
+            i_start, i_caller, i_number, i_seconds = (idx[c] for c in REQUIRED_COLUMNS)
+            i_peer, i_did, i_call = (idx.get(c) for c in OPTIONAL_COLUMNS)
+            width = max(idx.values()) + 1
+            for row in reader:
+                if len(row) < width:
+                    if not row or (len(row) == 1 and not row[0].strip()):
+                        continue  # blank line
+                    raise ProviderDataError(
+                        self.name,
+                        f"CDR link {shown} line {reader.line_num}: {len(row)} columns, "
+                        f"expected at least {width}",
+                    )
+                peer = row[i_peer].strip() if i_peer is not None else ""
+                caller = row[i_caller].strip()
+                number = row[i_number].strip()
+                found = matcher.match(peer, caller, number)
+                if found is None:
+                    continue
+                try:
+                    start = parse_time(row[i_start])
+                    seconds_text = row[i_seconds].strip()
+                    seconds = (
+                        int(seconds_text) if seconds_text.isdigit() else _ceil_seconds(seconds_text)
+                    )
+                except (ValueError, InvalidOperation, OverflowError) as exc:
+                    raise ProviderDataError(
+                        self.name, f"CDR link {shown} line {reader.line_num}: {exc}"
+                    ) from None
+                if not since_ts <= start < until_ts:
+                    continue
+                service, direction = found
+                did = row[i_did].strip() if i_did is not None else ""
+                call_id = row[i_call].strip() if i_call is not None else ""
+                if call_id:
+                    provider_id = call_id
+                else:
+                    # Normalised: times as UTC epoch, text stripped; the occurrence
+                    # number tells equal calls in one second apart.
+                    digest = hashlib.blake2b(
+                        f"{start}|{caller}|{number}|{seconds}|{peer}|{did}".encode(),
+                        digest_size=12,
+                    ).digest()
+                    occurrence = seen.get(digest, 0)
+                    seen[digest] = occurrence + 1
+                    provider_id = f"{digest.hex()}-{occurrence}"
+                start_dt = datetime.fromtimestamp(start, UTC)
+                yield CallRecord(
+                    provider_id=provider_id,
+                    direction=direction,
+                    start=start_dt,
+                    billsec=seconds,
+                    number=number or None,
+                    caller=caller or None,
+                    extension=peer or None,
+                    answer=start_dt if seconds else None,
+                    end=datetime.fromtimestamp(start + seconds, UTC),
+                    hangup_cause="answered" if seconds else "no_answer",
+                    raw=dict(zip(keys, row, strict=False)),
+                    service_id=service.id,
+                )
+
+    # -- levers -----------------------------------------------------------------
+
+    @staticmethod
+    def _did(service: ServiceInfo) -> str:
+        return service.main_did or (service.dids[0] if service.dids else "")
+
+    def _run(self, template: list[str], service: ServiceInfo, action: str) -> str:
+        values = {
+            "{peer}": service.peer_id or "",
+            "{did}": self._did(service),
+            "{service_id}": str(service.id),
+        }
+        argv = []
+        for arg in template:
+            for placeholder, value in values.items():
+                arg = arg.replace(placeholder, value)
+            argv.append(arg)
+        if not argv:
+            raise ProviderError(self.name, f"no {action}_command configured")
+        try:
+            done = subprocess.run(  # noqa: S603 - an argv list from the operator's config, no shell
+                argv,
+                capture_output=True,
+                text=True,
+                timeout=self.config.timeout_s,
+                check=False,
+            )
+        except FileNotFoundError:
+            raise ProviderError(self.name, f"{action} command not found: {argv[0]}") from None
+        except PermissionError:
+            raise ProviderError(self.name, f"{action} command not executable: {argv[0]}") from None
+        except subprocess.TimeoutExpired:
+            raise ProviderUnavailable(
+                self.name, f"{action} command {argv[0]} timed out after {self.config.timeout_s}s"
+            ) from None
+        output = (done.stdout or "").strip()
+        if done.returncode != 0:
+            detail = ((done.stderr or "").strip() or output).splitlines()
+            last = detail[-1][:200] if detail else ""
+            raise ProviderError(
+                self.name,
+                f"{action} command {argv[0]} exited {done.returncode}"
+                + (f": {last}" if last else ""),
+            )
+        return output[:500] or f"{action} command {argv[0]} exited 0"
+
+    def _check_api(self) -> str:
+        where = f"servers.{self.name}"
+        body = {
+            "authentication": {
+                "apikey": secret(self.config.api_key_env, what=f"{where}.api_key_env"),
+                "idkey": secret(self.config.id_key_env, what=f"{where}.id_key_env"),
+            },
+            "sequence": int(time.time()),
+        }
+        url = self.config.url.rstrip("/") + "/account/balance/"
+        answer = self.http.json("POST", url, json=body)
+        balance = answer.get("balance") if isinstance(answer, dict) else None
+        return "LES.NET API reached" + (f" (balance {balance})" if balance is not None else "")
+
+
+def _ceil_seconds(text: str) -> int:
+    value = Decimal(text)
+    if not value.is_finite() or value < 0:
+        raise ValueError(f"seconds {text!r} is not a duration")
+    return int(value.to_integral_value(rounding="ROUND_CEILING"))
