@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -86,3 +88,41 @@ def parse_day_or_time(text: str, tz: ZoneInfo, *, end: bool) -> datetime:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=tz)
     return parsed.astimezone(UTC)
+
+
+_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)$")
+
+
+class SignedArgsCommand(click.Command):
+    """A command whose arguments may be negative numbers (`credit adjust 42 -5.00`).
+
+    Click reads `-5.00` as an option. This command lets such tokens through as
+    arguments while every other unknown `-x` / `--xyz` is still refused as a
+    misspelt option (exit 2), which plain `ignore_unknown_options` would not do.
+    """
+
+    def __init__(self, *args, **kwargs):
+        settings = kwargs.setdefault("context_settings", {})
+        settings["ignore_unknown_options"] = True
+        super().__init__(*args, **kwargs)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        takes_value: dict[str, bool] = {}
+        for param in self.get_params(ctx):
+            if isinstance(param, click.Option):
+                for name in (*param.opts, *param.secondary_opts):
+                    takes_value[name] = not (param.is_flag or param.count)
+        i = 0
+        while i < len(args):
+            arg = args[i]
+            if arg == "--":
+                break
+            if arg.startswith("-") and len(arg) > 1 and not _NEGATIVE_NUMBER.match(arg):
+                name = arg.split("=", 1)[0]
+                if name not in takes_value:
+                    close = difflib.get_close_matches(name, list(takes_value), n=3)
+                    raise click.NoSuchOption(name, possibilities=close, ctx=ctx)
+                if takes_value[name] and "=" not in arg:
+                    i += 1  # the option's value, whatever it looks like
+            i += 1
+        return super().parse_args(ctx, args)
