@@ -1,0 +1,311 @@
+"""The benchmark scenarios. Each runs in a process of its own (`python -m bench.scenarios NAME`)
+and prints one JSON line of results, so one scenario's memory never counts in another's RSS.
+
+Inputs are generated deterministically (seeded) under `bench/out/` and reused between runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import random
+import resource
+import sqlite3
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent / "out"
+SEED = 20261126
+# Calls are spread over these days (local time of the LES.NET file).
+FIRST_DAY = datetime(2026, 10, 1)
+DAYS = 30
+LESNET_ZONE = "America/Toronto"
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (ru_maxrss is in KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# --- inputs ------------------------------------------------------------------------------------
+
+
+def deck_prefixes(n: int) -> list[str]:
+    """`n` distinct prefixes: NANP area codes and exchanges, then international codes."""
+    rng = random.Random(SEED)
+    prefixes: set[str] = set()
+    while len(prefixes) < n:
+        if rng.random() < 0.7:
+            prefixes.add("1" + str(rng.randint(201, 989)) + str(rng.randint(200, 999)))
+        else:
+            # International prefixes as normalised (country code first), dialled with 011.
+            prefixes.add(str(rng.randint(20, 99)) + str(rng.randint(0, 99999)))
+    return sorted(prefixes)
+
+
+def deck_file(n: int) -> Path:
+    """A rate deck CSV of `n` prefixes (prefix,rate,description), one rate per prefix."""
+    path = OUT / f"deck_{n}.csv"
+    if path.is_file():
+        return path
+    OUT.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(SEED + 1)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w") as fh:
+        fh.write("prefix,rate,description\n")
+        for prefix in deck_prefixes(n):
+            fh.write(f"{prefix},0.{rng.randint(50, 9999):04d},Destination {prefix}\n")
+    tmp.rename(path)
+    return path
+
+
+def services(n: int) -> list[tuple[str, str]]:
+    """(peer, DID) of each LES.NET service."""
+    return [(f"P{i:05d}BENCH", f"1204555{i:04d}") for i in range(n)]
+
+
+def lesnet_file(n: int, deck: int, n_services: int) -> Path:
+    """`n` calls in LES.NET's default layout (date,src,dst,duration,peer,did), oldest first."""
+    path = OUT / f"lesnet_{n}_{deck}_{n_services}.txt"
+    if path.is_file():
+        return path
+    OUT.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(SEED + 2)
+    prefixes = deck_prefixes(deck)
+    svc = services(n_services)
+    step = DAYS * 86400 / n
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", buffering=1 << 20) as fh:
+        fh.write("date,src,dst,duration,peer,did\n")
+        for i in range(n):
+            peer, did = svc[i % n_services]
+            at = FIRST_DAY + timedelta(seconds=int(i * step))
+            prefix = prefixes[rng.randrange(len(prefixes))]
+            if prefix[0] == "1":
+                number = (prefix + f"{rng.randrange(10**7):07d}")[:11]
+            else:
+                number = "011" + (prefix + f"{rng.randrange(10**9):09d}")[:13]
+            seconds = rng.choice((0, 0, 5, 30, 61, 65, 120, 300, 1200)) + rng.randrange(10)
+            fh.write(f"{at.strftime(TIME_FORMAT)},{did},{number},{seconds},{peer},{did}\n")
+    tmp.rename(path)
+    return path
+
+
+def lesnet_lines(path: Path) -> Iterator[list[str]]:
+    with path.open() as fh:
+        next(fh)
+        for line in fh:
+            yield line.rstrip("\n").split(",")
+
+
+# --- raw baselines ------------------------------------------------------------------------------
+
+RAW_COLUMNS = ("server", "provider_id", "start", "caller", "number", "billsec", "peer", "did")
+
+
+def raw_sqlite(n: int, deck: int, n_services: int, **_) -> dict:
+    """Read, split and insert the same rows with sqlite3.executemany (same unique key)."""
+    src = lesnet_file(n, deck, n_services)
+    db = OUT / f"raw_{os.getpid()}.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute(
+        "CREATE TABLE cdrs (id INTEGER PRIMARY KEY, server TEXT NOT NULL, provider_id TEXT NOT "
+        "NULL, start TEXT, caller TEXT, number TEXT, billsec INTEGER, peer TEXT, did TEXT, "
+        "UNIQUE (server, provider_id))"
+    )
+    sql = f"INSERT INTO cdrs ({', '.join(RAW_COLUMNS)}) VALUES ({', '.join('?' * 8)})"
+    started = time.perf_counter()
+    rows = 0
+    with src.open() as fh:
+        next(fh)
+        batch: list[tuple] = []
+        for line in fh:
+            start, caller, number, billsec, peer, did = line.rstrip("\n").split(",")
+            # The raw line is the natural key (what the adapter hashes when there is no call id).
+            batch.append(("lesnet", line, start, caller, number, int(billsec), peer, did))
+            if len(batch) == 50_000:
+                conn.execute("BEGIN")
+                conn.executemany(sql, batch)
+                conn.execute("COMMIT")
+                rows += len(batch)
+                batch = []
+        if batch:
+            conn.execute("BEGIN")
+            conn.executemany(sql, batch)
+            conn.execute("COMMIT")
+            rows += len(batch)
+    seconds = time.perf_counter() - started
+    stored = conn.execute("SELECT COUNT(*) FROM cdrs").fetchone()[0]
+    conn.close()
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    assert stored == rows == n, (stored, rows, n)
+    return {"calls": n, "seconds": seconds, "calls_per_s": n / seconds, "rss_mb": peak_rss_mb()}
+
+
+def raw_pg(n: int, deck: int, n_services: int, db_url: str, **_) -> dict:
+    """Read, split and COPY the same rows into PostgreSQL (same unique key)."""
+    import psycopg
+
+    src = lesnet_file(n, deck, n_services)
+    dsn = db_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE raw_cdrs (id BIGSERIAL PRIMARY KEY, server TEXT NOT NULL, provider_id "
+            "TEXT NOT NULL, start TEXT, caller TEXT, number TEXT, billsec INTEGER, peer TEXT, "
+            "did TEXT, UNIQUE (server, provider_id))"
+        )
+        started = time.perf_counter()
+        with conn.transaction(), conn.cursor() as cur:
+            copy_sql = f"COPY raw_cdrs ({', '.join(RAW_COLUMNS)}) FROM STDIN"
+            with cur.copy(copy_sql) as copy, src.open() as fh:
+                next(fh)
+                for line in fh:
+                    start, caller, number, billsec, peer, did = line.rstrip("\n").split(",")
+                    copy.write_row(("lesnet", line, start, caller, number, billsec, peer, did))
+        seconds = time.perf_counter() - started
+        stored = conn.execute("SELECT COUNT(*) FROM raw_cdrs").fetchone()[0]
+        conn.execute("DROP TABLE raw_cdrs")
+    assert stored == n, (stored, n)
+    return {"calls": n, "seconds": seconds, "calls_per_s": n / seconds, "rss_mb": peak_rss_mb()}
+
+
+# --- end to end through voipctl -----------------------------------------------------------------
+
+
+def _voipctl(*argv: str) -> str:
+    """Run one voipctl command in this process; its stdout, or SystemExit on failure."""
+    from voipctl.cli import run
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = run(list(argv))
+    if code != 0:
+        raise SystemExit(f"voipctl {' '.join(argv)} exited {code}: {err.getvalue().strip()}")
+    return out.getvalue()
+
+
+def _config(tmp: Path, db_url: str) -> Path:
+    path = tmp / "bench.toml"
+    path.write_text(
+        f'[database]\nurl = "{db_url}"\n\n'
+        '[email]\ncapture_dir = "' + str(tmp / "mail") + '"\n\n'
+        '[servers.lesnet]\ntype = "lesnet"\n\n'
+        "[servers.lesnet.cdr_format]\n"
+        'delimiter = ","\nheader = true\n'
+        'columns = { start = "date", caller = "src", number = "dst", seconds = "duration", '
+        'peer = "peer", did = "did" }\n'
+        f'time_format = "{TIME_FORMAT}"\ntimezone = "{LESNET_ZONE}"\n'
+    )
+    path.chmod(0o600)
+    (tmp / "mail").mkdir(exist_ok=True)
+    return path
+
+
+def _setup(config: Path, deck: Path, src: Path, n_services: int) -> dict:
+    cfg = ("--config", str(config))
+    started = time.perf_counter()
+    _voipctl(*cfg, "db", "upgrade")
+    _voipctl(*cfg, "product", "add", "bench", "--increment", "6/6")
+    _voipctl(*cfg, "rates", "import", "bench", str(deck), "--effective", "2026-01-01")
+    for i, (peer, did) in enumerate(services(n_services), start=1):
+        _voipctl(
+            *cfg, "client", "add", str(i), "--first-name", f"F{i}", "--last-name", "Bench",
+            "--email", f"c{i}@example.com", "--has-voip-service",
+        )  # fmt: skip
+        _voipctl(
+            *cfg, "service", "add", "--client", str(i), "--product", "bench", "--server",
+            "lesnet", "--domain", f"{peer} | {did}", "--cdr-link", str(src),
+        )  # fmt: skip
+        _voipctl(*cfg, "credit", "add", str(i), "100000.00", "--reference", f"bench-topup-{i}")
+    return {"setup_s": time.perf_counter() - started}
+
+
+def end_to_end(n: int, deck: int, n_services: int, db_url: str, **_) -> dict:
+    """pull-cdrs, rate, autobill of `n` LES.NET calls against a `deck`-prefix deck."""
+    import tempfile
+
+    deck_csv = deck_file(deck)
+    src = lesnet_file(n, deck, n_services)
+    with tempfile.TemporaryDirectory(prefix="voipctl-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        if db_url == "sqlite":
+            db_url = f"sqlite:///{tmp / 'bench.db'}"
+        config = _config(tmp, db_url)
+        result = _setup(config, deck_csv, src, n_services)
+        result["rss_setup_mb"] = peak_rss_mb()
+        cfg = ("--config", str(config), "-q")
+        total = 0.0
+        for step, argv in (
+            ("pull", ("pull-cdrs", "--since", "2026-09-30", "--until", "2026-11-15")),
+            ("rate", ("rate",)),
+            ("autobill", ("autobill",)),
+        ):
+            started = time.perf_counter()
+            _voipctl(*cfg, *argv)
+            seconds = time.perf_counter() - started
+            total += seconds
+            result[f"{step}_s"] = seconds
+            result[f"rss_after_{step}_mb"] = peak_rss_mb()
+        result.update(_verify(db_url, n))
+    result.update(calls=n, seconds=total, calls_per_s=n / total, rss_mb=peak_rss_mb())
+    return result
+
+
+def _verify(db_url: str, n: int) -> dict:
+    """Every call stored once, rated and billed; charges equal costs."""
+    from sqlalchemy import text
+
+    from voipctl.store import open_store
+
+    store = open_store(db_url)
+    with store.engine.connect() as conn:
+        stored = conn.execute(text("SELECT COUNT(*) FROM cdrs")).scalar_one()
+        rated = conn.execute(text("SELECT COUNT(*) FROM cdrs WHERE status IS NOT NULL")).scalar()
+        billed = conn.execute(
+            text("SELECT COUNT(*) FROM cdrs WHERE billed_entry_id IS NOT NULL")
+        ).scalar()
+        cost = conn.execute(text("SELECT SUM(cost) FROM cdrs WHERE billed_entry_id IS NOT NULL"))
+        charged = conn.execute(text("SELECT SUM(amount) FROM ledger_entries WHERE kind='charge'"))
+        cost_units, charged_units = int(cost.scalar() or 0), int(charged.scalar() or 0)
+    store.dispose()
+    if stored != n or rated != n or cost_units != -charged_units:
+        raise SystemExit(
+            f"verification failed: {stored} stored, {rated} rated of {n}; "
+            f"cost {cost_units} vs charged {-charged_units} units"
+        )
+    return {"stored": stored, "billed": billed, "charged_units": -charged_units}
+
+
+SCENARIOS: dict[str, Callable[..., dict]] = {
+    "raw_sqlite": raw_sqlite,
+    "raw_pg": raw_pg,
+    "end_to_end": end_to_end,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.scenarios")
+    parser.add_argument("scenario", choices=sorted(SCENARIOS))
+    parser.add_argument("--params", required=True, help="JSON object of the scenario's arguments")
+    args = parser.parse_args(argv)
+    params = json.loads(args.params)
+    result = SCENARIOS[args.scenario](**params)
+    result["scenario"] = args.scenario
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
