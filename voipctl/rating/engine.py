@@ -1,0 +1,629 @@
+"""Rating CDRs: statuses (rating.md §6), free minutes, bulk rating and re-rating (§7).
+
+Two ways in:
+
+* `Rater` rates one call at a time from values, with every deck needed held in
+  memory. It is built once per run on a session and is what `voipctl pull-cdrs`
+  uses to rate calls in the same pass that stores them::
+
+      rater = Rater(session)
+      rating = rater.rate_row(service_id, "outbound", "+15195550100", 61, start, answered=True)
+      values = rating.columns(rated_at)   # {"status": ..., "cost": units, ...} for a bulk insert
+
+  `Rating` holds money as integer units (what `Money` columns store), so the
+  values go straight into a Core/driver bulk insert of `cdrs`. Calls of one
+  service must be given in start order for free minutes to be consumed in order.
+
+* `rate_cdrs(store, ...)` is `voipctl rate`: it reads unrated CDRs (status NULL,
+  and `no_rate` / `invalid_number` again) per service in chunks ordered by start,
+  rates them with a `Rater`, and writes the results back with one executemany
+  UPDATE per chunk, one transaction per chunk. With `rerate=(since, until)` it
+  rates every CDR that started in the range again; for CDRs already billed it
+  posts a per-CDR reversal of the old cost and a charge of the new one in the
+  same transaction, with references `rerate:<cdr_id>:<n>:reversal|charge`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from voipctl import money
+from voipctl.billing import ledger
+from voipctl.rating import deck
+from voipctl.rating.cost import MARKUP_DENOMINATOR, billable_seconds, cost_units, markup_factor
+from voipctl.rating.matcher import PrefixMatcher, RateRow
+from voipctl.rating.numbers import NumberRules, normalize
+from voipctl.rating.patterns import PatternSet
+from voipctl.store.engine import Store
+from voipctl.store.models import Client, Product, Service
+
+log = logging.getLogger(__name__)
+
+# Every status of rating.md §6, in the order in which the first that applies wins.
+STATUSES = (
+    "suppressed",
+    "excluded",
+    "internal",
+    "invalid_number",
+    "unanswered",
+    "unmetered",
+    "inbound_not_billed",
+    "no_rate",
+    "rated",
+)
+# Statuses `voipctl rate` tries again on every run (a new deck may fix them).
+RETRY_STATUSES = ("no_rate", "invalid_number")
+FAILED_STATUSES = RETRY_STATUSES
+
+# The CDR columns a rating sets, in `Rating` field order (rated_at is added on write).
+RATING_COLUMNS = (
+    "status",
+    "normalized",
+    "prefix",
+    "description",
+    "rate",
+    "connect_fee",
+    "increment",
+    "deck_version_id",
+    "rate_source",
+    "billable_seconds",
+    "free_seconds",
+    "cost",
+)
+
+CHUNK = 5000
+
+
+class Rating(NamedTuple):
+    """The outcome of rating one call; money in integer units (None where unset)."""
+
+    status: str
+    normalized: str | None
+    prefix: str | None = None
+    description: str | None = None
+    rate: int | None = None
+    connect_fee: int | None = None
+    increment: str | None = None
+    deck_version_id: int | None = None
+    rate_source: str | None = None
+    billable_seconds: int | None = 0
+    free_seconds: int | None = 0
+    cost: int | None = 0
+
+    def columns(self, rated_at: datetime | int) -> dict[str, Any]:
+        """Column -> stored value, for a bulk insert or update of `cdrs` (money as units)."""
+        values = dict(zip(RATING_COLUMNS, self, strict=True))
+        values["rated_at"] = rated_at if isinstance(rated_at, int) else int(rated_at.timestamp())
+        return values
+
+    @property
+    def cost_decimal(self) -> Decimal | None:
+        return None if self.cost is None else money.from_units(self.cost)
+
+
+def _epoch(value: datetime | int) -> int:
+    return value if isinstance(value, int) else int(value.timestamp())
+
+
+@dataclass
+class ProductContext:
+    """A product's rating settings, decks and overrides, loaded once per run."""
+
+    product_id: int
+    name: str
+    metered: bool
+    rules: NumberRules
+    exclude: PatternSet
+    suppress: PatternSet
+    decimals: int
+    factor: int
+    free_seconds: int
+    bill_inbound: bool
+    increments: dict[str, tuple[int, int]]
+    markup_percent: Decimal
+    versions: list[deck.VersionInfo]
+    matchers: dict[tuple[str, int | None], PrefixMatcher] = field(default_factory=dict)
+    overrides: dict[str, list[RateRow]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, session: Session, product: Product) -> ProductContext:
+        return cls(
+            product_id=product.id,
+            name=product.name,
+            metered=bool(product.metered),
+            rules=NumberRules.from_product(product),
+            exclude=PatternSet.parse(product.exclude),
+            suppress=PatternSet.parse(product.suppress),
+            decimals=product.decimals,
+            factor=markup_factor(product.markup_percent or 0),
+            free_seconds=(product.free_minutes or 0) * 60,
+            bill_inbound=bool(product.bill_inbound),
+            increments={
+                "outbound": (product.increment_a, product.increment_b),
+                "inbound": (product.inbound_increment_a, product.inbound_increment_b),
+            },
+            markup_percent=product.markup_percent or Decimal(0),
+            versions=deck.versions(session, product.id),
+        )
+
+    def _rows(self, raw_rows, direction: str, source: str, version_id: int | None, factor: int):
+        default_a, default_b = self.increments[direction]
+        for prefix, description, rate, inc_a, inc_b, fee in raw_rows:
+            yield RateRow(
+                prefix,
+                description or "",
+                int(rate),
+                int(fee or 0),
+                inc_a or default_a,
+                inc_b or default_b,
+                source,
+                version_id,
+                factor,
+            )
+
+    def matcher(self, session: Session, direction: str, at: int) -> PrefixMatcher:
+        """The deck version in force at `at` for `direction`, with the overrides on top."""
+        version = deck.version_in_force(self.versions, direction, at)
+        version_id = version.id if version else None
+        key = (direction, version_id)
+        found = self.matchers.get(key)
+        if found is None:
+            if direction not in self.overrides:
+                self.overrides[direction] = list(
+                    self._rows(
+                        deck.override_rows(session, self.product_id, direction),
+                        direction,
+                        "override",
+                        None,
+                        MARKUP_DENOMINATOR,
+                    )
+                )
+            rows = ()
+            if version_id is not None:
+                rows = self._rows(
+                    deck.rate_rows(session, version_id, direction),
+                    direction,
+                    "deck",
+                    version_id,
+                    self.factor,
+                )
+            found = PrefixMatcher(rows, self.overrides[direction])
+            self.matchers[key] = found
+        return found
+
+    def version_id_at(self, direction: str, at: int) -> int | None:
+        version = deck.version_in_force(self.versions, direction, at)
+        return version.id if version else None
+
+
+@dataclass
+class ServiceContext:
+    product: ProductContext
+    tz: ZoneInfo
+    client_id: int
+
+
+class _MonthCache:
+    """Calendar month bounds (epoch seconds) of one time zone, remembered between calls."""
+
+    __slots__ = ("hi", "key", "lo", "tz")
+
+    def __init__(self, tz: ZoneInfo):
+        self.tz = tz
+        self.lo = self.hi = 0
+        self.key = ""
+
+    def month(self, ts: int) -> tuple[str, int, int]:
+        if not self.lo <= ts < self.hi:
+            local = datetime.fromtimestamp(ts, self.tz)
+            first = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+            nxt = first.replace(year=first.year + (first.month == 12), month=first.month % 12 + 1)
+            # Month starts are taken in local time, whatever the UTC offset that day.
+            self.lo = int(datetime(first.year, first.month, 1, tzinfo=self.tz).timestamp())
+            self.hi = int(datetime(nxt.year, nxt.month, 1, tzinfo=self.tz).timestamp())
+            self.key = f"{first.year:04d}-{first.month:02d}"
+        return self.key, self.lo, self.hi
+
+
+class Rater:
+    """Rates calls from values, with decks held in memory; build once per run.
+
+    `session` is used to load products, services, decks and the free seconds
+    already used in a month, each once; rating itself does no I/O.
+    `free_exclude=(since, until)` leaves out of the free-minute count the CDRs
+    that are being re-rated (those that started in that range).
+    """
+
+    def __init__(self, session: Session, *, free_exclude: tuple[int, int] | None = None):
+        self.session = session
+        self.free_exclude = free_exclude
+        self._products: dict[int, ProductContext] = {}
+        self._services: dict[int, ServiceContext] = {}
+        self._months: dict[str, _MonthCache] = {}
+        self._free_used: dict[tuple[int, str], int] = {}
+
+    # --- contexts ---
+
+    def product(self, product_id: int) -> ProductContext:
+        ctx = self._products.get(product_id)
+        if ctx is None:
+            product = self.session.get(Product, product_id)
+            if product is None:
+                raise LookupError(f"no product with id {product_id}")
+            ctx = ProductContext.load(self.session, product)
+            self._products[product_id] = ctx
+        return ctx
+
+    def service(self, service_id: int) -> ServiceContext:
+        ctx = self._services.get(service_id)
+        if ctx is None:
+            row = self.session.execute(
+                select(Service.product_id, Service.client_id, Client.timezone)
+                .join(Client, Client.id == Service.client_id)
+                .where(Service.id == service_id)
+            ).one_or_none()
+            if row is None:
+                raise LookupError(f"no service with id {service_id}")
+            product_id, client_id, tz_name = row
+            try:
+                tz = ZoneInfo(tz_name or "UTC")
+            except (ValueError, OSError):
+                log.warning("client %s: time zone %r unknown, using UTC", client_id, tz_name)
+                tz = ZoneInfo("UTC")
+            ctx = ServiceContext(self.product(product_id), tz, client_id)
+            self._services[service_id] = ctx
+        return ctx
+
+    # --- free minutes ---
+
+    def free_used(self, service_id: int, tz: ZoneInfo, start: int) -> tuple[tuple[int, str], int]:
+        """(key, seconds already used) of the service's month that contains `start`."""
+        cache = self._months.get(tz.key)
+        if cache is None:
+            cache = self._months[tz.key] = _MonthCache(tz)
+        month, lo, hi = cache.month(start)
+        key = (service_id, month)
+        used = self._free_used.get(key)
+        if used is None:
+            sql = (
+                "SELECT COALESCE(SUM(free_seconds), 0) FROM cdrs WHERE service_id = :s "
+                "AND start >= :lo AND start < :hi AND status = 'rated'"
+            )
+            params: dict[str, Any] = {"s": service_id, "lo": lo, "hi": hi}
+            if self.free_exclude is not None:
+                sql += " AND NOT (start >= :xlo AND start < :xhi)"
+                params["xlo"], params["xhi"] = self.free_exclude
+            used = int(self.session.execute(text(sql), params).scalar() or 0)
+            self._free_used[key] = used
+        return key, used
+
+    # --- rating ---
+
+    def rate_row(
+        self,
+        service_id: int,
+        direction: str,
+        number: str | None,
+        billsec: int,
+        start: datetime | int,
+        answered: bool = True,
+    ) -> Rating:
+        """Rate one call of a service; `start` is an aware datetime or epoch seconds.
+
+        Free minutes of the service's month are consumed as a side effect, so
+        give the calls of one service in start order, each once.
+        """
+        ctx = self.service(service_id)
+        return self.rate(
+            ctx.product, direction, number, billsec, _epoch(start), answered, ctx, service_id
+        )
+
+    def rate(
+        self,
+        product: ProductContext,
+        direction: str,
+        number: str | None,
+        billsec: int,
+        start: int,
+        answered: bool,
+        service: ServiceContext | None = None,
+        service_id: int | None = None,
+    ) -> Rating:
+        """Rate one call of `product` (no free minutes without a service)."""
+        norm = normalize(number, product.rules)
+        normalized = norm.number
+        if product.suppress and product.suppress.match(norm.cleaned, normalized):
+            return Rating("suppressed", normalized)
+        if norm.status == "excluded" or (
+            product.exclude and product.exclude.match(norm.cleaned, normalized)
+        ):
+            return Rating("excluded", normalized)
+        if direction == "local" or norm.status == "internal":
+            return Rating("internal", normalized)
+        if norm.status == "invalid_number":
+            return Rating(
+                "invalid_number", None, billable_seconds=None, free_seconds=None, cost=None
+            )
+        if not answered or billsec <= 0:
+            return Rating("unanswered", normalized)
+        if not product.metered:
+            return Rating("unmetered", normalized)
+        direction = "inbound" if direction == "inbound" else "outbound"
+        if direction == "inbound" and not product.bill_inbound:
+            return Rating("inbound_not_billed", normalized)
+        row = product.matcher(self.session, direction, start).match(normalized)
+        if row is None:
+            return Rating(
+                "no_rate",
+                normalized,
+                deck_version_id=product.version_id_at(direction, start),
+                billable_seconds=None,
+                free_seconds=None,
+                cost=None,
+            )
+        billable = billable_seconds(billsec, row.a, row.b)
+        free = 0
+        if product.free_seconds and service is not None and service_id is not None:
+            key, used = self.free_used(service_id, service.tz, start)
+            free = min(max(product.free_seconds - used, 0), billable)
+            if free:
+                self._free_used[key] = used + free
+        cost = cost_units(row.rate, row.connect_fee, billable - free, product.decimals, row.factor)
+        return Rating(
+            "rated",
+            normalized,
+            row.prefix,
+            row.description,
+            row.rate,
+            row.connect_fee,
+            f"{row.a}/{row.b}",
+            row.version_id,
+            row.source,
+            billable,
+            free,
+            cost,
+        )
+
+
+# --- the bulk job -----------------------------------------------------------------------------
+
+_PENDING = "(status IS NULL OR status IN ('no_rate', 'invalid_number'))"
+_FAR_FUTURE = 2**62
+
+
+@dataclass
+class RateReport:
+    """What one run of `voipctl rate` did."""
+
+    counts: Counter = field(default_factory=Counter)  # status -> CDRs looked at
+    entered: Counter = field(default_factory=Counter)  # no_rate / invalid_number entered now
+    changed: int = 0  # CDRs whose stored rating changed
+    adjusted: int = 0  # billed CDRs whose charge was corrected on the ledger
+    difference: int = 0  # units: what the corrections added to the clients' charges
+    rerate: bool = False
+    dry_run: bool = False
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def failures(self) -> int:
+        return sum(self.entered.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "cdrs": self.total,
+            "counts": {s: self.counts[s] for s in STATUSES if self.counts[s]},
+            "entered": {s: self.entered[s] for s in FAILED_STATUSES if self.entered[s]},
+            "changed": self.changed,
+            "rerate": self.rerate,
+            "ledger_adjusted": self.adjusted,
+            "ledger_difference": money.fmt(self.difference, 2, units=True),
+            "dry_run": self.dry_run,
+        }
+
+    def line(self) -> str:
+        parts = [f"{s} {self.counts[s]}" for s in STATUSES if self.counts[s]]
+        what = "re-rated" if self.rerate else "rated"
+        line = f"rate: {self.total} CDRs {what}" + (": " + ", ".join(parts) if parts else "")
+        if self.adjusted:
+            line += (
+                f"; {self.adjusted} billed CDRs corrected on the ledger, charges changed by "
+                f"{money.fmt(self.difference, 2, units=True)}"
+            )
+        if self.dry_run:
+            line += " (dry run: nothing written)"
+        return line
+
+
+def _driver(session: Session, sql: str) -> str:
+    # Hot statements go straight to the DBAPI cursor: qmark for sqlite3, %s for psycopg.
+    return sql.replace("?", "%s") if session.get_bind().dialect.name == "postgresql" else sql
+
+
+def _services_to_rate(
+    session: Session, client_id: int | None, rerate: tuple[int, int] | None
+) -> list[tuple[int, int]]:
+    """(service_id, first start to look at) of every service with CDRs to rate."""
+    params: dict[str, Any] = {}
+    if rerate is None:
+        where = _PENDING
+    else:
+        where = "start >= :lo AND start < :hi"
+        params["lo"], params["hi"] = rerate
+    if client_id is not None:
+        where += " AND client_id = :c"
+        params["c"] = client_id
+    sql = f"SELECT service_id, MIN(start) FROM cdrs WHERE {where} GROUP BY service_id"
+    return sorted((int(s), int(m)) for s, m in session.execute(text(sql), params))
+
+
+def rate_cdrs(
+    store: Store,
+    *,
+    client_id: int | None = None,
+    rerate: tuple[datetime, datetime] | None = None,
+    dry_run: bool = False,
+    chunk: int = CHUNK,
+    progress: Callable[[int], None] | None = None,
+) -> RateReport:
+    """Rate every unrated CDR (or, with `rerate=(since, until)`, every CDR started in it).
+
+    One transaction per chunk: the chunk's rows are read (locked FOR UPDATE on
+    PostgreSQL), rated in memory and written back with one executemany UPDATE,
+    together with the ledger corrections of billed CDRs. With `dry_run` each
+    chunk is rolled back. The caller holds the job lock.
+    """
+    window = None if rerate is None else (_epoch(rerate[0]), _epoch(rerate[1]))
+    report = RateReport(rerate=window is not None, dry_run=dry_run)
+    session = store.sessions()
+    try:
+        services = _services_to_rate(session, client_id, window)
+        session.commit()
+        rater = Rater(session, free_exclude=window)
+        is_pg = store.dialect == "postgresql"
+        select_sql = _driver(
+            session,
+            "SELECT id, direction, number, billsec, start, answer, billed_entry_id, rerate_count, "
+            f"client_id, {', '.join(RATING_COLUMNS)} FROM cdrs "
+            "WHERE service_id = ? AND (start, id) > (?, ?) AND start < ?"
+            + ("" if window else f" AND {_PENDING}")
+            + " ORDER BY start, id LIMIT ?"
+            + (" FOR UPDATE" if is_pg else ""),
+        )
+        update_sql = _driver(
+            session,
+            f"UPDATE cdrs SET {', '.join(c + ' = ?' for c in RATING_COLUMNS)}, rated_at = ? "
+            "WHERE id = ?",
+        )
+        for service_id, first_start in services:
+            ctx = rater.service(service_id)
+            last = (window[0] if window else first_start, -1)
+            until = window[1] if window else _FAR_FUTURE
+            while True:
+                cursor = session.connection().connection.driver_connection.cursor()
+                cursor.execute(select_sql, (service_id, last[0], last[1], until, chunk))
+                rows = cursor.fetchall()
+                if not rows:
+                    session.rollback()
+                    break
+                _rate_chunk(session, rater, ctx, service_id, rows, update_sql, report, cursor)
+                last = (rows[-1][4], rows[-1][0])
+                if dry_run:
+                    session.rollback()
+                else:
+                    session.commit()
+                if progress is not None:
+                    progress(len(rows))
+                if len(rows) < chunk:
+                    break
+    finally:
+        session.rollback()
+        session.close()
+    return report
+
+
+def _rate_chunk(
+    session: Session,
+    rater: Rater,
+    ctx: ServiceContext,
+    service_id: int,
+    rows: list[tuple],
+    update_sql: str,
+    report: RateReport,
+    cursor: Any,
+) -> None:
+    rated_at = int(datetime.now(UTC).timestamp())
+    product = ctx.product
+    rate = rater.rate
+    counts = report.counts
+    updates = []
+    corrections = []
+    for row in rows:
+        new = rate(
+            product,
+            row[1],
+            row[2],
+            row[3] or 0,
+            row[4],
+            row[5] is not None,
+            ctx,
+            service_id,
+        )
+        counts[new[0]] += 1
+        old = row[9:]
+        if new == old:
+            continue
+        if new[0] in FAILED_STATUSES and old[0] != new[0]:
+            report.entered[new[0]] += 1
+        updates.append((*new, rated_at, row[0]))
+        if row[6] is not None:
+            old_cost = old[11] or 0
+            new_cost = new[11] or 0
+            if old_cost != new_cost:
+                corrections.append((row, old_cost, new_cost))
+    if updates:
+        cursor.executemany(update_sql, updates)
+        report.changed += len(updates)
+    for row, old_cost, new_cost in corrections:
+        _correct_charge(session, service_id, row, old_cost, new_cost, cursor)
+        report.adjusted += 1
+        report.difference += new_cost - old_cost
+
+
+def _correct_charge(
+    session: Session, service_id: int, row: tuple, old_cost: int, new_cost: int, cursor: Any
+) -> None:
+    """Reverse what a billed CDR was charged and charge its new cost, in the chunk's transaction.
+
+    References are `rerate:<cdr_id>:<n>:reversal|charge` with n the CDR's re-rate
+    count, written in the same transaction: a crash leaves both or neither, and
+    a run after a commit sees the new cost and posts nothing.
+    """
+    cdr_id, billed_entry_id, count, client_id = row[0], row[6], row[7] or 0, row[8]
+    n = count + 1
+    note = (
+        f"re-rating of CDR {cdr_id}: was {money.fmt(old_cost, 2, units=True)}, "
+        f"now {money.fmt(new_cost, 2, units=True)}"
+    )
+    entry_id = billed_entry_id
+    if old_cost:
+        posted = ledger.post(
+            session,
+            client_id=client_id,
+            kind="reversal",
+            amount=money.from_units(old_cost),
+            reference=f"rerate:{cdr_id}:{n}:reversal",
+            note=note,
+            service_id=service_id,
+            cdr_count=1,
+            reverses_id=billed_entry_id,
+        )
+        entry_id = posted.entry.id
+    if new_cost:
+        posted = ledger.post(
+            session,
+            client_id=client_id,
+            kind="charge",
+            amount=-money.from_units(new_cost),
+            reference=f"rerate:{cdr_id}:{n}:charge",
+            note=note,
+            service_id=service_id,
+            cdr_count=1,
+        )
+        entry_id = posted.entry.id
+    cursor.executemany(
+        _driver(session, "UPDATE cdrs SET billed_entry_id = ?, rerate_count = ? WHERE id = ?"),
+        [(entry_id, n, cdr_id)],
+    )
