@@ -1,0 +1,250 @@
+"""FusionPBX suspend levers end to end: a real PostgreSQL and a fake event socket on a real port."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+from tests.fakes.esl_server import FakeEslServer
+from voipctl.config import FusionPBXServer
+from voipctl.errors import ProviderAuthError, ProviderError
+from voipctl.providers import adapter_for
+from voipctl.providers.base import ServiceInfo
+
+TENANT = "mcon.wat7.ictvoip.ca"
+OTHER = "other.wat7.ictvoip.ca"
+
+
+def config_for(monkeypatch, url: str, esl: FakeEslServer, **overrides) -> FusionPBXServer:
+    monkeypatch.setenv("FUSION1_DB_URL", url)
+    values = {
+        "type": "fusionpbx",
+        "mode": "db",
+        "db_url_env": "FUSION1_DB_URL",
+        "esl_port": esl.port,
+        "timeout_s": 2,
+        **overrides,
+    }
+    return FusionPBXServer(**values)
+
+
+def service(**overrides) -> ServiceInfo:
+    values = {
+        "id": 7,
+        "client_id": 42,
+        "server": "fusion1",
+        "tenant": TENANT,
+        "main_did": "5192229000",
+        "dids": ("5192229000",),
+        "extensions": ("2112", "2113"),
+    }
+    return ServiceInfo(**{**values, **overrides})
+
+
+class StatefulSofia:
+    """sofia killgw/rescan replies that remember which gateways FreeSWITCH runs."""
+
+    def __init__(self, running: set[str]):
+        self.running = set(running)
+
+    def __call__(self, command: str) -> str:
+        words = command.split()
+        if words[3] == "killgw":
+            if words[4] not in self.running:
+                return "-ERR no such gateway.\n"
+            self.running.discard(words[4])
+            return "+OK gateway marked for deletion.\n"
+        return "+OK scan complete\n"
+
+
+@pytest.fixture(params=["boolean", "text"])
+def pbx(request):
+    """FusionPBX 5.x (boolean flags) and an older schema (text 'true'/'false')."""
+    db = request.getfixturevalue("fusion_db" if request.param == "boolean" else "fusion_db_legacy")
+    db.true, db.false = (True, False) if request.param == "boolean" else ("true", "false")
+    db.add_domain(TENANT)
+    db.add_domain(OTHER)
+    for extension in ("2112", "2113", "2199"):
+        db.add_extension(TENANT, extension)
+    db.add_extension(OTHER, "2112")
+    db.gw = db.add_gateway(TENANT, "mcon-trunk")
+    db.other_gw = db.add_gateway(OTHER, "other-trunk")
+    return db
+
+
+def test_gateway_suspend_and_unsuspend(pbx, monkeypatch):
+    sofia = StatefulSofia({pbx.gw, pbx.other_gw})
+    replies = {
+        f"sofia profile external killgw {pbx.gw}": sofia,
+        "sofia profile external rescan": sofia,
+    }
+    with FakeEslServer(replies=replies) as esl:
+        fusion = adapter_for("fusion1", config_for(monkeypatch, pbx.url, esl))
+        # Operators paste uuids in any case; FreeSWITCH knows the gateway lower-cased.
+        svc = service(gateway_uuid=pbx.gw.upper())
+
+        answer = fusion.suspend(svc, "balance below zero")
+        assert pbx.gateway_enabled(pbx.gw) == pbx.false
+        assert esl.wait_for(1) == [f"api sofia profile external killgw {pbx.gw}"]
+        assert "disabled" in answer and "+OK gateway marked for deletion." in answer
+        assert pbx.gateway_enabled(pbx.other_gw) == pbx.true
+
+        answer = fusion.unsuspend(svc)
+        assert pbx.gateway_enabled(pbx.gw) == pbx.true
+        assert esl.wait_for(2)[1:] == ["api sofia profile external rescan"]
+        assert "enabled" in answer and "+OK scan complete" in answer
+        assert pbx.gateway_enabled(pbx.other_gw) == pbx.true
+
+
+def test_gateway_suspend_is_idempotent(pbx, monkeypatch):
+    sofia = StatefulSofia({pbx.gw})
+    with FakeEslServer(replies={f"sofia profile external killgw {pbx.gw}": sofia}) as esl:
+        fusion = adapter_for("fusion1", config_for(monkeypatch, pbx.url, esl))
+        fusion.suspend(service(gateway_uuid=pbx.gw), "r")
+        again = fusion.suspend(service(gateway_uuid=pbx.gw), "r")
+        assert "gateway was not running" in again
+        assert pbx.gateway_enabled(pbx.gw) == pbx.false
+        assert esl.wait_for(2) == [f"api sofia profile external killgw {pbx.gw}"] * 2
+
+
+def test_gateway_profile_comes_from_its_row(pbx, monkeypatch):
+    other_profile = pbx.add_gateway(TENANT, "second", profile="carrier-b")
+    no_profile = pbx.add_gateway(TENANT, "third", profile=None)
+    with FakeEslServer() as esl:
+        fusion = adapter_for("fusion1", config_for(monkeypatch, pbx.url, esl))
+        fusion.suspend(service(gateway_uuid=other_profile), "r")
+        fusion.unsuspend(service(gateway_uuid=other_profile))
+        fusion.suspend(service(gateway_uuid=no_profile), "r")
+        assert esl.wait_for(3) == [
+            f"api sofia profile carrier-b killgw {other_profile}",
+            "api sofia profile carrier-b rescan",
+            f"api sofia profile external killgw {no_profile}",
+        ]
+
+
+def test_unknown_gateway_changes_nothing(pbx, monkeypatch):
+    unknown = str(uuid.uuid4())
+    with FakeEslServer() as esl:
+        fusion = adapter_for("fusion1", config_for(monkeypatch, pbx.url, esl))
+        with pytest.raises(ProviderError) as caught:
+            fusion.suspend(service(gateway_uuid=unknown), "r")
+        assert str(caught.value) == (
+            f"fusion1: service 7: gateway {unknown} not found in v_gateways (0 rows matched); "
+            "nothing changed"
+        )
+        with pytest.raises(ProviderError, match="is not a uuid"):
+            fusion.suspend(service(gateway_uuid="gw-42"), "r")
+        with pytest.raises(ProviderError, match="has no gateway uuid"):
+            fusion.suspend(service(gateway_uuid=None), "r")
+        assert esl.api_commands == []
+    assert pbx.gateway_enabled(pbx.gw) == pbx.true
+    assert pbx.gateway_enabled(pbx.other_gw) == pbx.true
+
+
+def test_event_socket_refusal_rolls_the_gateway_back(pbx, monkeypatch):
+    with FakeEslServer(password="not-the-default") as esl:
+        fusion = adapter_for("fusion1", config_for(monkeypatch, pbx.url, esl))
+        with pytest.raises(ProviderAuthError, match="fusion1: event socket .* credentials"):
+            fusion.suspend(service(gateway_uuid=pbx.gw), "r")
+    assert pbx.gateway_enabled(pbx.gw) == pbx.true  # FreeSWITCH was not told: nothing recorded
+
+
+def test_killgw_answer_without_ok_is_a_failure(pbx, monkeypatch):
+    replies = {f"sofia profile external killgw {pbx.gw}": "Invalid Profile [external]"}
+    with FakeEslServer(replies=replies) as esl:
+        fusion = adapter_for("fusion1", config_for(monkeypatch, pbx.url, esl))
+        with pytest.raises(ProviderError, match="answered 'Invalid Profile"):
+            fusion.suspend(service(gateway_uuid=pbx.gw), "r")
+    assert pbx.gateway_enabled(pbx.gw) == pbx.true
+
+
+def test_esl_password_from_its_variable(pbx, monkeypatch):
+    monkeypatch.setenv("FUSION1_ESL_PASSWORD", "s3cret-esl")
+    with FakeEslServer(password="s3cret-esl") as esl:
+        config = config_for(monkeypatch, pbx.url, esl, esl_password_env="FUSION1_ESL_PASSWORD")
+        adapter_for("fusion1", config).suspend(service(gateway_uuid=pbx.gw), "r")
+        assert esl.auth_failures == 0
+    assert pbx.gateway_enabled(pbx.gw) == pbx.false
+
+
+def test_domain_lever(pbx, monkeypatch):
+    with FakeEslServer() as esl:
+        fusion = adapter_for("fusion1", config_for(monkeypatch, pbx.url, esl, suspend="domain"))
+        assert fusion.suspend(service(), "r") == (
+            f"tenant {TENANT} disabled (v_domains.domain_enabled)"
+        )
+        assert pbx.domain_enabled(TENANT) == pbx.false
+        fusion.suspend(service(), "r")  # idempotent
+        assert pbx.domain_enabled(TENANT) == pbx.false
+        assert pbx.domain_enabled(OTHER) == pbx.true
+        fusion.unsuspend(service())
+        assert pbx.domain_enabled(TENANT) == pbx.true
+        with pytest.raises(ProviderError, match="tenant nosuch.example matched 0 rows"):
+            fusion.suspend(service(tenant="nosuch.example"), "r")
+        assert esl.api_commands == []  # the domain lever is the database alone
+
+
+def test_extensions_lever(pbx, monkeypatch):
+    with FakeEslServer() as esl:
+        config = config_for(monkeypatch, pbx.url, esl, suspend="extensions")
+        fusion = adapter_for("fusion1", config)
+        answer = fusion.suspend(service(), "r")
+        assert answer == f"extensions 2112, 2113 of {TENANT} disabled (v_extensions.enabled)"
+        assert pbx.extensions_enabled(TENANT) == {
+            "2112": pbx.false,
+            "2113": pbx.false,
+            "2199": pbx.true,
+        }
+        assert pbx.extensions_enabled(OTHER) == {"2112": pbx.true}
+        fusion.unsuspend(service())
+        assert set(pbx.extensions_enabled(TENANT).values()) == {pbx.true}
+
+        with pytest.raises(ProviderError) as caught:
+            fusion.suspend(service(extensions=("2112", "2999")), "r")
+        assert "extension(s) 2999 not found" in str(caught.value)
+        assert set(pbx.extensions_enabled(TENANT).values()) == {pbx.true}  # nothing changed
+        with pytest.raises(ProviderError, match="no billed extensions"):
+            fusion.suspend(service(extensions=()), "r")
+
+
+@pytest.fixture
+def limited_role(fusion_db):
+    """A login role with exactly the README's GRANT statements (dropped afterwards)."""
+    role = f"voipctl_ro_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(fusion_db.url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    database = make_url(fusion_db.url).database
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE ROLE {role} LOGIN"))
+        conn.execute(text(f'GRANT CONNECT ON DATABASE "{database}" TO {role}'))
+        conn.execute(text(f"GRANT USAGE ON SCHEMA public TO {role}"))
+        conn.execute(
+            text(f"GRANT SELECT ON v_xml_cdr, v_extensions, v_domains, v_gateways TO {role}")
+        )
+    url = make_url(fusion_db.url).set(username=role, password=None)
+    yield role, url.render_as_string(hide_password=False), admin
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP OWNED BY {role}"))
+        conn.execute(text(f'REVOKE ALL ON DATABASE "{database}" FROM {role}'))
+        conn.execute(text(f"DROP ROLE {role}"))
+    admin.dispose()
+
+
+def test_readme_grants_are_enough_and_needed(fusion_db, limited_role, monkeypatch):
+    role, url, admin = limited_role
+    fusion_db.add_domain(TENANT)
+    gw = fusion_db.add_gateway(TENANT)
+    with FakeEslServer() as esl:
+        fusion = adapter_for("fusion1", config_for(monkeypatch, url, esl))
+        assert "readable" in fusion.check()  # SELECT alone reads CDRs and checks
+        with pytest.raises(ProviderAuthError) as caught:
+            fusion.suspend(service(gateway_uuid=gw), "r")
+        assert "permission denied for table v_gateways" in str(caught.value)
+        assert "GRANT" in str(caught.value)
+        with admin.connect() as conn:
+            conn.execute(text(f"GRANT UPDATE (enabled) ON v_gateways TO {role}"))
+        fusion.suspend(service(gateway_uuid=gw), "r")
+    assert fusion_db.gateway_enabled(gw) is False
