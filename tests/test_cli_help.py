@@ -1,0 +1,36 @@
+"""Every command and subcommand explains itself: help text, and an Example: line on each command."""
+
+import click
+import pytest
+
+from voipctl.cli import cli, run
+
+
+def _walk(command, path=()):
+    yield path, command
+    if isinstance(command, click.Group):
+        for name, sub in sorted(command.commands.items()):
+            yield from _walk(sub, (*path, name))
+
+
+COMMANDS = list(_walk(cli))
+IDS = [" ".join(path) or "voipctl" for path, _ in COMMANDS]
+
+
+def test_the_command_tree_is_registered():
+    names = {" ".join(path) for path, _ in COMMANDS}
+    for expected in ("product add", "client list", "service add", "credit adjust", "balance"):
+        assert expected in names
+
+
+@pytest.mark.parametrize(("path", "command"), COMMANDS, ids=IDS)
+def test_command_has_help(path, command):
+    assert (command.help or "").strip(), f"voipctl {' '.join(path)} has no help text"
+    if not isinstance(command, click.Group):
+        assert "Example: voipctl" in command.help, f"voipctl {' '.join(path)}: no Example: line"
+
+
+@pytest.mark.parametrize(("path", "command"), COMMANDS, ids=IDS)
+def test_help_runs(path, command, capsys):
+    assert run([*path, "--help"]) == 0
+    assert "Usage: voipctl" in capsys.readouterr().out
