@@ -346,15 +346,18 @@ class LesnetAdapter(ProviderAdapter):
                 return
             delimiter = self._delimiter(link, first)
             reader = csv.reader(itertools.chain([first], lines), delimiter=delimiter)
+            rows = _rows(reader, self.name, shown)
             header = None
             if self.format.header:
-                header = next(reader)
+                header = next(rows, None)
+                if header is None:
+                    return
             idx = self._indexes(link, header)
             keys = header or [str(i) for i in range(max(idx.values()) + 1)]
             i_start, i_caller, i_number, i_seconds = (idx[c] for c in REQUIRED_COLUMNS)
             i_peer, i_did, i_call = (idx.get(c) for c in OPTIONAL_COLUMNS)
             width = max(idx.values()) + 1
-            for row in reader:
+            for row in rows:
                 if len(row) < width:
                     if not row or (len(row) == 1 and not row[0].strip()):
                         continue  # blank line
@@ -471,6 +474,20 @@ class LesnetAdapter(ProviderAdapter):
         answer = self.http.json("POST", url, json=body)
         balance = answer.get("balance") if isinstance(answer, dict) else None
         return "LES.NET API reached" + (f" (balance {balance})" if balance is not None else "")
+
+
+def _rows(reader, server: str, shown: str) -> Iterator[list[str]]:
+    """The reader's rows; a line the csv module refuses is a data error naming the line."""
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise ProviderDataError(
+                server, f"CDR link {shown} line {reader.line_num}: {exc}"
+            ) from None
+        yield row
 
 
 def _ceil_seconds(text: str) -> int:
