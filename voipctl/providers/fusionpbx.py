@@ -384,6 +384,14 @@ class FusionPBXAdapter(ProviderAdapter):
 
         def lines() -> Iterator[str]:
             what = f"GET {EXPORT_PATH}"
+            log.debug(
+                "%s: %s start_epoch=%s stop_epoch=%s domain_name=%s",
+                self.name,
+                what,
+                start_epoch,
+                stop_epoch,
+                tenant or "(the key's own)",
+            )
             with self._client().stream("GET", EXPORT_PATH, params=params) as response:
                 if 300 <= response.status_code < 400:
                     # FusionPBX sends a refused key to its login page.

@@ -1,0 +1,299 @@
+"""FusionPBX `mode = "export"`: xml_cdr_export.php CSV, with recorded payloads (respx)
+and once against a real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+import respx
+
+from voipctl.config import FusionPBXServer
+from voipctl.errors import ProviderAuthError, ProviderDataError, ProviderUnavailable
+from voipctl.providers import adapter_for
+from voipctl.providers.base import ServiceInfo
+
+FIXTURES = Path(__file__).parent / "fixtures" / "fusionpbx"
+BASE = "https://pbx.example.com"
+EXPORT = f"{BASE}/app/xml_cdr/xml_cdr_export.php"
+KEY = "k3y-9f8e7d6c5b4a39281706f5e4d3c2b1a0"  # FusionPBX keys are longer than 30 characters
+TENANT = "mcon.wat7.ictvoip.ca"
+T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # epoch 1772463600
+SINCE, UNTIL = T0, T0 + timedelta(hours=1)
+
+IDS = {
+    "out": "6513270e-269e-4d37-b2a7-4de452e6b438",
+    "in": "90c192cf-d3ac-44af-8f21-ddb66cad4a26",
+    "missed": "0fd630f1-f29d-4da9-953f-48f1a09f76b5",
+    "local": "92276658-1e27-41c0-8a6a-63ec24ede6a4",
+    "at_stop": "923a7369-94e3-4f91-9a61-dbe22e44158b",
+}
+
+
+def payload(scenario: str) -> bytes:
+    return (FIXTURES / f"xml_cdr_export__{scenario}.csv").read_bytes()
+
+
+def csv_response(scenario: str) -> httpx.Response:
+    return httpx.Response(
+        200,
+        content=payload(scenario),
+        headers={
+            "content-type": "application/octet-binary",
+            "content-disposition": f"attachment; filename=cdr_{TENANT}_20260302_160000.csv",
+        },
+    )
+
+
+@pytest.fixture
+def config(monkeypatch) -> FusionPBXServer:
+    monkeypatch.setenv("FUSION1_API_KEY", KEY)
+    return FusionPBXServer(
+        type="fusionpbx",
+        mode="export",
+        url=BASE,
+        api_key_env="FUSION1_API_KEY",
+        timezone="America/Toronto",
+        suspend="domain",
+        timeout_s=2,
+    )
+
+
+@pytest.fixture
+def adapter(config):
+    fusion = adapter_for("fusion1", config)
+    fusion.backoff_s = 0.0
+    yield fusion
+    fusion.close()
+
+
+def service(**overrides) -> ServiceInfo:
+    values = {
+        "id": 7,
+        "client_id": 42,
+        "server": "fusion1",
+        "tenant": TENANT,
+        "main_did": "5192229000",
+        "dids": ("5192229000",),
+        "extensions": ("2112", "2113"),
+    }
+    return ServiceInfo(**{**values, **overrides})
+
+
+def fetch(adapter, svc=None, since=SINCE, until=UNTIL):
+    return list(adapter.fetch_cdrs(svc or service(), since, until))
+
+
+@respx.mock
+def test_window_rules_and_request(adapter):
+    route = respx.get(EXPORT).mock(return_value=csv_response("window"))
+    records = fetch(adapter)
+
+    request = route.calls.last.request
+    assert request.url.path == "/app/xml_cdr/xml_cdr_export.php"
+    assert dict(request.url.params) == {
+        "key": KEY,
+        "export_format": "csv",
+        "start_epoch": "1772463600",
+        "stop_epoch": "1772467200",
+        "domain_name": TENANT,
+    }
+    # b-leg, unbilled extension, a DID not the service's, and the call at stop_epoch
+    # (FusionPBX's BETWEEN includes it; the window is half-open) are left out.
+    assert [r.provider_id for r in records] == [IDS["out"], IDS["in"], IDS["missed"], IDS["local"]]
+    out, inbound, missed, local = records
+    assert (out.direction, out.number, out.extension, out.caller) == (
+        "outbound",
+        "15195550100",
+        "2112",
+        "5192229000",
+    )
+    assert out.billsec == 62 and out.start == T0 + timedelta(minutes=5)
+    assert out.answer == out.start + timedelta(seconds=4) and out.end == out.answer + timedelta(
+        seconds=62
+    )
+    assert out.raw["xml_cdr_uuid"] == IDS["out"] and out.raw["caller_id_name"] == "Front Desk"
+    assert (inbound.direction, inbound.number, inbound.billsec) == ("inbound", "+15192229000", 45)
+    assert inbound.raw["caller_id_name"] == "Smith, John"
+    assert (missed.number, missed.billsec, missed.answer, missed.hangup_cause) == (
+        "15192229000",
+        0,
+        None,
+        "NO_ANSWER",
+    )
+    assert (local.direction, local.number, local.extension) == ("local", "2112", "2113")
+
+
+@respx.mock
+def test_whole_tenant_when_billed_field_is_empty(adapter):
+    respx.get(EXPORT).mock(return_value=csv_response("window"))
+    records = fetch(adapter, service(extensions=(), dids=(), main_did=None))
+    assert len(records) == 6  # every a-leg of the window; the b-leg and stop_epoch call stay out
+
+
+@respx.mock
+def test_empty_export(adapter):
+    respx.get(EXPORT).mock(return_value=csv_response("empty"))
+    assert fetch(adapter) == []
+
+
+@respx.mock
+def test_duration_is_billsec_when_the_header_has_no_billsec(adapter):
+    respx.get(EXPORT).mock(return_value=csv_response("duration_only"))
+    [record] = fetch(adapter)
+    assert record.provider_id == IDS["out"] and record.billsec == 62
+
+
+@respx.mock
+def test_401_says_credentials_refused_without_the_key(adapter):
+    respx.get(EXPORT).mock(return_value=httpx.Response(401, text="Unauthorized"))
+    with pytest.raises(ProviderAuthError) as caught:
+        fetch(adapter)
+    message = str(caught.value)
+    assert message.startswith("fusion1: the credentials were refused (HTTP 401")
+    assert KEY not in message and "key=" not in message
+
+
+@respx.mock
+def test_refused_key_redirects_to_login(adapter):
+    respx.get(EXPORT).mock(
+        return_value=httpx.Response(
+            302, headers={"location": "/?path=%2Fapp%2Fxml_cdr%2Fxml_cdr_export.php"}
+        )
+    )
+    with pytest.raises(ProviderAuthError, match="credentials were refused .*login") as caught:
+        fetch(adapter)
+    assert KEY not in str(caught.value)
+
+
+@respx.mock
+def test_user_without_export_permission(adapter):
+    respx.get(EXPORT).mock(return_value=httpx.Response(200, text="access denied"))
+    with pytest.raises(ProviderAuthError, match="xml_cdr_export_csv permissions"):
+        fetch(adapter)
+
+
+@respx.mock
+def test_503_then_success(adapter, caplog):
+    route = respx.get(EXPORT).mock(
+        side_effect=[httpx.Response(503, text="busy"), csv_response("window")]
+    )
+    with caplog.at_level(logging.DEBUG):
+        records = fetch(adapter)
+    assert route.call_count == 2 and len(records) == 4
+    # voipctl's own log lines (httpx's, which print whole URLs, are silenced by the CLI).
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("voipctl"))
+    assert "GET /app/xml_cdr/xml_cdr_export.php start_epoch=1772463600" in ours
+    assert KEY not in ours
+
+
+@respx.mock
+def test_timeouts_make_the_server_unavailable(adapter):
+    route = respx.get(EXPORT).mock(side_effect=httpx.ReadTimeout("read timed out"))
+    with pytest.raises(ProviderUnavailable) as caught:
+        fetch(adapter)
+    assert route.call_count == 4  # the first try and 3 retries
+    assert str(caught.value) == (
+        "fusion1: timed out on GET /app/xml_cdr/xml_cdr_export.php (after 4 attempts)"
+    )
+
+
+@respx.mock
+def test_malformed_row_names_server_and_line(adapter):
+    respx.get(EXPORT).mock(return_value=csv_response("malformed"))
+    records = adapter.fetch_cdrs(service(), SINCE, UNTIL)
+    assert next(records).provider_id == IDS["out"]  # line 2 is fine
+    with pytest.raises(ProviderDataError) as caught:
+        next(records)
+    assert str(caught.value) == (
+        "fusion1: /app/xml_cdr/xml_cdr_export.php line 3: 35 fields, the header has 34"
+    )
+
+
+@respx.mock
+def test_bad_billsec_names_server_and_line(adapter):
+    respx.get(EXPORT).mock(return_value=csv_response("bad_billsec"))
+    with pytest.raises(ProviderDataError) as caught:
+        fetch(adapter)
+    assert str(caught.value) == (
+        "fusion1: /app/xml_cdr/xml_cdr_export.php line 3: billsec '6O' is not a number"
+    )
+
+
+@respx.mock
+def test_html_instead_of_csv(adapter):
+    respx.get(EXPORT).mock(return_value=httpx.Response(200, text="<!DOCTYPE html><html>login"))
+    with pytest.raises(ProviderAuthError, match="answered a web page"):
+        fetch(adapter)
+
+
+@respx.mock
+def test_check_asks_a_one_second_window(adapter):
+    route = respx.get(EXPORT).mock(return_value=csv_response("empty"))
+    assert adapter.check() == f"export at {BASE}: API key accepted"
+    params = route.calls.last.request.url.params
+    assert int(params["stop_epoch"]) - int(params["start_epoch"]) == 1
+    assert params["key"] == KEY
+
+
+class _ExportHandler(BaseHTTPRequestHandler):
+    seen: list[dict[str, list[str]]] = []
+
+    def do_GET(self):  # noqa: N802 - http.server's name
+        url = urlsplit(self.path)
+        query = parse_qs(url.query)
+        type(self).seen.append(query)
+        if url.path != "/app/xml_cdr/xml_cdr_export.php":
+            self.send_error(404)
+        elif query.get("key") != [KEY]:
+            self.send_response(302)
+            self.send_header("Location", "/?path=%2Fapp%2Fxml_cdr%2Fxml_cdr_export.php")
+            self.end_headers()
+        else:
+            body = payload("window")
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-binary")
+            self.end_headers()  # no Content-Length: PHP streams until it closes
+            self.wfile.write(body)
+            self.close_connection = True
+
+    def log_message(self, *args):
+        pass
+
+
+def test_against_a_real_http_server(monkeypatch):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ExportHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        monkeypatch.setenv("FUSION1_API_KEY", KEY)
+        config = FusionPBXServer(
+            type="fusionpbx", mode="export", url=url, api_key_env="FUSION1_API_KEY", timeout_s=5
+        )
+        with adapter_for("fusion1", config) as fusion:
+            records = fetch(fusion)
+        assert [r.provider_id for r in records] == [
+            IDS["out"],
+            IDS["in"],
+            IDS["missed"],
+            IDS["local"],
+        ]
+        assert _ExportHandler.seen[-1]["domain_name"] == [TENANT]
+
+        monkeypatch.setenv("FUSION1_API_KEY", "a-revoked-key-0000000000000000000000")
+        with (
+            adapter_for("fusion1", config) as fusion,
+            pytest.raises(ProviderAuthError) as caught,
+        ):
+            fetch(fusion)
+        assert "revoked" not in str(caught.value)
+    finally:
+        server.shutdown()
+        server.server_close()
