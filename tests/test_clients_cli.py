@@ -492,3 +492,30 @@ def test_service_set_reparses_and_remove_ends_the_service(vc, client42):
     ended = as_json(vc("service", "list", "--all", "--format", "json"))
     assert [s["active"] for s in ended] == [False]
     assert vc("service", "show", "999").exit_code == 2
+
+
+def test_a_service_its_suspend_lever_cannot_reach_is_warned_about(vc, client42):
+    result = ok(add_fusion_service(vc, "--format", "json"))
+    sid = json.loads(result.stdout)["id"]
+    assert result.stderr.strip() == (
+        f"voipctl: warning: server fusion1 suspends by gateway, and service {sid} has none: "
+        f"add it with `voipctl service set {sid} --gateway UUID`"
+    )
+    fixed = ok(vc("service", "set", str(sid), "--gateway", "9d1f0b6a-3c5e-4d2b-8a61-0f7e2b1c4d55"))
+    assert fixed.stderr == ""
+
+
+def test_currency_cannot_change_once_money_is_recorded(vc, client42):
+    ok(vc("client", "set", "42", "--currency", "USD"))
+    ok(vc("credit", "add", "42", "1"))
+    result = vc("client", "set", "42", "--currency", "EUR")
+    assert result.exit_code == 2
+    assert "already has ledger entries or invoices in USD" in result.stderr
+
+
+@pytest.mark.parametrize("big", ["99999999999999999999", "9223372036854775808", "0"])
+def test_ids_out_of_range_are_not_found_not_database_errors(vc, client42, big):
+    result = vc("balance", big)
+    assert result.exit_code == 2 and f"no client {big}" in result.stderr
+    result = vc("service", "show", big)
+    assert result.exit_code == 2 and f"no service {big}" in result.stderr

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from voipctl import money
 from voipctl.errors import NotFound, UsageError
 from voipctl.providers.fields import parse_fields
-from voipctl.store.models import Client, Product, Service
+from voipctl.store.models import Client, Invoice, LedgerEntry, Product, Service
 
 # --- shared checks ---------------------------------------------------------------------------
 
@@ -313,7 +313,8 @@ def _client_changes(fields: Mapping[str, Any]) -> dict[str, Any]:
 
 def get_client(session: Session, client_id: int) -> Client:
     """The client with this id, or NotFound (exit 2)."""
-    client = session.get(Client, client_id)
+    # Out-of-range ids cannot exist; asking the database would be an overflow error.
+    client = session.get(Client, client_id) if 0 < client_id < 2**63 else None
     if client is None:
         raise NotFound(f"no client {client_id} (add it with `voipctl client add {client_id} ...`)")
     return client
@@ -367,6 +368,11 @@ def update_client(session: Session, client_id: int, **fields: Any) -> Client:
     """Change the given fields; `low_balance_threshold=None` clears the threshold."""
     client = get_client(session, client_id)
     cols = _client_changes(fields)
+    if cols.get("currency", client.currency) != client.currency and _has_money(session, client.id):
+        raise UsageError(
+            f"client {client.id} already has ledger entries or invoices in {client.currency}: "
+            "its currency cannot change"
+        )
     if "low_balance_threshold" in cols and cols["low_balance_threshold"] is None:
         # No threshold means no alerts; the latch starts afresh if one is set again.
         cols["low_balance_alerted"] = False
@@ -375,6 +381,13 @@ def update_client(session: Session, client_id: int, **fields: Any) -> Client:
     client.updated_at = now()
     session.flush()
     return client
+
+
+def _has_money(session: Session, client_id: int) -> bool:
+    for model in (LedgerEntry, Invoice):
+        if session.scalar(select(model.id).where(model.client_id == client_id).limit(1)):
+            return True
+    return False
 
 
 def client_view(client: Client) -> dict[str, Any]:
@@ -462,7 +475,7 @@ def _claims_overlap(session: Session, service: Service) -> None:
 
 def get_service(session: Session, service_id: int) -> Service:
     """The service with this id, or NotFound."""
-    service = session.get(Service, service_id)
+    service = session.get(Service, service_id) if 0 < service_id < 2**31 else None
     if service is None:
         raise NotFound(f"no service {service_id}")
     return service

@@ -355,6 +355,22 @@ def service_add(client_id, product, server_name, domain, billed, fmt, **options)
             **_extras(options),
         )
         _show_service(session, created, fmt)
+    _warn_missing_lever(config.servers[server_name], created)
+
+
+def _warn_missing_lever(server, svc) -> None:
+    """A service the server's suspend lever cannot reach is worth saying at once, not at 2 a.m."""
+    needs = {
+        ("fusionpbx", "gateway"): ("gateway_uuid", "--gateway UUID"),
+        ("vodia", "trunk"): ("trunk_id", "--trunk ID"),
+    }
+    column, option = needs.get((server.type, server.suspend), (None, None))
+    if column and not getattr(svc, column):
+        click.echo(
+            f"voipctl: warning: server {svc.server} suspends by {server.suspend}, and service "
+            f"{svc.id} has none: add it with `voipctl service set {svc.id} {option}`",
+            err=True,
+        )
 
 
 @service.command("set")
@@ -374,6 +390,9 @@ def service_set(service_id, domain, billed, product, fmt, **options):
             session, service_id, domain=domain, billed=billed, product=product, **_extras(options)
         )
         _show_service(session, changed, fmt)
+    server = get_app().config.servers.get(changed.server)
+    if server is not None:
+        _warn_missing_lever(server, changed)
 
 
 @service.command("remove")
