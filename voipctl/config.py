@@ -51,18 +51,32 @@ class BillingConfig(_Section):
     currency: str = "USD"
 
 
+# The client fields billing.md names, as keys of `whmcs.fields`.
+WHMCS_CLIENT_FIELDS = (
+    "has_voip_service",
+    "low_balance_threshold",
+    "voip_suspended",
+    "manual_voip_suspend",
+    "credit_limit",
+    "timezone",
+)
+
+
 class WhmcsConfig(_Section):
     url: str = ""
     identifier_env: str | None = None
     secret_env: str | None = None
     accesskey_env: str | None = None
     timeout_s: float = 30.0
+    # Retries of reads on connection errors and 5xx (writes: only when never sent).
+    retries: int = Field(3, ge=0, le=10)
     verify_tls: bool = True
     # How autobill posts usage: AddCredit type=remove, or billable items on an invoice.
     post_usage: Literal["credit", "invoice"] = "credit"
     # Who sends the two alert emails: WHMCS SendEmail (its templates) or voipctl's SMTP.
     emails: Literal["whmcs", "smtp"] = "whmcs"
-    # Custom client field names (or "id:N") as they are set up in WHMCS.
+    # Custom client field names (or "id:N") as they are set up in WHMCS; "" = not kept there.
+    # `suspension_state` is where autosuspend writes the state back ("yes" / "none").
     fields: dict[str, str] = Field(
         default_factory=lambda: {
             "has_voip_service": "Has VoIP Service",
@@ -71,8 +85,55 @@ class WhmcsConfig(_Section):
             "manual_voip_suspend": "Manual VoIP Suspend",
             "credit_limit": "Credit Limit",
             "timezone": "Time Zone",
+            "suspension_state": "VoIP Suspended",
         }
     )
+    # Product custom fields of a VoIP service (GetClientsProducts, by name or "id:N"),
+    # keyed like the options of `voipctl service add`.
+    service_fields: dict[str, str] = Field(
+        default_factory=lambda: {
+            "domain": "Tenant / DIDs",
+            "billed": "Extensions",
+            "gateway": "Gateway UUID",
+            "trunk": "Trunk ID",
+            "first_name": "First Name",
+            "inbound_search": "Inbound Search",
+            "cdr_link": "CDR Link",
+        }
+    )
+    # WHMCS product name -> voipctl product, WHMCS server name -> voipctl server; a name
+    # not listed maps to itself. Services of products voipctl does not know are not VoIP.
+    products: dict[str, str] = Field(default_factory=dict)
+    servers: dict[str, str] = Field(default_factory=dict)
+    # voipctl template -> WHMCS email template (SendEmail messagename).
+    templates: dict[str, str] = Field(
+        default_factory=lambda: {
+            "low_balance_alert": "Low Balance Alert",
+            "voip_zero_balance": "VoIP Zero Balance",
+        }
+    )
+
+    @field_validator("fields")
+    @classmethod
+    def _known_fields(cls, value: dict[str, str]) -> dict[str, str]:
+        known = set(WHMCS_CLIENT_FIELDS) | {"suspension_state"}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown field key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+            )
+        return value
+
+    @field_validator("service_fields")
+    @classmethod
+    def _known_service_fields(cls, value: dict[str, str]) -> dict[str, str]:
+        known = {"domain", "billed", "gateway", "trunk", "first_name", "inbound_search", "cdr_link"}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+            )
+        return value
 
 
 class _ServerBase(_Section):
