@@ -1,5 +1,7 @@
 """Every command and subcommand explains itself: help text, and an Example: line on each command."""
 
+from pathlib import Path
+
 import click
 import pytest
 
@@ -34,3 +36,22 @@ def test_command_has_help(path, command):
 def test_help_runs(path, command, capsys):
     assert run([*path, "--help"]) == 0
     assert "Usage: voipctl" in capsys.readouterr().out
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+DOCUMENTED_FAMILIES = ("product", "client", "service", "credit", "balance", "invoice")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        p
+        for p, c in COMMANDS
+        if p and p[0] in DOCUMENTED_FAMILIES and not isinstance(c, click.Group)
+    ],
+    ids=" ".join,
+)
+def test_client_and_product_commands_are_in_the_readme(path):
+    assert f"voipctl {' '.join(path)}" in README.read_text(), (
+        f"README lacks voipctl {' '.join(path)}"
+    )
