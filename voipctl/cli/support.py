@@ -9,6 +9,7 @@ from voipctl.cli.app import get_app
 from voipctl.cli.options import format_option, parse_day_or_time
 from voipctl.cli.output import render, render_one
 from voipctl.support import cdrs as cdr_view
+from voipctl.support import explain as explaining
 from voipctl.support import statement as statements
 from voipctl.support.common import UTC_ZONE, client_zone, load_client, local_time
 
@@ -173,4 +174,29 @@ def statement(client_id, date_from, date_to, fmt, raw):
         render(usage, _USAGE_COLUMNS, fmt, footer=footer)
 
 
-COMMANDS = [cdrs, statement]
+@click.command("explain")
+@click.argument("cdr_id", metavar="CDR_ID", type=int)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
+def explain(cdr_id, fmt):
+    """The whole story of one call: the provider's record, how it was rated, the free
+    minutes it used, the ledger entry that billed it and any re-rating.
+
+    Example: voipctl explain 123456 --format json
+    """
+    store = get_app().store()
+    with store.session() as session:
+        doc = explaining.explain_cdr(session, cdr_id)
+    if fmt == "json":
+        render_one(doc, fmt)
+    else:
+        click.echo(explaining.explain_text(doc))
+
+
+COMMANDS = [cdrs, statement, explain]

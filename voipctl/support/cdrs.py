@@ -20,21 +20,11 @@ from sqlalchemy.orm import Session
 
 from voipctl import money
 from voipctl.errors import UsageError
+from voipctl.rating.engine import STATUSES
 from voipctl.store.models import Cdr, Service
 from voipctl.support.common import local_time
 
-# rating.md §6, in the order they are decided; "unrated" selects calls not rated yet.
-STATUSES = (
-    "suppressed",
-    "excluded",
-    "internal",
-    "invalid_number",
-    "unanswered",
-    "unmetered",
-    "inbound_not_billed",
-    "no_rate",
-    "rated",
-)
+# Selects the calls not rated yet (status NULL) for --status.
 UNRATED = "unrated"
 DIRECTIONS = ("outbound", "inbound", "local")
 
