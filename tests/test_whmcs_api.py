@@ -7,9 +7,9 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
-from fakes.whmcs_env import start_fake, write_config
-from fakes.whmcs_server import php_unserialize
 
+from tests.fakes.whmcs_env import start_fake, write_config
+from tests.fakes.whmcs_server import php_unserialize
 from voipctl import catalog
 from voipctl.billing.whmcs import WhmcsBackend
 from voipctl.billing.whmcs_api import (

@@ -8,9 +8,9 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
-from fakes.whmcs_env import start_fake, write_config
 from sqlalchemy import select
 
+from tests.fakes.whmcs_env import start_fake, write_config
 from voipctl import catalog
 from voipctl.billing import ledger
 from voipctl.billing.whmcs import WhmcsBackend

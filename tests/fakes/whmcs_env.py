@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from fakes.whmcs_server import FakeWhmcs
+from tests.fakes.whmcs_server import FakeWhmcs
 
 IDENTIFIER_ENV = "WHMCS_TEST_IDENTIFIER"
 SECRET_ENV = "WHMCS_TEST_SECRET"

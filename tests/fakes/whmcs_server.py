@@ -15,9 +15,11 @@ without answering: the lost response of exactly-once tests).
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
@@ -97,6 +99,7 @@ class FakeWhmcs:
         self.templates = {"Low Balance Alert", "VoIP Zero Balance"}
         self.requests: list[tuple[str, dict[str, str]]] = []  # (action, params without auth)
         self.faults: dict[str, list[str]] = {}
+        self.delay_s: dict[str, float] = {}  # action -> seconds to wait before doing it
         self.lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
         self._ids = {"invoice": 1000, "credit": 0, "service": 500}
@@ -202,7 +205,9 @@ class FakeWhmcs:
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(raw)))
                 self.end_headers()
-                self.wfile.write(raw)
+                # The client may be gone (a killed voipctl): nothing to answer then.
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.wfile.write(raw)
 
             def _drop(self) -> None:
                 self.close_connection = True
@@ -233,6 +238,8 @@ class FakeWhmcs:
         with self.lock:
             self.requests.append((action, public))
             fault = self.faults.get(action, [None]).pop(0) if self.faults.get(action) else None
+        if self.delay_s.get(action):
+            time.sleep(self.delay_s[action])
         if fault == "drop":
             handler._drop()
             return
