@@ -195,3 +195,14 @@ def test_override_wins_on_the_same_prefix():
     deck_row = RateRow("1212", "", 5, 0, 60, 60, "deck", 1, 1_250_000)
     override = RateRow("1212", "", 7, 0, 1, 1, "override", None, 1_000_000)
     assert PrefixMatcher([deck_row], [override]).match("12125550100").source == "override"
+
+
+@given(
+    raw=st.one_of(
+        st.text("+0123456789 -()*#", max_size=18),
+        st.from_regex(r"\+[0-9]{6,17}", fullmatch=True),
+    ),
+    rules=st.sampled_from([NANP, UK, NumberRules(area_code="519", max_internal_digits=4)]),
+)
+def test_the_bulk_fast_path_gives_what_the_traced_steps_give(raw, rules):
+    assert normalize(raw, rules) == normalize(raw, rules, [])

@@ -81,7 +81,7 @@ RATING_COLUMNS = (
     "cost",
 )
 
-CHUNK = 5000
+CHUNK = 20_000
 
 
 class Rating(NamedTuple):
@@ -507,27 +507,36 @@ def rate_cdrs(
             f"UPDATE cdrs SET {', '.join(c + ' = ?' for c in RATING_COLUMNS)}, rated_at = ? "
             "WHERE id = ?",
         )
+        pending = 0  # rows rated in the open transaction
+
+        def finish() -> None:
+            if dry_run:
+                session.rollback()
+            else:
+                session.commit()
+
         for service_id, first_start in services:
             ctx = rater.service(service_id)
             last = (window[0] if window else first_start, -1)
             until = window[1] if window else _FAR_FUTURE
             while True:
+                # Services with few calls share a transaction: commits cost more than rows.
+                limit = chunk - pending
                 cursor = session.connection().connection.driver_connection.cursor()
-                cursor.execute(select_sql, (service_id, last[0], last[1], until, chunk))
+                cursor.execute(select_sql, (service_id, last[0], last[1], until, limit))
                 rows = cursor.fetchall()
-                if not rows:
-                    session.rollback()
+                if rows:
+                    _rate_chunk(session, rater, ctx, service_id, rows, update_sql, report, cursor)
+                    last = (rows[-1][4], rows[-1][0])
+                    pending += len(rows)
+                    if progress is not None:
+                        progress(len(rows))
+                if pending >= chunk:
+                    finish()
+                    pending = 0
+                if len(rows) < limit:
                     break
-                _rate_chunk(session, rater, ctx, service_id, rows, update_sql, report, cursor)
-                last = (rows[-1][4], rows[-1][0])
-                if dry_run:
-                    session.rollback()
-                else:
-                    session.commit()
-                if progress is not None:
-                    progress(len(rows))
-                if len(rows) < chunk:
-                    break
+        finish()
     finally:
         session.rollback()
         session.close()

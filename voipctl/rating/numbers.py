@@ -86,6 +86,17 @@ def normalize(
 ) -> Normalized:
     """Normalise one number by the steps of rating.md §2, in order."""
 
+    if (
+        trace is None
+        and raw
+        and raw[0] == "+"
+        and MIN_DIGITS < len(raw) <= MAX_DIGITS + 1
+        and _digits(raw[1:])
+    ):
+        # The common case in bulk rating: already international (+ and 8-15 digits).
+        # Steps 1-9 would only drop the +, so this is the same result, sooner.
+        return Normalized(None, raw[1:], raw)
+
     def step(rule: str, number: str) -> None:
         if trace is not None:
             trace.append({"rule": rule, "number": number})
