@@ -9,11 +9,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from datetime import date
 from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
 from voipctl.billing import ledger
 from voipctl.config import Config
+
+if TYPE_CHECKING:
+    from voipctl.notify.outbox import Delivery
+    from voipctl.store.engine import Store
 
 
 class BillingBackend(ABC):
@@ -32,6 +37,86 @@ class BillingBackend(ABC):
     def available_credit(self, session: Session, client_id: int) -> Decimal:
         """Credit minus the cost of rated calls not yet billed (billing.md: decisions use this)."""
         return self.credit(session, client_id) - ledger.unbilled_cost(session, client_id)
+
+    def post_charge(
+        self,
+        session: Session,
+        *,
+        client_id: int,
+        service_id: int,
+        amount: Decimal,
+        reference: str,
+        note: str,
+        cdr_count: int,
+    ) -> int:
+        """Post a usage charge (a negative amount) in the caller's transaction.
+
+        Returns the id of the ledger row that bills the CDRs (autobill writes it into
+        each CDR's billed_entry_id in the same transaction). Idempotent by reference.
+        A backend that posts elsewhere records its intent here and sends it in
+        `push_charges`, after the commit.
+        """
+        posted = ledger.post(
+            session,
+            client_id=client_id,
+            kind="charge",
+            amount=amount,
+            reference=reference,
+            note=note,
+            service_id=service_id,
+            cdr_count=cdr_count,
+        )
+        return posted.entry.id
+
+    def push_charges(self, store: Store) -> list[str]:
+        """Send charges recorded by `post_charge` to an outside system; failure messages.
+
+        The local ledger is the system of record, so there is nothing to send.
+        """
+        return []
+
+    def queue_alert(
+        self,
+        session: Session,
+        config: Config,
+        *,
+        template: str,
+        variables: dict[str, Any],
+        dedupe_key: str,
+        recipient: str,
+        client_id: int | None,
+        credit: Decimal | None,
+    ) -> bool:
+        """Decide to send an email, in the caller's transaction; False if already decided.
+
+        Default: rendered from voipctl's templates into the outbox.
+        """
+        from voipctl.notify import outbox  # noqa: PLC0415 - alerts sit above the ledger
+
+        return outbox.queue_template(
+            session,
+            config.email,
+            template=template,
+            variables=variables,
+            dedupe_key=dedupe_key,
+            recipient=recipient,
+            client_id=client_id,
+            credit=credit,
+        )
+
+    def suspension_changed(  # noqa: B027 - an optional hook
+        self, session: Session, client_id: int, suspended: bool
+    ) -> None:
+        """autosuspend changed a client's services (suspended or restored), in its transaction.
+
+        A hook for a backend that mirrors the state elsewhere; the local ledger has no copy.
+        """
+
+    def deliver_alerts(self, store: Store, config: Config) -> Delivery:
+        """Deliver the queued emails (default: the outbox over SMTP)."""
+        from voipctl.notify import outbox  # noqa: PLC0415 - alerts sit above the ledger
+
+        return outbox.deliver_pending(store, config.email)
 
 
 class LocalBackend(BillingBackend):

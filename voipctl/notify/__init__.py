@@ -1,0 +1,1 @@
+"""Emails: sandboxed templates, the outbox, and SMTP delivery."""

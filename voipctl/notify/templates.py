@@ -1,0 +1,284 @@
+"""Email templates: Jinja2 in a sandbox, undefined variables as errors.
+
+A template is up to three files named after it: `NAME.subject`, `NAME.txt` and,
+optionally, `NAME.html`. The defaults ship in this package (`templates/`); a file
+of the same name in `[email] templates_dir` replaces the default one.
+
+Templates are written by operators and imported from WHMCS, so they are treated
+as untrusted: rendered in Jinja2's SandboxedEnvironment, and any reach for an
+attribute or key starting with `_` (`{{ ''.__class__ }}`) is refused before the
+template is ever rendered.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from jinja2 import (
+    ChoiceLoader,
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateNotFound,
+    TemplateSyntaxError,
+    UndefinedError,
+    nodes,
+)
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import SandboxedEnvironment
+
+from voipctl import money
+from voipctl.errors import DataError
+
+PACKAGE_DIR = Path(__file__).parent / "templates"
+
+LOW_BALANCE_ALERT = "low_balance_alert"
+VOIP_ZERO_BALANCE = "voip_zero_balance"
+MANUAL_ACTION = "manual_action_required"
+
+# The variables of the client emails, named as operators know them from WHMCS.
+CLIENT_VARIABLES = (
+    "client_id",
+    "client_first_name",
+    "client_last_name",
+    "client_name",
+    "client_company_name",
+    "client_email",
+    "client_credit",
+    "client_due_invoices_balance",
+    "client_custom_field_lowbalancethreshold",
+    "currency",
+)
+# The operator's "manual action required" email has these as well.
+MANUAL_VARIABLES = (*CLIENT_VARIABLES, "service_id", "server", "action", "instructions")
+
+SAMPLE_VARIABLES: dict[str, Any] = {
+    "client_id": 42,
+    "client_first_name": "Ada",
+    "client_last_name": "Lovelace",
+    "client_name": "Ada Lovelace",
+    "client_company_name": "Analytical Engines Ltd",
+    "client_email": "ada@example.com",
+    "client_credit": "-1.25",
+    "client_due_invoices_balance": "0.00",
+    "client_custom_field_lowbalancethreshold": "5.00",
+    "currency": "CAD",
+    "service_id": 7,
+    "server": "lesnet",
+    "action": "suspend",
+    "instructions": "disable peer D4E3CD2BFC791 in the LES.NET portal",
+}
+
+
+class TemplateError(DataError):
+    """A template does not parse, uses an unknown variable, or reaches for Python internals."""
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str | None
+
+
+def client_variables(
+    client: Any, *, credit: Decimal, owing: Decimal, currency: str | None = None
+) -> dict[str, Any]:
+    """The WHMCS-named variables of a client email; money as plain decimal strings."""
+    threshold = client.low_balance_threshold
+    first = client.first_name or ""
+    last = client.last_name or ""
+    return {
+        "client_id": client.id,
+        "client_first_name": first,
+        "client_last_name": last,
+        "client_name": f"{first} {last}".strip(),
+        "client_company_name": client.company or "",
+        "client_email": client.email,
+        "client_credit": money.fmt(credit),
+        "client_due_invoices_balance": money.fmt(owing),
+        "client_custom_field_lowbalancethreshold": (
+            money.fmt(threshold) if threshold is not None else ""
+        ),
+        "currency": currency or client.currency,
+    }
+
+
+def _refuse_internals(source: str, env: SandboxedEnvironment, where: str) -> None:
+    """Refuse `x.__class__`, `x['__globals__']`, `x._private` before rendering anything."""
+    try:
+        tree = env.parse(source)
+    except TemplateSyntaxError as exc:
+        raise TemplateError(f"{where}:{exc.lineno}: {exc.message}") from None
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        name = None
+        if isinstance(node, nodes.Getattr):
+            name = node.attr
+        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            name = node.arg.value
+        if name is not None and name.startswith("_"):
+            raise TemplateError(
+                f"{where}:{node.lineno}: refused: the template reaches for {name!r}, "
+                "an internal attribute; templates may only use their variables"
+            )
+
+
+class Templates:
+    """The email templates: package defaults, each file overridable from `templates_dir`."""
+
+    def __init__(self, templates_dir: Path | None = None):
+        loaders = []
+        if templates_dir is not None:
+            loaders.append(FileSystemLoader(str(templates_dir)))
+        loaders.append(FileSystemLoader(str(PACKAGE_DIR)))
+        self.templates_dir = templates_dir
+        self.env = SandboxedEnvironment(
+            loader=ChoiceLoader(loaders),
+            undefined=StrictUndefined,
+            autoescape=lambda name: bool(name and name.endswith(".html")),
+            keep_trailing_newline=True,
+        )
+
+    def _source(self, filename: str) -> tuple[str, str] | None:
+        try:
+            source, path, _ = self.env.loader.get_source(self.env, filename)
+        except TemplateNotFound:
+            return None
+        return source, path or filename
+
+    def _render_part(self, filename: str, variables: Mapping[str, Any]) -> str | None:
+        found = self._source(filename)
+        if found is None:
+            return None
+        source, where = found
+        _refuse_internals(source, self.env, where)
+        try:
+            return self.env.from_string(source).render(**variables)
+        except SecurityError as exc:
+            raise TemplateError(f"{where}: refused: {exc}") from None
+        except UndefinedError as exc:
+            known = ", ".join(sorted(variables))
+            raise TemplateError(f"{where}: {exc.message} (variables: {known})") from None
+        except TemplateSyntaxError as exc:
+            raise TemplateError(f"{where}:{exc.lineno}: {exc.message}") from None
+        except Exception as exc:  # noqa: BLE001 - a template's own error, e.g. 1/0
+            raise TemplateError(f"{where}: cannot render: {exc}") from None
+
+    def render(self, name: str, variables: Mapping[str, Any]) -> Rendered:
+        """Render a template's subject, text body and optional HTML body."""
+        subject = self._render_part(f"{name}.subject", variables)
+        text = self._render_part(f"{name}.txt", variables)
+        if subject is None or text is None:
+            missing = f"{name}.subject" if subject is None else f"{name}.txt"
+            raise TemplateError(f"email template {name!r}: no file {missing}")
+        html = self._render_part(f"{name}.html", variables)
+        # A header cannot hold a newline: the subject is the template's text on one line.
+        subject = " ".join(subject.split())
+        return Rendered(subject=subject, text=text, html=html)
+
+    def check(self, name: str) -> Rendered:
+        """Render a template with sample values: a bad template fails before any decision."""
+        return self.render(name, SAMPLE_VARIABLES)
+
+
+# --- WHMCS (Smarty) templates -------------------------------------------------
+
+_SMARTY_TAG = re.compile(r"\{\*.*?\*\}|\{literal\}.*?\{/literal\}|\{[^{}\s][^{}]*\}", re.DOTALL)
+_SMARTY_VAR = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
+_SMARTY_IF = re.compile(r"^(if|elseif)\s+(!?)\$([A-Za-z_][A-Za-z0-9_]*)$")
+
+
+def _jinja_literal(text: str) -> str:
+    """Plain text, with anything Jinja2 would read as a tag kept as text."""
+    if not any(mark in text for mark in ("{{", "{%", "{#")):
+        return text
+    return "{% raw %}" + text.replace("{% endraw %}", "") + "{% endraw %}"
+
+
+def convert_whmcs(source: str, *, where: str, known: tuple[str, ...] = CLIENT_VARIABLES) -> str:
+    """Convert a WHMCS (Smarty) email template to Jinja2.
+
+    `{$var}` becomes `{{ var }}`, `{if $var}` / `{if !$var}` / `{elseif ...}` /
+    `{else}` / `{/if}` become Jinja2 conditions, `{* comments *}` are dropped and
+    `{literal}` blocks kept as text. Any other Smarty tag, modifier or a variable
+    voipctl does not provide is refused with its line, rather than failing at send time.
+    """
+    out: list[str] = []
+    pos = 0
+    for match in _SMARTY_TAG.finditer(source):
+        out.append(_jinja_literal(source[pos : match.start()]))
+        pos = match.end()
+        tag = match.group(0)
+        line = source.count("\n", 0, match.start()) + 1
+        if tag.startswith("{*"):
+            continue
+        if tag.startswith("{literal}"):
+            out.append(_jinja_literal(tag[len("{literal}") : -len("{/literal}")]))
+            continue
+        inner = tag[1:-1].strip()
+        var = _SMARTY_VAR.match(inner)
+        cond = _SMARTY_IF.match(inner)
+        name = var.group(1) if var else cond.group(3) if cond else None
+        if name is not None and name not in known:
+            raise TemplateError(
+                f"{where}:{line}: unknown variable ${name} (voipctl provides: {', '.join(known)})"
+            )
+        if var:
+            out.append("{{ " + name + " }}")
+        elif cond:
+            negate = "not " if cond.group(2) else ""
+            out.append("{% " + cond.group(1) + " " + negate + name + " %}")
+        elif inner == "else":
+            out.append("{% else %}")
+        elif inner == "/if":
+            out.append("{% endif %}")
+        else:
+            raise TemplateError(
+                f"{where}:{line}: Smarty tag {tag!r} cannot be converted "
+                "(supported: {$var}, {if $var}, {if !$var}, {elseif $var}, {else}, {/if})"
+            )
+    out.append(_jinja_literal(source[pos:]))
+    return "".join(out)
+
+
+def import_whmcs(
+    file: Path,
+    name: str,
+    dest_dir: Path,
+    *,
+    subject: str | None = None,
+    html: bool = False,
+) -> list[Path]:
+    """Convert a WHMCS template file into `dest_dir/NAME.txt` (or `.html`) and, if given,
+    its subject into `NAME.subject`. Checked by a sample render before anything is written."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
+        raise TemplateError(f"template name {name!r}: use letters, digits, _ and - only")
+    known = MANUAL_VARIABLES if name == MANUAL_ACTION else CLIENT_VARIABLES
+    try:
+        source = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TemplateError(f"{file}: cannot read: {exc}") from None
+    parts = {("html" if html else "txt"): convert_whmcs(source, where=str(file), known=known)}
+    if subject is not None:
+        parts["subject"] = convert_whmcs(subject, where="--subject", known=known)
+    env = Templates().env
+    for suffix, text in parts.items():
+        where = f"{file}" if suffix != "subject" else "--subject"
+        _refuse_internals(text, env, where)
+        try:
+            env.from_string(text).render(**SAMPLE_VARIABLES)
+        except Exception as exc:  # noqa: BLE001 - any render failure refuses the import
+            raise TemplateError(f"{where}: converted template does not render: {exc}") from None
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for suffix, text in parts.items():
+        path = dest_dir / f"{name}.{suffix}"
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+        written.append(path)
+    return written
