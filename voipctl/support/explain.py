@@ -319,8 +319,9 @@ def explain_text(doc: dict[str, Any]) -> str:
         out.append(f"  billed by    {_entry_line(bill['billed_by'])}")
     for entry in bill["rerating"]:
         out.append(f"  re-rated     {_entry_line(entry)}")
-    if bill["current_entry"] and bill["rerating"]:
-        out.append(f"  now          {_entry_line(bill['current_entry'])}")
+    current = bill["current_entry"]
+    if current and bill["rerating"] and current["id"] != bill["rerating"][-1]["id"]:
+        out.append(f"  now          {_entry_line(current)}")
     return "\n".join(out)
 
 
