@@ -7,6 +7,8 @@ import click
 from voipctl.cli.app import get_app
 from voipctl.cli.options import format_option
 from voipctl.cli.output import render
+from voipctl.errors import VoipctlError
+from voipctl.jobs.server_check import check_servers
 from voipctl.store.engine import connect_check
 from voipctl.store.migrate import upgrade
 
@@ -62,6 +64,30 @@ def server_list(fmt):
         )
     columns = [(k, k) for k in ("name", "type", "mode", "where", "suspend", "timezone")]
     render(rows, columns, fmt)
+
+
+@server.command("check")
+@click.argument("name", required=False)
+def server_check(name):
+    """Reach each server (or NAME) with its credentials: one line each, exit 1 if any fails.
+
+    LES.NET servers also read the head of each active service's CDR link.
+
+    Example: voipctl server check vodia1
+    """
+    app = get_app()
+    config = app.config
+    try:
+        store = app.store()
+    except VoipctlError:
+        store = None  # no database yet: check the servers alone
+    results = check_servers(config, [name] if name else None, store=store)
+    if not results:
+        click.echo("no servers configured")
+    for result in results:
+        state = "ok" if result.ok else "FAIL"
+        click.echo(f"{result.server} ({result.type}): {state}: {result.detail}")
+    return 0 if all(r.ok for r in results) else 1
 
 
 COMMANDS = [db, server]

@@ -1,0 +1,80 @@
+"""`voipctl pull-cdrs`: parse the options, run the job, print what it did."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import nullcontext
+from datetime import UTC
+
+import click
+
+from voipctl.cli.app import get_app
+from voipctl.cli.options import client_option, dry_run_option, parse_day_or_time
+from voipctl.jobs.pull_cdrs import pull_cdrs
+
+_UTC_ZONE = UTC
+
+
+@click.command("pull-cdrs")
+@click.option("--server", "server_name", metavar="NAME", help="Only this configured server.")
+@client_option
+@click.option("--service", "service_id", type=int, metavar="ID", help="Only this service.")
+@click.option(
+    "--since",
+    metavar="ISO",
+    help="Read from this time (UTC unless it has an offset) instead of the watermark.",
+)
+@click.option("--until", metavar="ISO", help="Read calls that started before this time.")
+@dry_run_option
+def pull_cdrs_command(server_name, client_id, service_id, since, until, dry_run):
+    """Pull new call records from every configured server into the database.
+
+    Each active service is read from where the last run stopped, minus the
+    server's overlap window; calls already stored are skipped by their
+    provider id. A failing server is reported on stderr and the others still
+    run (exit status 1).
+
+    Example: voipctl pull-cdrs --server vodia1 --since 2026-11-01
+    """
+    app = get_app()
+    since_at = parse_day_or_time(since, _UTC_ZONE, end=False) if since else None
+    until_at = parse_day_or_time(until, _UTC_ZONE, end=True) if until else None
+    if since_at and until_at and since_at >= until_at:
+        raise click.BadParameter("--since must be before --until")
+    config = app.config
+    store = app.store()
+    show_bar = sys.stderr.isatty() and app.verbosity >= 0
+    bar_context = (
+        click.progressbar(length=0, label="pulling calls", file=sys.stderr, show_pos=True)
+        if show_bar
+        else nullcontext()
+    )
+    with bar_context as bar:
+
+        def progress(server: str, count: int) -> None:
+            if bar is not None:
+                bar.label = f"pulling calls from {server}"
+                bar.length = (bar.length or 0) + count  # open-ended: count what came in
+                bar.update(count)
+
+        report = pull_cdrs(
+            store,
+            config,
+            server=server_name,
+            client_id=client_id,
+            service_id=service_id,
+            since=since_at,
+            until=until_at,
+            dry_run=dry_run,
+            progress=progress,
+        )
+    for failure in report.failures:
+        click.echo(f"voipctl: error: {failure}", err=True)
+    if dry_run:
+        click.echo(report.summary_line())
+    else:
+        app.summary(report.summary_line())
+    return report.exit_code
+
+
+COMMANDS = [pull_cdrs_command]

@@ -1,0 +1,369 @@
+"""`voipctl pull-cdrs`: bring every new call in from every server, incrementally, never twice.
+
+For each server, its active services are grouped into scopes: one per service,
+or one per shared feed (a LES.NET CDR link several peers share, read once). A
+scope is read from its watermark minus the server's `overlap_minutes` (providers
+write CDRs late) up to now, and stored in chunks with
+`INSERT ... ON CONFLICT (server, provider_id) DO NOTHING`: the database's unique
+key is what makes a re-run or an overlap store nothing twice. Each chunk is one
+transaction; the watermark moves, to the newest start seen, only in the
+transaction of the last chunk, so a run that dies halfway is read again next time.
+
+A scope with no watermark yet starts at the service's `created_at` (a service is
+billed from when it was added); `--since` reaches further back.
+
+A server that fails (unreachable, credentials refused, a payload that does not
+parse) is reported and the others still run; the job then exits 1.
+
+Rate-as-you-store hook: `before_insert(rows)` is called with each chunk of row
+dicts (the `cdrs` columns) before it is inserted, and may fill the rating columns
+in place or return a new list.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from itertools import islice
+from typing import Any
+
+from sqlalchemy import Connection, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from voipctl.config import Config
+from voipctl.errors import NotFound, ProviderError
+from voipctl.jobs.common import service_info
+from voipctl.jobs.runner import job_run
+from voipctl.providers import ProviderAdapter, adapter_for
+from voipctl.providers.base import CallRecord, ServiceInfo
+from voipctl.store.engine import Store
+from voipctl.store.models import Cdr, PullWatermark, Service
+
+log = logging.getLogger(__name__)
+
+CHUNK_SIZE = 5_000
+JOB = "pull-cdrs"
+
+RowHook = Callable[[list[dict[str, Any]]], list[dict[str, Any]] | None]
+ProgressHook = Callable[[str, int], None]
+
+
+@dataclass
+class ServerPull:
+    """What one server's pull did."""
+
+    server: str
+    services: int = 0
+    fetched: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        doc = {"services": self.services, "stored": self.stored, "duplicates": self.duplicates}
+        if self.error:
+            doc["error"] = self.error
+        return doc
+
+
+@dataclass
+class PullReport:
+    """The whole run: one ServerPull per server, and the exit status."""
+
+    dry_run: bool
+    servers: list[ServerPull] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failures else 0
+
+    @property
+    def stored(self) -> int:
+        return sum(s.stored for s in self.servers)
+
+    def summary_line(self) -> str:
+        verb = "would store" if self.dry_run else "stored"
+        if not self.servers:
+            return "pull-cdrs: no active services to pull"
+        parts = []
+        for s in self.servers:
+            if s.error:
+                parts.append(f"{s.server}: FAILED")
+            else:
+                parts.append(f"{s.server}: {verb} {s.stored}, {s.duplicates} duplicates")
+        return "pull-cdrs: " + "; ".join(parts)
+
+
+@dataclass
+class _Scope:
+    key: str  # the watermark scope: "service:ID" or the adapter's feed key
+    services: list[Service]
+    feed: bool
+
+
+def pull_cdrs(
+    store: Store,
+    config: Config,
+    *,
+    server: str | None = None,
+    client_id: int | None = None,
+    service_id: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    dry_run: bool = False,
+    chunk_size: int = CHUNK_SIZE,
+    before_insert: RowHook | None = None,
+    progress: ProgressHook | None = None,
+    adapter_factory: Callable[[str, Any], ProviderAdapter] = adapter_for,
+) -> PullReport:
+    """Pull new CDRs of the selected active services; see the module docstring.
+
+    Raises LockHeld when another run holds the job's lock, ConfigError for an
+    unknown --server, NotFound for an unknown --service. Provider failures do
+    not raise: they are in the report (and make its exit_code 1).
+    """
+    if server is not None:
+        config.server(server)  # ConfigError naming the known servers
+    until = until or datetime.now(UTC)
+    report = PullReport(dry_run=dry_run)
+    with job_run(store, JOB, dry_run=dry_run) as run:
+        by_server = _services(store, server, client_id, service_id)
+        for name in sorted(by_server):
+            services = by_server[name]
+            pull = ServerPull(server=name, services=len(services))
+            report.servers.append(pull)
+            if name not in config.servers:
+                pull.error = (
+                    f"{name}: not in the configuration ({config.source}); services "
+                    + ", ".join(str(s.id) for s in services)
+                    + " were not pulled"
+                )
+            else:
+                try:
+                    with adapter_factory(name, config.server(name)) as adapter:
+                        _pull_server(
+                            store,
+                            adapter,
+                            config.server(name),
+                            services,
+                            pull,
+                            since=since,
+                            until=until,
+                            dry_run=dry_run,
+                            chunk_size=chunk_size,
+                            before_insert=before_insert,
+                            progress=progress,
+                        )
+                except ProviderError as exc:
+                    pull.error = str(exc)
+            if pull.error:
+                log.info("%s", pull.error)
+                run.fail(pull.error)
+                report.failures.append(pull.error)
+            run.summary[name] = pull.as_dict()
+    return report
+
+
+def _services(
+    store: Store, server: str | None, client_id: int | None, service_id: int | None
+) -> dict[str, list[Service]]:
+    query = select(Service).where(Service.active.is_(True)).order_by(Service.id)
+    if server is not None:
+        query = query.where(Service.server == server)
+    if client_id is not None:
+        query = query.where(Service.client_id == client_id)
+    if service_id is not None:
+        with store.session() as session:
+            found = session.get(Service, service_id)
+        if found is None:
+            raise NotFound(f"no service {service_id}")
+        query = query.where(Service.id == service_id)
+    with store.session() as session:
+        rows = list(session.scalars(query))
+    grouped: dict[str, list[Service]] = defaultdict(list)
+    for row in rows:
+        grouped[row.server].append(row)
+    return dict(grouped)
+
+
+def _scopes(adapter: ProviderAdapter, services: list[Service]) -> list[_Scope]:
+    feeds: dict[str, list[Service]] = defaultdict(list)
+    scopes = []
+    for service in services:
+        key = adapter.feed_key(service_info(service))
+        if key is None:
+            scopes.append(_Scope(f"service:{service.id}", [service], feed=False))
+        else:
+            feeds[key].append(service)
+    scopes += [_Scope(key, members, feed=True) for key, members in feeds.items()]
+    return scopes
+
+
+def _pull_server(
+    store: Store,
+    adapter: ProviderAdapter,
+    server_config: Any,
+    services: list[Service],
+    pull: ServerPull,
+    *,
+    since: datetime | None,
+    until: datetime,
+    dry_run: bool,
+    chunk_size: int,
+    before_insert: RowHook | None,
+    progress: ProgressHook | None,
+) -> None:
+    overlap = timedelta(minutes=server_config.overlap_minutes)
+    writer = _Writer(store, pull.server, dry_run=dry_run, before_insert=before_insert)
+    for scope in _scopes(adapter, services):
+        watermark = writer.watermark(scope.key)
+        if since is not None:
+            start = since
+        elif watermark is not None:
+            start = watermark - overlap
+        else:
+            start = min(s.created_at for s in scope.services)
+        if start >= until:
+            continue
+        infos = [service_info(s) for s in scope.services]
+        if scope.feed:
+            records = adapter.fetch_feed(infos, start, until)
+        else:
+            records = adapter.fetch_cdrs(infos[0], start, until)
+        clients = {s.id: s.client_id for s in scope.services}
+        log.info("%s: %s from %s to %s", pull.server, scope.key, start, until)
+        rows = _rows(records, pull.server, infos[0], clients)
+        newest = writer.store_all(rows, scope.key, watermark, chunk_size, pull, progress)
+        log.info("%s: %s read up to %s", pull.server, scope.key, newest)
+
+
+def _rows(
+    records: Iterable[CallRecord], server: str, only: ServiceInfo, clients: dict[int, int]
+) -> Iterator[dict[str, Any]]:
+    pulled_at = int(datetime.now(UTC).timestamp())
+    dumps = json.JSONEncoder(separators=(",", ":"), default=str, ensure_ascii=False).encode
+    for rec in records:
+        service_id = rec.service_id if rec.service_id is not None else only.id
+        yield {
+            "server": server,
+            "provider_id": rec.provider_id,
+            "service_id": service_id,
+            "client_id": clients[service_id],
+            "direction": rec.direction,
+            "extension": rec.extension,
+            "caller": rec.caller,
+            "number": rec.number,
+            "start": int(rec.start.timestamp()),
+            "answer": int(rec.answer.timestamp()) if rec.answer is not None else None,
+            "end": int(rec.end.timestamp()) if rec.end is not None else None,
+            "billsec": rec.billsec,
+            "hangup_cause": rec.hangup_cause,
+            "raw": dumps(rec.raw),
+            "pulled_at": pulled_at,
+            "status": None,
+        }
+
+
+def _chunks(rows: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    while chunk := list(islice(rows, size)):
+        yield chunk
+
+
+class _Writer:
+    """Chunked inserts and the watermark, on either database."""
+
+    def __init__(self, store: Store, server: str, *, dry_run: bool, before_insert: RowHook | None):
+        self.store = store
+        self.server = server
+        self.dry_run = dry_run
+        self.before_insert = before_insert
+        dialect = postgresql if store.dialect == "postgresql" else sqlite
+        # RETURNING lists the rows the database took: the count of new calls on both
+        # databases (executemany rowcount is -1 on PostgreSQL's batched inserts).
+        self.insert_cdrs = (
+            dialect.insert(Cdr.__table__)
+            .on_conflict_do_nothing(index_elements=["server", "provider_id"])
+            .returning(Cdr.__table__.c.id)
+        )
+        wm = dialect.insert(PullWatermark.__table__)
+        self.upsert_watermark = wm.on_conflict_do_update(
+            index_elements=["server", "scope"],
+            set_={"watermark": wm.excluded.watermark, "updated_at": wm.excluded.updated_at},
+        )
+        self._dry_seen: set[str] = set()
+
+    def watermark(self, scope: str) -> datetime | None:
+        with self.store.session() as session:
+            row = session.get(PullWatermark, (self.server, scope))
+            return row.watermark if row is not None else None
+
+    def store_all(
+        self,
+        rows: Iterator[dict[str, Any]],
+        scope: str,
+        watermark: datetime | None,
+        chunk_size: int,
+        pull: ServerPull,
+        progress: ProgressHook | None,
+    ) -> datetime | None:
+        """Store every chunk; the watermark moves with the last one. Returns the newest start."""
+        newest = int(watermark.timestamp()) if watermark is not None else None
+        chunks = _chunks(rows, chunk_size)
+        pending = next(chunks, None)
+        while pending is not None:
+            # One chunk of look-ahead: the last chunk is known before it is written,
+            # so the watermark goes into that chunk's transaction.
+            following = next(chunks, None)
+            chunk_newest = max(row["start"] for row in pending)
+            newest = chunk_newest if newest is None else max(newest, chunk_newest)
+            last = following is None
+            stored = self._write(pending, scope if last else None, newest)
+            pull.fetched += len(pending)
+            pull.stored += stored
+            pull.duplicates += len(pending) - stored
+            if progress is not None:
+                progress(self.server, len(pending))
+            pending = following
+        return datetime.fromtimestamp(newest, UTC) if newest is not None else None
+
+    def _write(self, rows: list[dict[str, Any]], scope: str | None, newest: int) -> int:
+        if self.before_insert is not None:
+            replaced = self.before_insert(rows)
+            if replaced is not None:
+                rows = replaced
+        if self.dry_run:
+            return self._count_new(rows)
+        with self.store.engine.begin() as conn:
+            stored = self._insert(conn, rows)
+            if scope is not None:
+                now = int(datetime.now(UTC).timestamp())
+                conn.execute(
+                    self.upsert_watermark,
+                    {"server": self.server, "scope": scope, "watermark": newest, "updated_at": now},
+                )
+        return stored
+
+    def _insert(self, conn: Connection, rows: list[dict[str, Any]]) -> int:
+        return len(conn.execute(self.insert_cdrs, rows).all())
+
+    def _count_new(self, rows: list[dict[str, Any]]) -> int:
+        ids = [row["provider_id"] for row in rows]
+        with self.store.engine.connect() as conn:
+            existing = set(
+                conn.scalars(
+                    select(Cdr.provider_id).where(
+                        Cdr.server == self.server, Cdr.provider_id.in_(ids)
+                    )
+                )
+            )
+        new = 0
+        for provider_id in ids:
+            if provider_id not in existing and provider_id not in self._dry_seen:
+                self._dry_seen.add(provider_id)
+                new += 1
+        return new
