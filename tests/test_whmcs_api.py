@@ -175,3 +175,10 @@ def test_paging_reads_until_numreturned_adds_up_to_totalresults(config_path, whm
     pages = [p for a, p in whmcs.requests if a == "GetInvoices"]
     assert [p["limitstart"] for p in pages] == ["0", "100", "200"]
     assert all(p["status"] == "Unpaid" and p["userid"] == "9" for p in pages)
+
+
+def test_the_url_may_be_the_base_or_the_api_script(tmp_path, whmcs):
+    whmcs.add_client(3, credit="1.50")
+    path = write_config(tmp_path / "v.toml", whmcs)
+    path.write_text(path.read_text().replace(whmcs.url, whmcs.url + "/includes/api.php"))
+    assert WhmcsBackend(load_config(str(path))).whmcs_credit(3) == Decimal("1.50")

@@ -77,7 +77,9 @@ class WhmcsApi:
             self._auth["accesskey"] = accesskey
         self.retries = config.retries if retries is None else retries
         self.backoff_s = backoff_s
-        self.url = config.url.rstrip("/") + API_PATH
+        base = config.url.rstrip("/")
+        # Both "https://billing.example.com" and ".../includes/api.php" are taken.
+        self.url = base if base.endswith(API_PATH) else base + API_PATH
         self.client = httpx.Client(
             timeout=httpx.Timeout(config.timeout_s, connect=min(config.timeout_s, 10.0)),
             verify=config.verify_tls,
