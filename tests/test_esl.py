@@ -74,6 +74,14 @@ def test_server_that_never_greets_times_out():
         EslClient("fusion1", server.host, server.port, "ClueCon", timeout_s=0.3).connect()
 
 
+def test_address_refused_by_the_acl():
+    with (
+        FakeEslServer(reject=True) as server,
+        pytest.raises(ProviderAuthError, match="Access Denied, go away.*apply-inbound-acl"),
+    ):
+        EslClient("fusion1", server.host, server.port, "ClueCon").connect()
+
+
 def test_connection_refused_is_unavailable():
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -191,7 +192,10 @@ def test_check_names_the_database_tables_and_event_socket(pbx, esl_server, monke
     config = make_config(monkeypatch, pbx.url, esl_port=esl_server.port)
     with adapter_for("fusion1", config) as fusion:
         answer = fusion.check()
-    assert "PostgreSQL 15" in answer and "v_xml_cdr, v_extensions, v_gateways readable" in answer
+    assert (
+        re.search(r"\(PostgreSQL \d+[.\d]*", answer)
+        and "v_xml_cdr, v_extensions, v_gateways readable" in answer
+    )
     assert f"event socket 127.0.0.1:{esl_server.port}: auth accepted (FreeSWITCH Version" in answer
 
 

@@ -35,7 +35,8 @@ class FakeEslServer:
     its body, or to a function of the command; unknown commands answer `+OK`.
 
     `stall_api=True` reads commands but never answers them (client timeouts);
-    `silent=True` accepts connections and never sends `auth/request`.
+    `silent=True` accepts connections and never sends `auth/request`;
+    `reject=True` turns connections away as an inbound ACL does.
     """
 
     def __init__(
@@ -45,11 +46,13 @@ class FakeEslServer:
         *,
         stall_api: bool = False,
         silent: bool = False,
+        reject: bool = False,
     ):
         self.password = password
         self.replies: dict[str, Reply] = {**DEFAULT_REPLIES, **(replies or {})}
         self.stall_api = stall_api
         self.silent = silent
+        self.reject = reject
         self.commands: list[str] = []  # every line after a successful auth, e.g. "api version"
         self.auth_attempts = 0
         self.auth_failures = 0
@@ -122,6 +125,14 @@ class FakeEslServer:
             if self.silent:
                 while read_block() is not None:
                     pass
+                return
+            if self.reject:
+                # What FreeSWITCH sends an address its apply-inbound-acl does not allow.
+                text = b"Access Denied, go away.\n"
+                conn.sendall(
+                    b"Content-Type: text/rude-rejection\nContent-Length: %d\n\n%s"
+                    % (len(text), text)
+                )
                 return
             conn.sendall(b"Content-Type: auth/request\n\n")
             block = read_block()

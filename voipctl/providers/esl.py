@@ -58,7 +58,16 @@ class EslClient:
                 self.server, f"{self.where}: cannot connect ({exc.strerror or exc})"
             ) from None
         self._sock.settimeout(self.timeout_s)
-        headers, _ = self._read_message()
+        headers, body = self._read_message()
+        if headers.get("Content-Type") == "text/rude-rejection":
+            # FreeSWITCH's apply-inbound-acl turned this address away before any auth.
+            self.close()
+            reason = body.decode("utf-8", errors="replace").strip()[:80]
+            raise ProviderAuthError(
+                self.server,
+                f"{self.where}: the connection was refused ({reason or 'rude rejection'}); "
+                "allow this host in event_socket.conf.xml apply-inbound-acl",
+            )
         if headers.get("Content-Type") != "auth/request":
             self.close()
             raise ProviderError(
