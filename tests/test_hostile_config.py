@@ -11,18 +11,13 @@ import os
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from fuzzing import FUZZ
+from hypothesis import given
 from hypothesis import strategies as st
 
 from voipctl.cli import run
 from voipctl.config import load_config
 from voipctl.errors import ConfigError
-
-FUZZ = settings(
-    max_examples=int(os.environ.get("VOIPCTL_FUZZ_EXAMPLES", "300")),
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
 
 SECTION_KEYS = {
     "database": ["url"],
