@@ -141,16 +141,10 @@ def test_no_header_layouts_too(tmp_path, data, header):
         assert_clear(exc)
 
 
-@pytest.mark.parametrize(
-    "bad",
-    [
-        f"2026-11-20 09:15:02,{DID},{'9' * 200_000},65,{PEER},{DID}",  # over the csv field limit
-        f"2026-11-20 09:15:02,{DID},1519\x0055,65,{PEER},{DID}",  # NUL: PostgreSQL text refuses it
-    ],
-    ids=["oversized-field", "nul"],
-)
-def test_a_line_the_csv_module_or_the_database_would_refuse_is_an_error_naming_it(tmp_path, bad):
+def test_a_field_over_the_csv_limit_is_an_error_naming_the_line(tmp_path):
     # Found by the fuzzing above (an escaping csv.Error); fixed in lesnet._read.
+    # (NUL passes the csv module; tests/test_hostile_pull.py covers it end to end.)
+    bad = f"2026-11-20 09:15:02,{DID},{'9' * 200_000},65,{PEER},{DID}"
     content = "\n".join([HEADER, GOOD, bad, GOOD]) + "\n"
     with pytest.raises(VoipctlError, match=r"^lesnet: CDR link .* line 3"):
         read_all(tmp_path, content)
