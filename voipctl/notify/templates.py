@@ -157,7 +157,7 @@ class Templates:
         source, where = found
         _refuse_internals(source, self.env, where)
         try:
-            return self.env.from_string(source).render(**variables)
+            return self.env.get_template(filename).render(**variables)
         except SecurityError as exc:
             raise TemplateError(f"{where}: refused: {exc}") from None
         except UndefinedError as exc:
