@@ -3,6 +3,8 @@ and once against a real HTTP server on 127.0.0.1."""
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import threading
 from datetime import UTC, datetime, timedelta
@@ -297,3 +299,31 @@ def test_against_a_real_http_server(monkeypatch):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _window_with(column: str, value: str) -> bytes:
+    """The recorded window with one cell of its first call (line 2) replaced."""
+    rows = list(csv.reader(io.StringIO(payload("window").decode())))
+    rows[1][rows[0].index(column)] = value
+    out = io.StringIO()
+    csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\n").writerows(rows)
+    return out.getvalue().encode()
+
+
+@respx.mock
+@pytest.mark.parametrize(
+    ("column", "value", "error"),
+    [
+        ("billsec", "99999999999999999999", "billsec 99999999999999999999 is longer than any call"),
+        ("billsec", "-5", "billsec '-5' is not a number of seconds"),
+        ("start_epoch", "1e30", "start_epoch 1E+30 is out of range"),
+        ("answer_stamp", "0001-01-01 00:00:00+14", "answer_stamp '0001-01-01 00:00:00+14' is out"),
+        ("end_stamp", "yesterday", "end_stamp 'yesterday' is not a time"),
+        ("xml_cdr_uuid", "not-a-uuid", "xml_cdr_uuid 'not-a-uuid' is not a uuid"),
+    ],
+)
+def test_impossible_values_name_server_and_line(adapter, column, value, error):
+    respx.get(EXPORT).mock(return_value=httpx.Response(200, content=_window_with(column, value)))
+    with pytest.raises(ProviderDataError) as caught:
+        fetch(adapter)
+    assert str(caught.value).startswith(f"fusion1: /app/xml_cdr/xml_cdr_export.php line 2: {error}")

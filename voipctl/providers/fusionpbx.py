@@ -44,7 +44,7 @@ from voipctl.errors import (
 from voipctl.providers.base import CallRecord, ProviderAdapter, ServiceInfo
 from voipctl.providers.esl import esl_for
 from voipctl.providers.http import HttpClient
-from voipctl.providers.matching import did_key
+from voipctl.providers.matching import did_key, did_keys
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,8 @@ LEVER_TABLES = {"gateway": "v_gateways", "domain": "v_domains", "extensions": "v
 STREAM_ROWS = 2000  # rows per round trip of the server-side cursor
 DEFAULT_PROFILE = "external"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# No call lasts a month: a larger billsec is a corrupt row, not a charge to make.
+MAX_BILLSEC = 31 * 24 * 3600
 
 # v_xml_cdr columns read in db mode; any an older schema lacks is read as NULL.
 CDR_COLUMNS = (
@@ -155,12 +157,12 @@ class FusionPBXAdapter(ProviderAdapter):
 
     @staticmethod
     def _did_keys(service: ServiceInfo) -> frozenset[str]:
-        numbers = [*service.dids, *([service.main_did] if service.main_did else [])]
-        return frozenset(k for k in map(did_key, numbers) if k)
+        return did_keys([*service.dids, service.main_did or ""])
 
+    @staticmethod
     def _classify(
-        self,
         service: ServiceInfo,
+        dids: frozenset[str],
         direction: str | None,
         extension: str | None,
         caller_destination: str | None,
@@ -180,7 +182,6 @@ class FusionPBXAdapter(ProviderAdapter):
             # caller_destination is the number dialled before any transfer; very old
             # schemas lack it and destination_number is all there is.
             number = caller_destination or destination_number or None
-            dids = self._did_keys(service)
             if dids and did_key(number) not in dids:
                 return None
             return "inbound", number
@@ -325,16 +326,19 @@ class FusionPBXAdapter(ProviderAdapter):
                     sql, params
                 )
                 for row in result.mappings():
-                    record = self._db_row_to_record(service, row)
+                    record = self._db_row_to_record(service, dids, row)
                     if record is not None:
                         yield record
         except SQLAlchemyError as exc:
             raise self._db_error(exc, f"reading v_xml_cdr of {tenant}") from None
 
-    def _db_row_to_record(self, service: ServiceInfo, row: Any) -> CallRecord | None:
+    def _db_row_to_record(
+        self, service: ServiceInfo, dids: frozenset[str], row: Any
+    ) -> CallRecord | None:
         cdr_uuid = str(row["xml_cdr_uuid"])
         kept = self._classify(
             service,
+            dids,
             row["direction"],
             row["extension"],
             row["caller_destination"],
@@ -425,17 +429,23 @@ class FusionPBXAdapter(ProviderAdapter):
         # seconds): ask a little wider and keep [since, until) here.
         start_epoch = math.floor(since.timestamp())
         stop_epoch = math.ceil(until.timestamp())
+        dids = self._did_keys(service)
         lines = self._export_lines(start_epoch, stop_epoch, tenant)
         try:
             for line_no, row in _csv_rows(self.name, lines):
-                record = self._export_row_to_record(service, tenant, row, line_no)
+                record = self._export_row_to_record(service, dids, tenant, row, line_no)
                 if record is not None and since <= record.start < until:
                     yield record
         finally:
             lines.close()
 
     def _export_row_to_record(
-        self, service: ServiceInfo, tenant: str, row: dict[str, str], line_no: int
+        self,
+        service: ServiceInfo,
+        dids: frozenset[str],
+        tenant: str,
+        row: dict[str, str],
+        line_no: int,
     ) -> CallRecord | None:
         where = f"{EXPORT_PATH} line {line_no}"
         if (row.get("leg") or "a") != "a":
@@ -451,6 +461,7 @@ class FusionPBXAdapter(ProviderAdapter):
             ) from None
         kept = self._classify(
             service,
+            dids,
             row.get("direction"),
             row.get("extension"),
             row.get("caller_destination"),
@@ -688,13 +699,20 @@ def _billsec(value: Any, where: str, server: str) -> int:
         seconds = _decimal(None if value is None else str(value), "billsec")
     except ValueError as exc:
         raise ProviderDataError(server, f"{where}: {exc}") from None
+    if seconds is not None and seconds > MAX_BILLSEC:
+        raise ProviderDataError(
+            server, f"{where}: billsec {value} is longer than any call ({MAX_BILLSEC} s at most)"
+        )
     return 0 if seconds is None else math.ceil(seconds)
 
 
 def _from_epoch(epoch: Decimal) -> datetime:
     whole = int(epoch)
     micro = int((epoch - whole) * 1_000_000)
-    return EPOCH + timedelta(seconds=whole, microseconds=micro)
+    try:
+        return EPOCH + timedelta(seconds=whole, microseconds=micro)
+    except OverflowError:
+        raise ValueError(f"start_epoch {epoch} is out of range") from None
 
 
 def _stamp(value: str | None, zone: ZoneInfo, name: str) -> datetime | None:
@@ -707,7 +725,10 @@ def _stamp(value: str | None, zone: ZoneInfo, name: str) -> datetime | None:
         raise ValueError(f"{name} {value!r} is not a time") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=zone)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{name} {value!r} is out of range") from None
 
 
 def _utc_or_none(value: datetime | None) -> datetime | None:
