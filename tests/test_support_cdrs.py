@@ -341,3 +341,14 @@ def test_unknown_client_bad_date_and_bad_zone(store, cli):
     assert r.exit_code == 1
     assert "clients.timezone 'Mars/Olympus_Mons' is not an IANA time zone" in r.stderr
     assert "Traceback" not in r.output
+
+
+@pytest.mark.parametrize(
+    "items",
+    [[], [{"a": 1}], [{"a": "x", "b": [1, 2], "c": {"d": None}}, {"e": "ü\n"}], [1, "two"]],
+)
+def test_json_lists_are_streamed_exactly_as_one_document(items, capsys):
+    from voipctl.cli.output import _echo_json_list, to_json
+
+    _echo_json_list(iter(items))
+    assert capsys.readouterr().out == to_json(items) + "\n"
