@@ -253,3 +253,15 @@ def test_suspension_state_is_written_to_the_custom_field(store, whmcs, backend):
         catalog.update_client(session, 42, voip_suspended="no")
         backend.suspension_changed(session, 42, True)
     assert whmcs.custom(42, "VoIP Suspended") == "none"
+
+
+def test_whmcs_down_while_writing_the_state_back_does_not_raise(store, whmcs, backend, caplog):
+    _client(store, whmcs, 42)
+    whmcs.inject("UpdateClient", "500", times=2)  # both attempts (retries = 1)
+    with store.session() as session:
+        backend.suspension_changed(session, 42, True)  # the provider's change stands
+    assert "UpdateClient for client 42: HTTP 500" in caplog.text
+    assert whmcs.custom(42, "VoIP Suspended") == ""
+    with store.session() as session:
+        backend.suspension_changed(session, 42, True)  # the next change writes it
+    assert whmcs.custom(42, "VoIP Suspended") == "yes"

@@ -396,7 +396,7 @@ class WhmcsBackend(BillingBackend):
         return ""
 
     def suspension_changed(self, session: Session, client_id: int, suspended: bool) -> None:
-        """Write the client's VoIP suspension state to WHMCS ("yes" / "none").
+        """Write the client's VoIP suspension state to WHMCS ("yes" / "none"); never raises.
 
         Only when the client's `voip_suspended` is "none" (autosuspend decides): an
         operator's yes/no override already says what the state is and is left alone.
@@ -412,11 +412,20 @@ class WhmcsBackend(BillingBackend):
         if field is None:
             return
         value = "yes" if suspended else "none"
-        self.api.call(
-            "UpdateClient",
-            {"clientid": client_id, "customfields": encode_customfields({field: value})},
-            client_id=client_id,
-        )
+        if last_field_write(session, client_id, field) == value:
+            return  # another service of the client already wrote it
+        try:
+            self.api.call(
+                "UpdateClient",
+                {"clientid": client_id, "customfields": encode_customfields({field: value})},
+                client_id=client_id,
+            )
+        except BillingBackendError as exc:
+            # autosuspend calls this in the transaction that records a change the provider
+            # already made: a WHMCS outage must not undo that record. The field catches up
+            # at the client's next change.
+            log.warning("%s; the suspension state was not written to WHMCS", exc)
+            return
         remember_field_write(session, client_id, field, value)
 
     # --- emails ---------------------------------------------------------------------------
