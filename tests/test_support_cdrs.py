@@ -352,3 +352,15 @@ def test_json_lists_are_streamed_exactly_as_one_document(items, capsys):
 
     _echo_json_list(iter(items))
     assert capsys.readouterr().out == to_json(items) + "\n"
+
+
+def test_ids_too_large_for_the_database_are_not_found(cli, calls):
+    for args, message in [
+        (("cdrs", str(2**63)), f"client {2**63} does not exist"),
+        (("cdrs", "42", "--service", str(2**31)), f"service {2**31} does not exist"),
+        (("explain", str(2**63)), f"CDR {2**63} does not exist"),
+        (("statement", str(2**64)), f"client {2**64} does not exist"),
+    ]:
+        r = cli(*args)
+        assert r.exit_code == 2, r.output
+        assert r.stderr.strip() == f"voipctl: error: {message}"

@@ -22,7 +22,7 @@ from voipctl import money
 from voipctl.errors import UsageError
 from voipctl.rating.engine import STATUSES
 from voipctl.store.models import Cdr, Service
-from voipctl.support.common import local_time
+from voipctl.support.common import INT_MAX, id_fits, local_time
 
 # Selects the calls not rated yet (status NULL) for --status.
 UNRATED = "unrated"
@@ -163,7 +163,9 @@ def _statement(query: CdrQuery):
 def check_query(session: Session, query: CdrQuery) -> None:
     """Refuse options that cannot work, with a one-line reason (exit 2)."""
     if query.service_id is not None:
-        owner = session.scalar(select(Service.client_id).where(Service.id == query.service_id))
+        owner = None
+        if id_fits(query.service_id, INT_MAX):
+            owner = session.scalar(select(Service.client_id).where(Service.id == query.service_id))
         if owner is None:
             raise UsageError(f"service {query.service_id} does not exist")
         if owner != query.client_id:

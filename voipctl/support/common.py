@@ -12,10 +12,19 @@ from voipctl.store.models import Client
 
 UTC_ZONE = ZoneInfo("UTC")
 
+# Ids beyond the column's integer type would reach PostgreSQL as an overflow error.
+BIGINT_MAX = 2**63 - 1
+INT_MAX = 2**31 - 1
+
+
+def id_fits(value: int, maximum: int = BIGINT_MAX) -> bool:
+    """True when `value` can be an id of a column whose largest value is `maximum`."""
+    return 0 < value <= maximum
+
 
 def load_client(session: Session, client_id: int) -> Client:
     """The client, or NotFound (exit 2) naming the id."""
-    client = session.get(Client, client_id)
+    client = session.get(Client, client_id) if id_fits(client_id) else None
     if client is None:
         raise NotFound(f"client {client_id} does not exist")
     return client

@@ -20,7 +20,7 @@ from voipctl import money
 from voipctl.errors import NotFound
 from voipctl.rating.explain import trace
 from voipctl.store.models import Cdr, Client, DeckVersion, LedgerEntry, Product, Service
-from voipctl.support.common import client_zone, local_time
+from voipctl.support.common import client_zone, id_fits, local_time
 
 COST_PLACES = 4
 
@@ -171,7 +171,7 @@ def rating_trace(session: Session, cdr_id: int) -> tuple[dict[str, Any], Any]:
 
 def explain_cdr(session: Session, cdr_id: int) -> dict[str, Any]:
     """The whole story of one call as one JSON-ready document (money as strings)."""
-    cdr = session.get(Cdr, cdr_id)
+    cdr = session.get(Cdr, cdr_id) if id_fits(cdr_id) else None
     if cdr is None:
         raise NotFound(f"CDR {cdr_id} does not exist")
     client = session.get(Client, cdr.client_id)
