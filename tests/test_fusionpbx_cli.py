@@ -1,0 +1,133 @@
+"""FusionPBX through the command line: server check, pull-cdrs, suspend and unsuspend
+against a real FusionPBX-shaped PostgreSQL database and a fake event socket on a real port."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+
+from tests.fakes.esl_server import FakeEslServer
+from voipctl.store.models import Cdr
+
+TENANT = "mcon.wat7.ictvoip.ca"
+T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
+DB_PASSWORD = "Db-Pa55word-never-shown"
+ESL_PASSWORD = "Esl-Pa55word-never-shown"
+
+
+@pytest.fixture
+def pbx(fusion_db):
+    fusion_db.add_domain(TENANT)
+    ext = {x: fusion_db.add_extension(TENANT, x) for x in ("2112", "2113", "2199")}
+    fusion_db.gw = fusion_db.add_gateway(TENANT, "mcon-trunk")
+    for minute in range(5):
+        fusion_db.add_cdr(TENANT, extension_uuid=ext["2112"], start=T0 + timedelta(minutes=minute))
+    fusion_db.add_cdr(TENANT, extension_uuid=ext["2199"], start=T0)  # not billed
+    fusion_db.add_cdr(TENANT, extension_uuid=ext["2112"], start=T0, leg="b")
+    fusion_db.add_cdr(
+        TENANT,
+        direction="inbound",
+        caller_destination="+15192229000",
+        destination_number="2113",
+        start=T0 + timedelta(minutes=9),
+    )
+    return fusion_db
+
+
+@pytest.fixture
+def esl():
+    with FakeEslServer(password=ESL_PASSWORD) as server:
+        yield server
+
+
+@pytest.fixture
+def config_file(pbx, esl, tmp_path, monkeypatch):
+    url = make_url(pbx.url).set(
+        password=DB_PASSWORD
+    )  # the test server trusts; the URL still has one
+    monkeypatch.setenv("FUSION1_DB_URL", url.render_as_string(hide_password=False))
+    monkeypatch.setenv("FUSION1_ESL_PASSWORD", ESL_PASSWORD)
+    path = tmp_path / "fusion.toml"
+    path.write_text(
+        f"""
+[servers.fusion1]
+type = "fusionpbx"
+mode = "db"
+db_url_env = "FUSION1_DB_URL"
+esl_host = "127.0.0.1"
+esl_port = {esl.port}
+esl_password_env = "FUSION1_ESL_PASSWORD"
+suspend = "gateway"
+timeout_s = 3
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture
+def service_id(cli, config_file, pbx):
+    assert cli("product", "add", "Metered", config=config_file).exit_code == 0
+    client = cli(
+        "client", "add", "42", "--first-name", "Ada", "--last-name", "Lovelace",
+        "--email", "ada@example.com", "--has-voip-service", config=config_file,
+    )  # fmt: skip
+    assert client.exit_code == 0, client.output
+    added = cli(
+        "service", "add", "--client", "42", "--product", "Metered", "--server", "fusion1",
+        "--domain", f"{TENANT} | 5192229000", "--billed", "2112 | 2113",
+        "--gateway", pbx.gw.upper(), "--format", "json", config=config_file,
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    return json.loads(added.stdout)["id"]
+
+
+def assert_no_secret(*outputs: str) -> None:
+    for text in outputs:
+        assert DB_PASSWORD not in text and ESL_PASSWORD not in text
+
+
+def test_check_pull_suspend_unsuspend(cli, store, config_file, service_id, pbx, esl):
+    check = cli("-vv", "server", "check", "fusion1", config=config_file)
+    assert check.exit_code == 0, check.output
+    assert "fusion1" in check.stdout and "v_xml_cdr" in check.stdout
+    assert "auth accepted" in check.stdout
+
+    window = ("--since", T0.isoformat(), "--until", (T0 + timedelta(hours=1)).isoformat())
+    first = cli("-vv", "pull-cdrs", "--server", "fusion1", *window, config=config_file)
+    assert first.exit_code == 0, first.output
+    with store.session() as session:
+        rows = session.execute(select(Cdr.direction, func.count()).group_by(Cdr.direction)).all()
+    assert dict(rows) == {"outbound": 5, "inbound": 1}
+    again = cli("pull-cdrs", "--server", "fusion1", *window, config=config_file)
+    assert again.exit_code == 0, again.output
+    with store.session() as session:
+        assert session.scalar(select(func.count()).select_from(Cdr)) == 6
+
+    suspended = cli("-vv", "suspend", "--service", service_id, "--reason", "t", config=config_file)
+    assert suspended.exit_code == 0, suspended.output
+    assert pbx.gateway_enabled(pbx.gw) is False
+    assert esl.wait_for(2)[-1] == f"api sofia profile external killgw {pbx.gw}"
+
+    restored = cli("-vv", "unsuspend", "--service", service_id, config=config_file)
+    assert restored.exit_code == 0, restored.output
+    assert pbx.gateway_enabled(pbx.gw) is True
+    assert esl.wait_for(3)[-1] == "api sofia profile external rescan"
+    assert_no_secret(check.output, first.output, suspended.output, restored.output)
+
+
+def test_a_refused_event_socket_password_suspends_nothing(
+    cli, config_file, service_id, pbx, esl, monkeypatch
+):
+    monkeypatch.setenv("FUSION1_ESL_PASSWORD", "a-wrong-password-9")
+    result = cli("-vv", "suspend", "--service", service_id, "--reason", "t", config=config_file)
+    assert result.exit_code == 1
+    assert "fusion1" in result.stderr and "credentials were refused" in result.stderr
+    assert "a-wrong-password-9" not in result.output
+    assert_no_secret(result.output)
+    assert pbx.gateway_enabled(pbx.gw) is True
+    assert esl.api_commands == []
