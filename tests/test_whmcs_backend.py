@@ -265,3 +265,58 @@ def test_whmcs_down_while_writing_the_state_back_does_not_raise(store, whmcs, ba
     with store.session() as session:
         backend.suspension_changed(session, 42, True)  # the next change writes it
     assert whmcs.custom(42, "VoIP Suspended") == "yes"
+
+
+def test_a_reversed_charge_is_given_back_as_credit(store, whmcs, backend):
+    _client(store, whmcs, 42, credit="10.00")
+    with store.session() as session:
+        charge = ledger.post(
+            session, client_id=42, kind="charge", amount=Decimal("-1.00"), reference="c1"
+        ).entry.id
+    backend.push_charges(store)
+    with store.session() as session:
+        ledger.post(
+            session,
+            client_id=42,
+            kind="reversal",
+            amount=Decimal("0.4049"),
+            reference="r1",
+            reverses_id=charge,
+        )
+    assert backend.push_charges(store) == []
+    assert [(e.amount, e.description[:12]) for e in whmcs.credit_log] == [
+        (Decimal("-1.00"), "VoIP usage ["),
+        (Decimal("0.40"), "VoIP usage ["),
+    ]
+    assert [p for a, p in whmcs.requests if a == "AddCredit"][-1]["type"] == "add"
+    assert whmcs.clients[42].credit == Decimal("9.40")
+
+
+def test_whmcs_post_command_dry_run_then_post(store, whmcs, tmp_path, cli):
+    path = write_config(tmp_path / "voipctl.toml", whmcs)
+    _client(store, whmcs, 42)
+    _charge(store, 42, "0.125")
+    r = cli("whmcs", "post", "--dry-run", config=path)
+    assert r.exit_code == 0
+    assert r.stdout == "would post: client 42: remove credit 0.13 (voipctl-usage-42-1)\n"
+    assert whmcs.credit_log == [] and _states(store) == []
+    r = cli("-v", "whmcs", "post", config=path)
+    assert r.exit_code == 0, r.output
+    assert "whmcs post: 1 postings" in r.stdout
+    assert _removed(whmcs, 42) == [Decimal("0.13")]
+
+
+def test_autobill_names_the_client_whmcs_does_not_know_and_keeps_the_charge(
+    store, whmcs, tmp_path, cli
+):
+    path = write_config(tmp_path / "voipctl.toml", whmcs)
+    with store.session() as session:
+        catalog.add_client(
+            session, 5, first_name="A", last_name="B", email="a@example.com", currency="CAD"
+        )
+    _charge(store, 5, "2.00")
+    r = cli("-vv", "autobill", config=path)
+    assert r.exit_code == 1
+    assert "WHMCS AddCredit for client 5: Client ID Not Found" in r.stderr
+    assert whmcs.secret not in r.output
+    assert _states(store) == ["intent"]  # kept, looked up again on the next run

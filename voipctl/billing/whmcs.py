@@ -190,10 +190,12 @@ class WhmcsBackend(BillingBackend):
         delta = target - recorded_total(session, client_id)
         if delta == 0:
             return None
-        if self.whmcs.post_usage == "invoice":
-            kind = INVOICE
+        if delta < 0:
+            # Usage went down (a charge reversed after re-rating): give it back as credit,
+            # in either mode; an invoice for a negative amount would only confuse.
+            kind = CREDIT_ADD
         else:
-            kind = CREDIT_REMOVE if delta > 0 else CREDIT_ADD
+            kind = INVOICE if self.whmcs.post_usage == "invoice" else CREDIT_REMOVE
         count = session.scalar(
             select(func.count()).where(
                 ExternalPosting.client_id == client_id, ExternalPosting.kind.in_(MONEY_KINDS)
