@@ -1,0 +1,161 @@
+"""Pull N calls from a LES.NET-format CDR file into SQLite, against a raw sqlite3 insert.
+
+    python bench/bench_pull.py [ROWS] [ROWS ...]     (default 1000000)
+
+For each size: writes a CDR file in the default LES.NET layout, runs the real
+`pull_cdrs` job on a fresh migrated SQLite database (parse, match, dedupe key,
+chunked INSERT ... ON CONFLICT DO NOTHING, watermark), then inserts the very same
+rows with plain `sqlite3` `executemany` (INSERT OR IGNORE on the same unique key,
+one transaction, same pragmas) into a fresh table, and prints both rates and
+their ratio. The second figure is what the database alone can take: the ratio
+is the cost of everything else a pull does.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from voipctl.config import Config
+from voipctl.jobs.pull_cdrs import pull_cdrs
+from voipctl.providers.fields import parse_fields
+from voipctl.store import open_store
+from voipctl.store.migrate import upgrade
+from voipctl.store.models import Client, Product, Service
+
+PEERS = [("D4E3CD2BFC791", "12046664021"), ("A1B2C3D4E5F60", "12045550199")]
+START = datetime(2026, 1, 1, 5, 0, tzinfo=UTC)
+COLUMNS = (
+    "server, provider_id, service_id, client_id, direction, extension, caller, number, "
+    '"start", answer, "end", billsec, hangup_cause, raw, pulled_at, status'
+)
+
+
+def write_file(path: Path, rows: int) -> None:
+    """`rows` calls over the year, about one every 30 s, in the default layout (Toronto time)."""
+    rng = random.Random(42)
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo("America/Toronto")
+    t = START
+    with path.open("w", encoding="utf-8") as out:
+        out.write("date,src,dst,duration,peer,did\n")
+        lines = []
+        for i in range(rows):
+            t += timedelta(seconds=rng.randint(1, 59))
+            peer, did = PEERS[i % 2]
+            number = f"1{rng.choice('2345678')}{rng.randint(10, 99)}{rng.randint(2000000, 9999999)}"
+            if rng.random() < 0.3:
+                src, dst = number, did
+            else:
+                src, dst = did, number
+            seconds = rng.randint(0, 900)
+            lines.append(
+                f"{t.astimezone(zone):%Y-%m-%d %H:%M:%S},{src},{dst},{seconds},{peer},{did}\n"
+            )
+            if len(lines) == 10_000:
+                out.writelines(lines)
+                lines.clear()
+        out.writelines(lines)
+
+
+def setup_store(db: Path, link: Path):
+    store = open_store(f"sqlite:///{db}")
+    upgrade(store)
+    created = START - timedelta(days=1)
+    with store.session() as session:
+        session.add(Product(name="Metered", created_at=created))
+        session.flush()
+        for n, (peer, did) in enumerate(PEERS, start=1):
+            session.add(
+                Client(
+                    id=n,
+                    first_name="Bench",
+                    last_name=str(n),
+                    email=f"b{n}@example.com",
+                    currency="CAD",
+                    created_at=created,
+                    updated_at=created,
+                )
+            )
+            session.add(
+                Service(
+                    client_id=n,
+                    product_id=1,
+                    server="les",
+                    server_type="lesnet",
+                    domain_field=f"{peer} | {did}",
+                    billed_field=did,
+                    cdr_link=str(link),
+                    created_at=created,
+                    **parse_fields("lesnet", f"{peer} | {did}", did),
+                )
+            )
+    return store
+
+
+def raw_insert(db: Path, rows: list[tuple]) -> float:
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute(
+        "CREATE TABLE cdrs (id INTEGER PRIMARY KEY, server TEXT NOT NULL, provider_id TEXT NOT "
+        "NULL, service_id INTEGER, client_id INTEGER, direction TEXT, extension TEXT, caller "
+        'TEXT, number TEXT, "start" INTEGER, answer INTEGER, "end" INTEGER, billsec INTEGER, '
+        "hangup_cause TEXT, raw TEXT, pulled_at INTEGER, status TEXT, "
+        "UNIQUE (server, provider_id))"
+    )
+    marks = ",".join("?" * 16)
+    t0 = time.perf_counter()
+    conn.execute("BEGIN")
+    conn.executemany(f"INSERT OR IGNORE INTO cdrs ({COLUMNS}) VALUES ({marks})", rows)
+    conn.execute("COMMIT")
+    elapsed = time.perf_counter() - t0
+    conn.close()
+    return elapsed
+
+
+def run(rows: int, workdir: Path) -> None:
+    link = workdir / f"cdr_{rows}.txt"
+    t0 = time.perf_counter()
+    write_file(link, rows)
+    size = link.stat().st_size
+    print(f"{rows:,} rows: file written in {time.perf_counter() - t0:.1f}s ({size:,} bytes)")
+
+    store = setup_store(workdir / f"pull_{rows}.db", link)
+    config = Config.model_validate({"servers": {"les": {"type": "lesnet"}}})
+    t0 = time.perf_counter()
+    report = pull_cdrs(store, config, until=datetime(2100, 1, 1, tzinfo=UTC))
+    pull_s = time.perf_counter() - t0
+    assert report.exit_code == 0, report.failures
+    stored = report.stored
+    assert stored == rows, (stored, rows)
+
+    with store.engine.connect() as conn:
+        table = conn.exec_driver_sql(f"SELECT {COLUMNS} FROM cdrs").fetchall()
+    store.dispose()
+    raw_s = raw_insert(workdir / f"raw_{rows}.db", [tuple(r) for r in table])
+
+    pull_rate, raw_rate = stored / pull_s, rows / raw_s
+    print(f"  pull-cdrs (parse, match, dedupe key, chunked insert): {pull_s:.2f}s", end="")
+    print(f", {pull_rate:,.0f} rows/s")
+    print(f"  raw sqlite3 executemany, same rows and unique key:  {raw_s:.2f}s", end="")
+    print(f", {raw_rate:,.0f} rows/s")
+    print(f"  ratio pull / raw: {pull_rate / raw_rate:.2f}", end="")
+    print(f" (raw is {raw_rate / pull_rate:.1f}x faster)")
+
+
+def main(argv: list[str]) -> None:
+    sizes = [int(a.replace("_", "")) for a in argv] or [1_000_000]
+    with tempfile.TemporaryDirectory(prefix="voipctl-bench-") as tmp:
+        for rows in sizes:
+            run(rows, Path(tmp))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
