@@ -148,6 +148,10 @@ def test_the_same_call_under_two_provider_ids_is_found(world):
         s.add(_cdr(0, COSTS[0], provider_id="call-0-again"))
     assert "the same call stored 2 times" in broken(world)
     check_invariants(world, allow_identical_calls=True)  # a LES.NET feed may really repeat
+    check_invariants(world, allow_identical_calls=1)  # the feed holds one such pair
+    with world.session() as s:
+        s.add(_cdr(0, COSTS[0], provider_id="call-0-thrice"))
+    assert "2 rows repeat another call's content" in broken(world, allow_identical_calls=1)
 
 
 def test_the_same_provider_id_twice_is_found(world):
@@ -237,6 +241,16 @@ def test_an_email_received_twice_is_found(world):
     assert "received 2 email(s) but the outbox marks 1 as sent" in message
     assert "received 2 time(s), outbox says 1" in message
     assert "received 2 email(s)" in broken(world, smtp=2)
+
+
+def test_the_same_message_id_twice_is_one_email_counted_as_resent(world):
+    first, again = sent("c1@example.com", "Low balance"), sent("c1@example.com", "Low balance")
+    first["Message-ID"] = again["Message-ID"] = "<low_balance_alert.1.1@voipctl>"
+    report = check_invariants(world, smtp=[first, again])
+    assert (report.emails_received, report.emails_resent) == (1, 1)
+    other = sent("c1@example.com", "Low balance")
+    other["Message-ID"] = "<another@voipctl>"
+    assert "received 2 email(s)" in broken(world, smtp=[first, other])
 
 
 def test_an_email_lost_is_found(world):
