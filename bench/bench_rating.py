@@ -37,18 +37,10 @@ def prefixes(n: int, rng: random.Random) -> list[str]:
     """`n` distinct prefixes: short international codes, then NANP 1+NPA+NXX (7 digits)."""
     chosen = list(INTERNATIONAL[: min(n, len(INTERNATIONAL))])
     if n > len(chosen):
-        nanp = rng.sample(range(200 * 1000 + 200, 1_000_000), n - len(chosen) + 50_000)
-        seen = set(chosen)
-        for value in nanp:
-            npa, nxx = divmod(value, 1000)
-            if nxx < 200:
-                continue
-            prefix = f"1{npa:03d}{nxx:03d}"
-            if prefix not in seen:
-                seen.add(prefix)
-                chosen.append(prefix)
-                if len(chosen) == n:
-                    break
+        # 800 area codes x 800 exchanges (both 200-999): room for 640,000 distinct prefixes.
+        for value in rng.sample(range(800 * 800), n - len(chosen)):
+            npa, nxx = divmod(value, 800)
+            chosen.append(f"1{npa + 200:03d}{nxx + 200:03d}")
     return chosen
 
 

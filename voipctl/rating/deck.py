@@ -223,6 +223,17 @@ class DeckReader:
         c_init = columns.get("initial_increment")
         c_fee = columns.get("connect_fee")
         c_dir = columns.get("direction")
+        # Real decks repeat a few hundred distinct rates over many prefixes: parse each once.
+        rates: dict[str, int] = {}
+
+        def rate_units(text: str) -> int:
+            units = rates.get(text)
+            if units is None:
+                units = _amount(text, "rate")
+                if len(rates) < 10_000:
+                    rates[text] = units
+            return units
+
         last_line = reader.line_num
         for cells in reader:
             line = last_line + 1  # a quoted field may span lines: report where the row starts
@@ -250,7 +261,7 @@ class DeckReader:
                     direction=direction,
                     prefix=_prefix(cells[c_prefix]),
                     description=cells[c_desc].strip() if c_desc is not None else "",
-                    rate=_amount(cells[c_rate], "rate"),
+                    rate=rate_units(cells[c_rate]),
                     increment_a=a,
                     increment_b=b,
                     connect_fee=(

@@ -82,6 +82,7 @@ RATING_COLUMNS = (
 )
 
 CHUNK = 20_000
+_FAR_FUTURE = 2**62
 
 
 class Rating(NamedTuple):
@@ -134,6 +135,7 @@ class ProductContext:
     versions: list[deck.VersionInfo]
     matchers: dict[tuple[str, int | None], PrefixMatcher] = field(default_factory=dict)
     overrides: dict[str, list[RateRow]] = field(default_factory=dict)
+    current: dict[str, tuple[int, int, PrefixMatcher]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, session: Session, product: Product) -> ProductContext:
@@ -173,6 +175,9 @@ class ProductContext:
 
     def matcher(self, session: Session, direction: str, at: int) -> PrefixMatcher:
         """The deck version in force at `at` for `direction`, with the overrides on top."""
+        current = self.current.get(direction)
+        if current is not None and current[0] <= at < current[1]:
+            return current[2]
         version = deck.version_in_force(self.versions, direction, at)
         version_id = version.id if version else None
         key = (direction, version_id)
@@ -199,6 +204,17 @@ class ProductContext:
                 )
             found = PrefixMatcher(rows, self.overrides[direction])
             self.matchers[key] = found
+        # Remember for which starts this matcher holds, until the next version of the direction.
+        lo = version.effective_from if version else -_FAR_FUTURE
+        hi = next(
+            (
+                v.effective_from
+                for v in self.versions
+                if direction in v.directions and v.effective_from > at
+            ),
+            _FAR_FUTURE,
+        )
+        self.current[direction] = (lo, hi, found)
         return found
 
     def version_id_at(self, direction: str, at: int) -> int | None:
@@ -361,7 +377,12 @@ class Rater:
         direction = "inbound" if direction == "inbound" else "outbound"
         if direction == "inbound" and not product.bill_inbound:
             return Rating("inbound_not_billed", normalized)
-        row = product.matcher(self.session, direction, start).match(normalized)
+        current = product.current.get(direction)
+        if current is not None and current[0] <= start < current[1]:
+            matcher = current[2]  # the common case, without a call
+        else:
+            matcher = product.matcher(self.session, direction, start)
+        row = matcher.match(normalized)
         if row is None:
             return Rating(
                 "no_rate",
@@ -398,7 +419,6 @@ class Rater:
 # --- the bulk job -----------------------------------------------------------------------------
 
 _PENDING = "(status IS NULL OR status IN ('no_rate', 'invalid_number'))"
-_FAR_FUTURE = 2**62
 
 
 @dataclass
@@ -480,115 +500,171 @@ def rate_cdrs(
 ) -> RateReport:
     """Rate every unrated CDR (or, with `rerate=(since, until)`, every CDR started in it).
 
-    One transaction per chunk: the chunk's rows are read (locked FOR UPDATE on
-    PostgreSQL), rated in memory and written back with one executemany UPDATE,
-    together with the ledger corrections of billed CDRs. With `dry_run` each
-    chunk is rolled back. The caller holds the job lock.
+    Calls of services with free minutes are read per service in start order
+    (free minutes go to calls in the order they were made); all other calls are
+    read in id order, which is the order they lie in the table, so a chunk's
+    UPDATE rewrites few pages. A transaction holds up to `chunk` calls: they are
+    read (locked FOR UPDATE on PostgreSQL), rated in memory and written back with
+    one executemany UPDATE, together with the ledger corrections of billed CDRs.
+    With `dry_run` each transaction is rolled back. The caller holds the job lock.
     """
     window = None if rerate is None else (_epoch(rerate[0]), _epoch(rerate[1]))
     report = RateReport(rerate=window is not None, dry_run=dry_run)
     session = store.sessions()
     try:
         services = _services_to_rate(session, client_id, window)
-        session.commit()
         rater = Rater(session, free_exclude=window)
-        is_pg = store.dialect == "postgresql"
-        select_sql = _driver(
-            session,
-            "SELECT id, direction, number, billsec, start, answer, billed_entry_id, rerate_count, "
-            f"client_id, {', '.join(RATING_COLUMNS)} FROM cdrs "
-            "WHERE service_id = ? AND (start, id) > (?, ?) AND start < ?"
-            + ("" if window else f" AND {_PENDING}")
-            + " ORDER BY start, id LIMIT ?"
-            + (" FOR UPDATE" if is_pg else ""),
-        )
-        update_sql = _driver(
-            session,
-            f"UPDATE cdrs SET {', '.join(c + ' = ?' for c in RATING_COLUMNS)}, rated_at = ? "
-            "WHERE id = ?",
-        )
-        pending = 0  # rows rated in the open transaction
-
-        def finish() -> None:
-            if dry_run:
-                session.rollback()
-            else:
-                session.commit()
-
-        for service_id, first_start in services:
-            ctx = rater.service(service_id)
-            last = (window[0] if window else first_start, -1)
-            until = window[1] if window else _FAR_FUTURE
-            while True:
-                # Services with few calls share a transaction: commits cost more than rows.
-                limit = chunk - pending
-                cursor = session.connection().connection.driver_connection.cursor()
-                cursor.execute(select_sql, (service_id, last[0], last[1], until, limit))
-                rows = cursor.fetchall()
-                if rows:
-                    _rate_chunk(session, rater, ctx, service_id, rows, update_sql, report, cursor)
-                    last = (rows[-1][4], rows[-1][0])
-                    pending += len(rows)
-                    if progress is not None:
-                        progress(len(rows))
-                if pending >= chunk:
-                    finish()
-                    pending = 0
-                if len(rows) < limit:
-                    break
-        finish()
+        ordered = [
+            (sid, first)
+            for sid, first in services
+            if window is not None or rater.service(sid).product.free_seconds
+        ]
+        session.commit()
+        batch = _Batch(session, rater, report, chunk, dry_run, progress)
+        if len(ordered) < len(services):
+            batch.by_id(client_id, skip={sid for sid, _ in ordered})
+        for service_id, first_start in ordered:
+            batch.by_start(service_id, first_start, window)
+        batch.finish()
     finally:
         session.rollback()
         session.close()
     return report
 
 
-def _rate_chunk(
-    session: Session,
-    rater: Rater,
-    ctx: ServiceContext,
-    service_id: int,
-    rows: list[tuple],
-    update_sql: str,
-    report: RateReport,
-    cursor: Any,
-) -> None:
-    rated_at = int(datetime.now(UTC).timestamp())
-    product = ctx.product
-    rate = rater.rate
-    counts = report.counts
-    updates = []
-    corrections = []
-    for row in rows:
-        new = rate(
-            product,
-            row[1],
-            row[2],
-            row[3] or 0,
-            row[4],
-            row[5] is not None,
-            ctx,
-            service_id,
+_ROW_COLUMNS = (
+    "id, direction, number, billsec, start, answer, billed_entry_id, rerate_count, client_id, "
+    f"service_id, {', '.join(RATING_COLUMNS)}"
+)
+_OLD = 10  # where the stored rating starts in a selected row
+
+
+class _Batch:
+    """Reads, rates and writes CDRs, committing every `chunk` calls."""
+
+    def __init__(self, session, rater, report, chunk, dry_run, progress):
+        self.session = session
+        self.rater = rater
+        self.report = report
+        self.chunk = chunk
+        self.dry_run = dry_run
+        self.progress = progress
+        self.pending = 0  # calls rated in the open transaction
+        lock = " FOR UPDATE" if session.get_bind().dialect.name == "postgresql" else ""
+        self.lock = lock
+        self.update_sql = _driver(
+            session,
+            f"UPDATE cdrs SET {', '.join(c + ' = ?' for c in RATING_COLUMNS)}, rated_at = ? "
+            "WHERE id = ?",
         )
-        counts[new[0]] += 1
-        old = row[9:]
-        if new == old:
-            continue
-        if new[0] in FAILED_STATUSES and old[0] != new[0]:
-            report.entered[new[0]] += 1
-        updates.append((*new, rated_at, row[0]))
-        if row[6] is not None:
-            old_cost = old[11] or 0
-            new_cost = new[11] or 0
-            if old_cost != new_cost:
-                corrections.append((row, old_cost, new_cost))
-    if updates:
-        cursor.executemany(update_sql, updates)
-        report.changed += len(updates)
-    for row, old_cost, new_cost in corrections:
-        _correct_charge(session, service_id, row, old_cost, new_cost, cursor)
-        report.adjusted += 1
-        report.difference += new_cost - old_cost
+
+    def _cursor(self):
+        return self.session.connection().connection.driver_connection.cursor()
+
+    def _rated(self, count: int) -> None:
+        self.pending += count
+        if self.progress is not None and count:
+            self.progress(count)
+        if self.pending >= self.chunk:
+            self.finish()
+
+    def finish(self) -> None:
+        if self.dry_run:
+            self.session.rollback()
+        else:
+            self.session.commit()
+        self.pending = 0
+
+    def by_id(self, client_id: int | None, skip: set[int]) -> None:
+        """Pending calls in id order, one status at a time so each read walks the status index.
+
+        The statuses tried again go first: a call that becomes no_rate in this
+        run is then not read a second time.
+        """
+        for where in ("status = 'no_rate'", "status = 'invalid_number'", "status IS NULL"):
+            sql = f"SELECT {_ROW_COLUMNS} FROM cdrs WHERE {where} AND id > ?"
+            if client_id is not None:
+                sql += f" AND client_id = {int(client_id)}"
+            sql = _driver(self.session, sql + " ORDER BY id LIMIT ?" + self.lock)
+            last = 0
+            while True:
+                cursor = self._cursor()
+                cursor.execute(sql, (last, self.chunk))
+                rows = cursor.fetchall()
+                if not rows:
+                    break
+                last = rows[-1][0]
+                if skip:
+                    rows = [row for row in rows if row[9] not in skip]
+                self._rate(rows, cursor)
+                self._rated(len(rows))
+
+    def by_start(self, service_id: int, first_start: int, window: tuple[int, int] | None) -> None:
+        """One service's calls in start order (pending ones, or all of the re-rate window)."""
+        sql = _driver(
+            self.session,
+            f"SELECT {_ROW_COLUMNS} FROM cdrs "
+            "WHERE service_id = ? AND (start, id) > (?, ?) AND start < ?"
+            + ("" if window else f" AND {_PENDING}")
+            + " ORDER BY start, id LIMIT ?"
+            + self.lock,
+        )
+        last = (window[0] if window else first_start, -1)
+        until = window[1] if window else _FAR_FUTURE
+        while True:
+            # Services with few calls share a transaction: commits cost more than rows.
+            limit = self.chunk - self.pending
+            cursor = self._cursor()
+            cursor.execute(sql, (service_id, last[0], last[1], until, limit))
+            rows = cursor.fetchall()
+            if rows:
+                last = (rows[-1][4], rows[-1][0])
+                self._rate(rows, cursor)
+            self._rated(len(rows))
+            if len(rows) < limit:
+                break
+
+    def _rate(self, rows: list[tuple], cursor: Any) -> None:
+        rated_at = int(datetime.now(UTC).timestamp())
+        rater = self.rater
+        rate = rater.rate
+        service = rater.service
+        report = self.report
+        counts = report.counts
+        updates = []
+        corrections = []
+        for row in rows:
+            service_id = row[9]
+            ctx = service(service_id)
+            new = rate(
+                ctx.product,
+                row[1],
+                row[2],
+                row[3] or 0,
+                row[4],
+                row[5] is not None,
+                ctx,
+                service_id,
+            )
+            counts[new[0]] += 1
+            old = row[_OLD:]
+            if new == old:
+                continue
+            if new[0] in FAILED_STATUSES and old[0] != new[0]:
+                report.entered[new[0]] += 1
+            updates.append((*new, rated_at, row[0]))
+            if row[6] is not None:
+                old_cost = old[11] or 0
+                new_cost = new[11] or 0
+                if old_cost != new_cost:
+                    corrections.append((row, old_cost, new_cost))
+        if updates:
+            cursor.executemany(self.update_sql, updates)
+            report.changed += len(updates)
+        for row, old_cost, new_cost in corrections:
+            _correct_charge(self.session, row[9], row, old_cost, new_cost, cursor)
+            report.adjusted += 1
+            report.difference += new_cost - old_cost
 
 
 def _correct_charge(
