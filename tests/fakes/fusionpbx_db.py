@@ -3,7 +3,9 @@
 Column names and PostgreSQL types follow FusionPBX's own schema
 (`app/xml_cdr/app_config.php`, `app/extensions/app_config.php`,
 `app/gateways/app_config.php`, `core/domains/app_config.php`); this is a
-realistic subset of their columns, with every column providers.md names.
+realistic subset of their columns, with every column providers.md names
+(`leg` is `char(1)`, as FusionPBX declares it for PostgreSQL; providers.md
+counts it among the text columns).
 FusionPBX declares `enabled` flags `boolean` since 5.x; older installs (and
 upgraded ones whose columns were never converted) hold the text 'true'/'false':
 `legacy_text_flags=True` builds that variant.
