@@ -401,3 +401,39 @@ def test_explain_trace_tells_the_whole_story(cli, store, tmp_path):
     assert skipped["patterns"]["exclude"]["matched"] == "911"
     with pytest.raises(NotFound, match="no CDR 999999"), store.session() as session:
         trace(session, 999999)
+
+
+@pytest.mark.parametrize("free_minutes", [0, 1])
+def test_each_call_is_rated_with_the_version_in_force_at_its_start(
+    cli, store, tmp_path, free_minutes
+):
+    _, sid = setup_account(store, free_minutes=free_minutes)
+    load_deck(store, tmp_path, "prefix,rate\n1,0.02\n")
+    load_deck(
+        store, tmp_path, "prefix,rate\n1,0.04\n", effective=t("2026-01-15 00:00:00"), name="b"
+    )
+    load_deck(
+        store, tmp_path, "prefix,rate\n1,0.08\n", effective=t("2026-01-25 00:00:00"), name="c"
+    )
+    # inserted out of start order, read in one run
+    add_cdrs(
+        store,
+        sid,
+        42,
+        [
+            ("+12125550100", 120, t("2026-01-20 00:00:00")),
+            ("+12125550100", 120, t("2026-01-10 00:00:00")),
+            ("+12125550100", 120, t("2026-01-26 00:00:00")),
+            ("+12125550100", 120, t("2026-01-14 23:59:59")),
+        ],
+    )
+    assert cli("rate").exit_code == 0
+    charged = Decimal(2 if free_minutes == 0 else 1)  # minutes, after the free one
+    got = [(r.start.day, r.cost) for r in cdrs(store)]
+    # with a free minute it goes to the first call by start, whatever the order of insertion
+    assert got == [
+        (10, Decimal("0.02") * charged),
+        (14, Decimal("0.04")),
+        (20, Decimal("0.08")),
+        (26, Decimal("0.16")),
+    ]
