@@ -79,9 +79,20 @@ def cli(ctx, config_path, db_url, env_file, verbose, quiet, log_format):
 
 def _register() -> None:
     # One module per command family; each exposes COMMANDS.
-    from voipctl.cli import clients, doctor, products, pull, rates, setup, simulate, support, whmcs
+    from voipctl.cli import (
+        clients,
+        doctor,
+        jobs,
+        products,
+        pull,
+        rates,
+        setup,
+        simulate,
+        support,
+        whmcs,
+    )
 
-    for module in (setup, doctor, support, clients, products, rates, pull, simulate, whmcs):
+    for module in (setup, doctor, support, clients, products, rates, jobs, pull, simulate, whmcs):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -1,0 +1,234 @@
+"""The billing jobs: `autobill`, `low-balance`, `autosuspend`, `suspend`, `unsuspend`,
+and `template import` for the email templates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from voipctl import money
+from voipctl.billing.backend import backend_for
+from voipctl.cli.app import get_app
+from voipctl.cli.options import client_option, dry_run_option
+from voipctl.errors import ConfigError
+from voipctl.jobs import autobill as autobill_job
+from voipctl.jobs import autosuspend as autosuspend_job
+from voipctl.jobs import low_balance as low_balance_job
+from voipctl.jobs import suspend as suspend_job
+from voipctl.jobs.runner import RunState, job_run
+from voipctl.notify import templates as notify_templates
+
+
+def _finish(job: str, state: RunState, summary: str) -> int:
+    """Print the summary (terminal or -v), each failure on stderr; the run's exit status."""
+    app = get_app()
+    if state.dry_run:
+        click.echo(f"{job} (dry run): {summary}")
+    else:
+        app.summary(f"{job}: {summary}")
+    for failure in state.failures:
+        click.echo(f"voipctl: {job}: {failure}", err=True)
+    return state.exit_code
+
+
+@click.command()
+@client_option
+@dry_run_option
+def autobill(client_id, dry_run):
+    """Charge rated, unbilled calls of metered services to the ledger.
+
+    One charge per service and run; each call is marked billed by its charge in
+    the same transaction, so a run killed at any point and run again bills each
+    call exactly once. A second run while one is going exits 75.
+
+    Example: voipctl autobill --client 42 --dry-run
+    """
+    app = get_app()
+    store = app.store()
+    backend = backend_for(app.config)
+    with job_run(store, "autobill", dry_run=dry_run) as state:
+        charges = autobill_job.run_autobill(
+            store, backend, state, client_id=client_id, dry_run=dry_run
+        )
+    if dry_run:
+        for c in charges:
+            click.echo(
+                f"would charge client {c.client_id} service {c.service_id}: "
+                f"{money.fmt(-c.amount)} for {c.cdr_count} calls "
+                f"(CDR {c.first_id}..{c.last_id}, reference {c.reference})"
+            )
+    s = state.summary
+    return _finish(
+        "autobill", state, f"{s['charges']} charges, {s['cdrs']} calls, {s['amount']} total"
+    )
+
+
+@click.command("low-balance")
+@dry_run_option
+def low_balance(dry_run):
+    """Send the latched "Low Balance Alert" emails, then deliver the outbox.
+
+    A client at or below its Low Balance Threshold is mailed once per crossing;
+    a top-up above the threshold re-arms the alert.
+
+    Example: voipctl low-balance --dry-run
+    """
+    app = get_app()
+    store = app.store()
+    config = app.config
+    with job_run(store, "low-balance", dry_run=dry_run) as state:
+        decisions = low_balance_job.run_low_balance(
+            store, config, backend_for(config), state, dry_run=dry_run
+        )
+    if dry_run or app.verbosity > 0:
+        for d in decisions:
+            click.echo(("would: " if dry_run else "") + d.describe())
+    s = state.summary
+    line = f"{s['alerts']} alerts, {s['rearmed']} re-armed"
+    if "emails_sent" in s:
+        line += f", {s['emails_sent']} emails sent"
+    if s.get("emails_pending"):
+        line += f", {s['emails_pending']} waiting for the next run"
+    return _finish("low-balance", state, line)
+
+
+@click.command()
+@dry_run_option
+def autosuspend(dry_run):
+    """Suspend or restore VoIP services by billing.md's decision table.
+
+    Only clients with Has VoIP Service = yes; an operator's hold is never
+    lifted; a provider that fails is retried on the next run (exit 1).
+
+    Example: voipctl autosuspend --dry-run
+    """
+    app = get_app()
+    store = app.store()
+    config = app.config
+    with job_run(store, "autosuspend", dry_run=dry_run) as state:
+        lines = autosuspend_job.run_autosuspend(
+            store, config, backend_for(config), state, dry_run=dry_run
+        )
+    if dry_run or app.verbosity > 0:
+        for line in lines:
+            click.echo(line)
+    s = state.summary
+    line = f"{s['suspended']} suspended, {s['unsuspended']} unsuspended, {s['failed']} failed"
+    if s.get("manual"):
+        line += f", {s['manual']} need manual action"
+    if "emails_sent" in s:
+        line += f", {s['emails_sent']} emails sent"
+    return _finish("autosuspend", state, line)
+
+
+def _manual(action: str, service_id, client_id, reason, dry_run) -> int:
+    if (service_id is None) == (client_id is None):
+        raise click.UsageError("give exactly one of --service ID or --client ID")
+    app = get_app()
+    store = app.store()
+    with job_run(store, action, dry_run=dry_run) as state:
+        lines = suspend_job.run_manual(
+            store,
+            app.config,
+            state,
+            action=action,
+            service_id=service_id,
+            client_id=client_id,
+            reason=reason or "",
+            dry_run=dry_run,
+        )
+    # The operator asked for this at the terminal: say what happened to each service.
+    for line in lines:
+        click.echo(line)
+    for failure in state.failures:
+        click.echo(f"voipctl: {action}: {failure}", err=True)
+    return state.exit_code
+
+
+_target = [
+    click.option("--service", "service_id", type=int, help="This service."),
+    click.option("--client", "client_id", type=int, help="Every active service of this client."),
+    click.option("--reason", help="Why; kept in the audit row."),
+    dry_run_option,
+]
+
+
+def _with_target(fn):
+    for option in reversed(_target):
+        fn = option(fn)
+    return fn
+
+
+@click.command()
+@_with_target
+def suspend(service_id, client_id, reason, dry_run):
+    """Suspend at once through the provider: an operator's hold.
+
+    A service suspended this way stays suspended whatever its credit until
+    `voipctl unsuspend`. Suspending a suspended service is a no-op that says so.
+
+    Example: voipctl suspend --service 17 --reason "fraud check"
+    """
+    return _manual("suspend", service_id, client_id, reason, dry_run)
+
+
+@click.command()
+@_with_target
+def unsuspend(service_id, client_id, reason, dry_run):
+    """Restore at once through the provider, lifting any hold.
+
+    autosuspend decides again on its next run: a client still out of credit is
+    suspended again unless its VoIP Suspended field is set to `no`.
+
+    Example: voipctl unsuspend --client 42 --reason "paid by cheque"
+    """
+    return _manual("unsuspend", service_id, client_id, reason, dry_run)
+
+
+@click.group()
+def template():
+    """The email templates (low_balance_alert, voip_zero_balance, manual_action_required)."""
+
+
+@template.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("name")
+@click.option("--subject", help="The subject line (WHMCS style allowed: {$client_first_name}).")
+@click.option("--html", is_flag=True, help="FILE is the HTML body (default: the text body).")
+@click.option(
+    "--dir",
+    "dest",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to write (default: [email] templates_dir).",
+)
+def template_import(file, name, subject, html, dest):
+    """Convert a WHMCS email template ({$var}) into a voipctl template.
+
+    Writes NAME.txt (or NAME.html) and, with --subject, NAME.subject into the
+    templates directory; refuses Smarty tags and variables voipctl cannot fill.
+
+    Example: voipctl template import low_balance.tpl low_balance_alert --subject "Low balance"
+    """
+    dest = dest or get_app().config.email.templates_dir
+    if dest is None:
+        raise ConfigError("template import: set [email] templates_dir or give --dir")
+    for path in notify_templates.import_whmcs(file, name, dest, subject=subject, html=html):
+        click.echo(f"wrote {path}")
+
+
+@template.command("show")
+@click.argument("name")
+def template_show(name):
+    """Render a template with sample values, as a check of an override.
+
+    Example: voipctl template show low_balance_alert
+    """
+    templates = notify_templates.Templates(get_app().config.email.templates_dir)
+    rendered = templates.check(name)
+    click.echo(f"Subject: {rendered.subject}\n\n{rendered.text}", nl=False)
+    if rendered.html:
+        click.echo(f"\n--- HTML ---\n{rendered.html}", nl=False)
+
+
+COMMANDS = [autobill, low_balance, autosuspend, suspend, unsuspend, template]

@@ -1,0 +1,242 @@
+"""autosuspend: billing.md's decision table, applied through each service's provider.
+
+For each client with Has VoIP Service = yes:
+
+| Manual VoIP Suspend | VoIP Suspended | credit / owing                        | should be |
+|---------------------|----------------|---------------------------------------|-----------|
+| yes                 | any            | any                                   | suspended |
+| no                  | yes            | any                                   | suspended |
+| no                  | no             | any                                   | active    |
+| no                  | none           | credit <= -limit, or owing > credit   | suspended |
+| no                  | none           | credit > -limit and owing = 0         | active    |
+| no                  | none           | credit > -limit, 0 < owing <= credit  | unchanged |
+
+An operator's hold (suspended_by = "operator") beats every row; autosuspend
+lifts only what autosuspend suspended. A suspension for credit or owing mails
+the client "VoIP Zero Balance" once per suspension episode: the dedupe key is
+the audit row that started the episode, so a second service cut later in the
+same episode, or a retry, finds the email already decided.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from voipctl import money
+from voipctl.billing.backend import BillingBackend
+from voipctl.config import Config
+from voipctl.jobs.delivery import deliver
+from voipctl.jobs.runner import RunState
+from voipctl.jobs.suspend import AUTOSUSPEND, OPERATOR, Adapters, Outcome, act
+from voipctl.notify.templates import MANUAL_ACTION, VOIP_ZERO_BALANCE, client_variables
+from voipctl.store.engine import Store
+from voipctl.store.models import Client, Service, SuspensionEvent
+
+log = logging.getLogger(__name__)
+
+SUSPENDED = "suspended"
+ACTIVE = "active"
+
+# The rows that suspend for money (and mail the client); the others are overrides.
+CREDIT_REASONS = ("credit ", "owing ")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the table says for one client: `state` is None for "unchanged"."""
+
+    state: str | None
+    reason: str
+
+    @property
+    def for_credit(self) -> bool:
+        return self.state == SUSPENDED and self.reason.startswith(CREDIT_REASONS)
+
+
+def decide(client: Client, credit: Decimal, owing: Decimal) -> Decision:
+    """billing.md's decision table, row by row (credit = available credit)."""
+    if client.manual_voip_suspend:
+        return Decision(SUSPENDED, "Manual VoIP Suspend = yes")
+    if client.voip_suspended == "yes":
+        return Decision(SUSPENDED, "VoIP Suspended = yes")
+    if client.voip_suspended == "no":
+        return Decision(ACTIVE, "VoIP Suspended = no")
+    limit = client.credit_limit or Decimal(0)
+    c, o, lim = money.fmt(credit), money.fmt(owing), money.fmt(limit)
+    if credit <= -limit:
+        return Decision(SUSPENDED, f"credit {c} <= -{lim} (credit limit)")
+    # "owing > credit" read with owing > 0: with nothing owing, a credit between
+    # -limit and 0 is the allowance the Credit Limit grants (row 5), not a suspension.
+    if owing > 0 and owing > credit:
+        return Decision(SUSPENDED, f"owing {o} > credit {c}")
+    if owing == 0:
+        return Decision(ACTIVE, f"credit {c} > -{lim} and nothing owing")
+    return Decision(None, f"0 < owing {o} <= credit {c}")
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One service whose state differs from what the table says."""
+
+    service: Service
+    action: str  # suspend | unsuspend
+    decision: Decision
+    credit: Decimal
+    owing: Decimal
+
+    def describe(self) -> str:
+        s = self.service
+        return (
+            f"would {self.action} service {s.id} of client {s.client_id} on {s.server}: "
+            f"{self.decision.reason}"
+        )
+
+
+def plan_client(session: Session, backend: BillingBackend, client: Client) -> list[Planned]:
+    """The services of one client that must change state, and why."""
+    credit = backend.available_credit(session, client.id)
+    owing = backend.owing(session, client.id)
+    decision = decide(client, credit, owing)
+    if decision.state is None:
+        return []
+    services = session.scalars(
+        select(Service)
+        .where(Service.client_id == client.id, Service.active.is_(True))
+        .order_by(Service.id)
+    )
+    planned = []
+    for service in services:
+        if service.suspended_by == OPERATOR:
+            continue  # an operator's hold beats every row
+        if decision.state == SUSPENDED and not service.suspended:
+            planned.append(Planned(service, "suspend", decision, credit, owing))
+        elif decision.state == ACTIVE and service.suspended and service.suspended_by == AUTOSUSPEND:
+            planned.append(Planned(service, "unsuspend", decision, credit, owing))
+    return planned
+
+
+def _episode(session: Session, client_id: int) -> int | None:
+    """The audit row that started the client's current suspension for credit or owing."""
+    rows = session.execute(
+        select(Service.suspend_reason, func.max(SuspensionEvent.id))
+        .join(SuspensionEvent, SuspensionEvent.service_id == Service.id)
+        .where(
+            Service.client_id == client_id,
+            Service.suspended.is_(True),
+            Service.suspended_by == AUTOSUSPEND,
+            SuspensionEvent.action == "suspend",
+            SuspensionEvent.ok.is_(True),
+        )
+        .group_by(Service.id, Service.suspend_reason)
+    ).all()
+    starts = [event_id for reason, event_id in rows if (reason or "").startswith(CREDIT_REASONS)]
+    return min(starts) if starts else None
+
+
+def _emails(config: Config, backend: BillingBackend, plan: Planned):
+    """The emails decided with a confirmed change, in its recording transaction."""
+
+    def after(session: Session, service: Service, event: SuspensionEvent, outcome: Outcome):
+        client = session.get(Client, service.client_id)
+        backend.suspension_changed(session, client.id, outcome.action == "suspend")
+        variables = client_variables(client, credit=plan.credit, owing=plan.owing)
+        if outcome.action == "suspend" and plan.decision.for_credit:
+            episode = _episode(session, client.id)
+            backend.queue_alert(
+                session,
+                config,
+                template=VOIP_ZERO_BALANCE,
+                variables=variables,
+                dedupe_key=f"{VOIP_ZERO_BALANCE}:{client.id}:{episode}",
+                recipient=client.email,
+                client_id=client.id,
+                credit=plan.credit,
+            )
+        if outcome.manual:
+            if not config.email.operator:
+                log.warning(
+                    "service %s: manual action required but [email] operator is not set: %s",
+                    service.id,
+                    outcome.instructions,
+                )
+                return
+            backend.queue_alert(
+                session,
+                config,
+                template=MANUAL_ACTION,
+                variables={
+                    **variables,
+                    "service_id": service.id,
+                    "server": service.server,
+                    "action": outcome.action,
+                    "instructions": outcome.instructions,
+                },
+                dedupe_key=f"{MANUAL_ACTION}:{service.id}:{event.id}",
+                recipient=config.email.operator,
+                client_id=client.id,
+                credit=plan.credit,
+            )
+
+    return after
+
+
+def run_autosuspend(
+    store: Store,
+    config: Config,
+    backend: BillingBackend,
+    run: RunState,
+    *,
+    dry_run: bool = False,
+) -> list[str]:
+    """Apply the decision table to every client with Has VoIP Service = yes.
+
+    Returns one line per change (or planned change). A provider failure is a run
+    failure naming the service; the state stays as it was and the next run retries.
+    """
+    with store.sessions() as session:
+        client_ids = list(
+            session.scalars(
+                select(Client.id).where(Client.has_voip_service.is_(True)).order_by(Client.id)
+            )
+        )
+    lines: list[str] = []
+    counts = {"suspended": 0, "unsuspended": 0, "failed": 0, "manual": 0}
+    with Adapters(config) as adapters:
+        for client_id in client_ids:
+            # Read and decide, then release the database before calling any provider.
+            with store.sessions() as session:
+                client = session.get(Client, client_id)
+                if client is None or not client.has_voip_service:
+                    continue
+                planned = plan_client(session, backend, client)
+            for plan in planned:
+                if dry_run:
+                    lines.append(plan.describe())
+                    continue
+                outcome = act(
+                    store,
+                    adapters,
+                    plan.service,
+                    plan.action,
+                    actor=AUTOSUSPEND,
+                    reason=plan.decision.reason,
+                    after=_emails(config, backend, plan),
+                )
+                line = outcome.describe()
+                if outcome.ok:
+                    counts["suspended" if plan.action == "suspend" else "unsuspended"] += 1
+                    counts["manual"] += outcome.manual
+                    lines.append(f"{line}: {plan.decision.reason}")
+                else:
+                    counts["failed"] += 1
+                    run.fail(line)
+                    lines.append(line)
+    run.summary.update(counts)
+    if not dry_run:
+        deliver(store, config, backend, run)
+    return lines
