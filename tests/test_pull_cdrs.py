@@ -324,3 +324,30 @@ def test_the_watermark_moves_only_with_the_last_chunk(store, sim, config_file):
         statuses = set(session.scalars(select(Cdr.status)))
     assert mark.watermark == calls[-1].start
     assert statuses == {None, "hooked"}  # rows already stored keep what they had
+
+
+def test_a_service_without_a_cdr_link_fails_alone(cli, store, sim, config_file):
+    ids = add_services(store, sim, servers=("sim_lesnet",))
+    with store.session() as session:
+        broken = session.get(Service, ids["sim_lesnet"][0])
+        broken.cdr_link = None
+    result = cli("pull-cdrs", config=config_file)
+    assert result.exit_code == 1
+    assert (
+        f"voipctl: error: sim_lesnet: service {broken.id} has no CDR link "
+        f"(voipctl service set {broken.id} --cdr-link URL)"
+    ) in result.stderr
+    # The other peer on the link was pulled.
+    with store.session() as session:
+        stored = set(session.scalars(select(Cdr.service_id)))
+    assert stored == {ids["sim_lesnet"][1]}
+
+
+def test_debug_output_carries_no_session_id_nor_password(cli, store, sim, config_file):
+    add_services(store, sim, servers=("sim_vodia",))
+    result = cli("-vv", "pull-cdrs", config=config_file)
+    assert result.exit_code == 0, result.stderr
+    assert "DEBUG" in result.stderr and "/rest/domain/" in result.stderr
+    assert sim._sessions, "session auth was used"
+    for secret in (*sim._sessions, sim.config.vodia_password):
+        assert secret not in result.output

@@ -36,7 +36,7 @@ from sqlalchemy import Connection, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from voipctl.config import Config
-from voipctl.errors import NotFound, ProviderError
+from voipctl.errors import NotFound, ProviderAuthError, ProviderError, ProviderUnavailable
 from voipctl.jobs.common import service_info
 from voipctl.jobs.runner import job_run
 from voipctl.providers import ProviderAdapter, adapter_for
@@ -83,12 +83,12 @@ class ServerPull:
     fetched: int = 0
     stored: int = 0
     duplicates: int = 0
-    error: str | None = None
+    errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         doc = {"services": self.services, "stored": self.stored, "duplicates": self.duplicates}
-        if self.error:
-            doc["error"] = self.error
+        if self.errors:
+            doc["errors"] = self.errors
         return doc
 
 
@@ -114,7 +114,7 @@ class PullReport:
             return "pull-cdrs: no active services to pull"
         parts = []
         for s in self.servers:
-            if s.error:
+            if s.errors:
                 parts.append(f"{s.server}: FAILED")
             else:
                 parts.append(f"{s.server}: {verb} {s.stored}, {s.duplicates} duplicates")
@@ -160,7 +160,7 @@ def pull_cdrs(
             pull = ServerPull(server=name, services=len(services))
             report.servers.append(pull)
             if name not in config.servers:
-                pull.error = (
+                pull.errors.append(
                     f"{name}: not in the configuration ({config.source}); services "
                     + ", ".join(str(s.id) for s in services)
                     + " were not pulled"
@@ -182,11 +182,11 @@ def pull_cdrs(
                             progress=progress,
                         )
                 except ProviderError as exc:
-                    pull.error = str(exc)
-            if pull.error:
-                log.info("%s", pull.error)
-                run.fail(pull.error)
-                report.failures.append(pull.error)
+                    pull.errors.append(str(exc))
+            for error in pull.errors:
+                log.info("%s", error)
+                run.fail(error)
+                report.failures.append(error)
             run.summary[name] = pull.as_dict()
     return report
 
@@ -253,14 +253,21 @@ def _pull_server(
         if start >= until:
             continue
         infos = [service_info(s) for s in scope.services]
-        if scope.feed:
-            records = adapter.fetch_feed(infos, start, until)
-        else:
-            records = adapter.fetch_cdrs(infos[0], start, until)
         clients = {s.id: s.client_id for s in scope.services}
         log.info("%s: %s from %s to %s", pull.server, scope.key, start, until)
-        rows = _rows(records, pull.server, infos[0], clients)
-        newest = writer.store_all(rows, scope.key, watermark, chunk_size, pull, progress)
+        try:
+            if scope.feed:
+                records = adapter.fetch_feed(infos, start, until)
+            else:
+                records = adapter.fetch_cdrs(infos[0], start, until)
+            rows = _rows(records, pull.server, infos[0], clients)
+            newest = writer.store_all(rows, scope.key, watermark, chunk_size, pull, progress)
+        except (ProviderAuthError, ProviderUnavailable):
+            raise  # the whole server is out of reach: its other services would fail alike
+        except ProviderError as exc:
+            # One service's bad payload or missing setting: its neighbours still run.
+            pull.errors.append(str(exc))
+            continue
         log.info("%s: %s read up to %s", pull.server, scope.key, newest)
 
 

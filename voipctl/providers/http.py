@@ -95,8 +95,11 @@ class HttpClient:
                 delay = min(float(retry_after), 30.0)
         time.sleep(delay)
 
-    def request(self, method: str, url: str, **kwargs) -> httpx.Response:
-        """Send a request with retries; return a 2xx/3xx response or raise a ProviderError."""
+    def request(self, method: str, url: str, *, log_body: bool = True, **kwargs) -> httpx.Response:
+        """Send a request with retries; return a 2xx/3xx response or raise a ProviderError.
+
+        `log_body=False` keeps the answer out of the DEBUG log (a login's session id).
+        """
         what = self._what(method, url)
         last: str = ""
         for attempt in range(self.retries + 1):
@@ -114,7 +117,7 @@ class HttpClient:
                         self.server,
                         what,
                         response.status_code,
-                        response.text[:BODY_LOG_LIMIT],
+                        response.text[:BODY_LOG_LIMIT] if log_body else "(body not logged)",
                     )
                     self._check_status(response, what)
                     return response

@@ -237,6 +237,12 @@ class LesnetAdapter(ProviderAdapter):
         self, service: ServiceInfo, since: datetime, until: datetime
     ) -> Iterator[CallRecord]:
         """The service's calls in [since, until) from its CDR link."""
+        if not service.cdr_link:
+            raise ProviderError(
+                self.name,
+                f"service {service.id} has no CDR link "
+                f"(voipctl service set {service.id} --cdr-link URL)",
+            )
         return self.fetch_feed([service], since, until)
 
     def feed_key(self, service: ServiceInfo) -> str | None:

@@ -67,6 +67,7 @@ class VodiaAdapter(ProviderAdapter):
             "PUT",
             SESSION_PATH,
             json={"name": "auth", "value": f"{self.config.username} {digest}"},
+            log_body=False,  # the answer is the session id: a credential
         )
         if not isinstance(answer, str) or not answer.strip():
             raise ProviderAuthError(
