@@ -8,10 +8,11 @@ from decimal import Decimal
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from voipctl.config import FusionPBXServer
-from voipctl.errors import ConfigError, ProviderError, ProviderUnavailable
+from voipctl.errors import ConfigError, ProviderAuthError, ProviderError, ProviderUnavailable
 from voipctl.providers import adapter_for
 from voipctl.providers.base import ServiceInfo
 from voipctl.providers.fusionpbx import STREAM_ROWS, FusionPBXAdapter
@@ -244,3 +245,37 @@ def test_two_services_read_at_once(pbx, adapter):
     b = adapter.fetch_cdrs(service(id=8), T0, T0 + timedelta(days=1))
     pairs = list(zip(a, b, strict=True))
     assert len(pairs) == 30 and all(x.provider_id == y.provider_id for x, y in pairs)
+
+
+def test_older_schema_without_status_and_caller_destination(pbx, adapter):
+    pbx.execute("ALTER TABLE v_xml_cdr DROP COLUMN caller_destination, DROP COLUMN status")
+    # Before caller_destination existed, an inbound a-leg's destination_number was the DID.
+    pbx.execute(
+        "INSERT INTO v_xml_cdr (xml_cdr_uuid, domain_name, direction, leg, caller_id_number,"
+        " destination_number, start_stamp, billsec) VALUES (gen_random_uuid(), :t, 'inbound',"
+        " 'a', '4165550199', '+15192229000', :start, 12.5)",
+        t=TENANT,
+        start=T0,
+    )
+    [record] = fetch(adapter)
+    assert (record.direction, record.number, record.billsec) == ("inbound", "+15192229000", 13)
+    assert record.raw["status"] is None and record.raw["caller_destination"] is None
+
+
+def test_an_unknown_role_is_refused_credentials(pbx, monkeypatch):
+    url = make_url(pbx.url).set(username="no_such_role_voipctl", password="Zz-secret-9")
+    config = make_config(monkeypatch, url.render_as_string(hide_password=False))
+    with adapter_for("fusion1", config) as fusion, pytest.raises(ProviderAuthError) as caught:
+        fusion.check()
+    assert "the credentials were refused" in str(caught.value)
+    assert "Zz-secret-9" not in str(caught.value)
+
+
+def test_a_database_that_does_not_exist_names_the_variable(pbx, monkeypatch):
+    url = make_url(pbx.url).set(database="voipctl_no_such_db_x")
+    config = make_config(monkeypatch, url.render_as_string(hide_password=False))
+    with adapter_for("fusion1", config) as fusion, pytest.raises(ProviderError) as caught:
+        fusion.check()
+    assert not isinstance(caught.value, ProviderUnavailable | ProviderAuthError)
+    assert 'database "voipctl_no_such_db_x" does not exist' in str(caught.value)
+    assert "(check FUSION1_DB_URL)" in str(caught.value)

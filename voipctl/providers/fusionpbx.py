@@ -226,8 +226,16 @@ class FusionPBXAdapter(ProviderAdapter):
         sqlstate = getattr(orig, "sqlstate", None) or ""
         if "password authentication failed" in lowered or sqlstate == "28P01":
             return ProviderAuthError(self.name, f"{prefix}: the credentials were refused")
-        if sqlstate.startswith("28") or "no pg_hba.conf entry" in lowered:
+        # Errors while connecting come from libpq as text, without a SQLSTATE.
+        if (
+            sqlstate.startswith("28")
+            or "no pg_hba.conf entry" in lowered
+            or "authentication failed" in lowered
+            or ('role "' in lowered and "does not exist" in lowered)
+        ):
             return ProviderAuthError(self.name, f"{prefix}: the credentials were refused ({first})")
+        if sqlstate == "3D000" or ('database "' in lowered and "does not exist" in lowered):
+            return ProviderError(self.name, f"{prefix}: {first} (check {self.config.db_url_env})")
         if sqlstate == "42501":
             return ProviderAuthError(
                 self.name, f"{prefix}: {first} (see the README for the GRANT statements)"
