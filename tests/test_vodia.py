@@ -280,3 +280,21 @@ def test_check_reports_the_tenants():
     )
     assert "2 tenants" in make().check()
     assert len(recorded_json("vodia", "domaininfo__ok")) == 2
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"id": ""}, "CDR : empty id"),
+        ({"id": None}, "is not a number or text"),
+        ({"start": "253402300800"}, "CDR 20753: time '253402300800' is not epoch seconds"),
+        ({"end": 9.2e18}, "is not epoch seconds"),
+    ],
+)
+@respx.mock
+def test_ids_and_times_that_cannot_be_stored_are_data_errors(change, message):
+    item = {**recorded_json("vodia", "cdrs__page2")[0], "id": 20753, **change}
+    respx.get(CDRS).mock(return_value=httpx.Response(200, json=[item]))
+    with pytest.raises(ProviderDataError, match="^vodia1: CDR") as err:
+        pull(make())
+    assert message in str(err.value)

@@ -197,7 +197,13 @@ class VodiaAdapter(ProviderAdapter):
         try:
             if not isinstance(item, dict):
                 raise TypeError("not a JSON object")
-            provider_id = str(item["id"])
+            ident_value = item["id"]
+            if isinstance(ident_value, bool) or not isinstance(ident_value, int | str):
+                raise TypeError(f"id {ident_value!r} is not a number or text")
+            provider_id = str(ident_value).strip()
+            if not provider_id:
+                # An empty id would make every such call one call to the unique key.
+                raise ValueError("empty id")
             caller = sip_user(item.get("from"))
             called = sip_user(item.get("to"))
             start = _epoch(item["start"])
@@ -267,7 +273,8 @@ def _epoch(value: Any) -> Decimal | None:
     if isinstance(value, bool):
         raise TypeError(f"time {value!r} is not epoch seconds")
     epoch = Decimal(str(value).strip())
-    if not epoch.is_finite() or epoch < 0:
+    # Below 2**33 (year 2242): later times are garbage, and past year 9999 datetime overflows.
+    if not epoch.is_finite() or not 0 <= epoch < 2**33:
         raise ValueError(f"time {value!r} is not epoch seconds")
     return epoch
 
