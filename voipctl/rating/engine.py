@@ -112,6 +112,9 @@ class Rating(NamedTuple):
         return None if self.cost is None else money.from_units(self.cost)
 
 
+_new_rating = tuple.__new__
+
+
 def _epoch(value: datetime | int) -> int:
     return value if isinstance(value, int) else int(value.timestamp())
 
@@ -137,6 +140,11 @@ class ProductContext:
     overrides: dict[str, list[RateRow]] = field(default_factory=dict)
     current: dict[str, tuple[int, int, PrefixMatcher]] = field(default_factory=dict)
 
+    @property
+    def patterns(self) -> bool:
+        """Whether the product has any exclude or suppress pattern to try."""
+        return bool(self.exclude.patterns or self.suppress.patterns)
+
     @classmethod
     def load(cls, session: Session, product: Product) -> ProductContext:
         return cls(
@@ -161,16 +169,18 @@ class ProductContext:
     def _rows(self, raw_rows, direction: str, source: str, version_id: int | None, factor: int):
         default_a, default_b = self.increments[direction]
         for prefix, description, rate, inc_a, inc_b, fee in raw_rows:
+            a, b = inc_a or default_a, inc_b or default_b
             yield RateRow(
                 prefix,
                 description or "",
                 int(rate),
                 int(fee or 0),
-                inc_a or default_a,
-                inc_b or default_b,
+                a,
+                b,
                 source,
                 version_id,
                 factor,
+                f"{a}/{b}",
             )
 
     def matcher(self, session: Session, direction: str, at: int) -> PrefixMatcher:
@@ -358,10 +368,10 @@ class Rater:
         """Rate one call of `product` (no free minutes without a service)."""
         norm = normalize(number, product.rules)
         normalized = norm.number
-        if product.suppress and product.suppress.match(norm.cleaned, normalized):
+        if product.patterns and product.suppress.match(norm.cleaned, normalized):
             return Rating("suppressed", normalized)
         if norm.status == "excluded" or (
-            product.exclude and product.exclude.match(norm.cleaned, normalized)
+            product.patterns and product.exclude.match(norm.cleaned, normalized)
         ):
             return Rating("excluded", normalized)
         if direction == "local" or norm.status == "internal":
@@ -400,19 +410,23 @@ class Rater:
             if free:
                 self._free_used[key] = used + free
         cost = cost_units(row.rate, row.connect_fee, billable - free, product.decimals, row.factor)
-        return Rating(
-            "rated",
-            normalized,
-            row.prefix,
-            row.description,
-            row.rate,
-            row.connect_fee,
-            f"{row.a}/{row.b}",
-            row.version_id,
-            row.source,
-            billable,
-            free,
-            cost,
+        # tuple.__new__ skips the generated keyword-handling __new__: this runs once per call.
+        return _new_rating(
+            Rating,
+            (
+                "rated",
+                normalized,
+                row.prefix,
+                row.description,
+                row.rate,
+                row.connect_fee,
+                row.increment,
+                row.version_id,
+                row.source,
+                billable,
+                free,
+                cost,
+            ),
         )
 
 
@@ -628,6 +642,7 @@ class _Batch:
         rated_at = int(datetime.now(UTC).timestamp())
         rater = self.rater
         rate = rater.rate
+        contexts = rater._services
         service = rater.service
         report = self.report
         counts = report.counts
@@ -635,7 +650,7 @@ class _Batch:
         corrections = []
         for row in rows:
             service_id = row[9]
-            ctx = service(service_id)
+            ctx = contexts.get(service_id) or service(service_id)
             new = rate(
                 ctx.product,
                 row[1],

@@ -27,10 +27,7 @@ class RateRow(NamedTuple):
     source: str  # "deck" or "override"
     version_id: int | None
     factor: int
-
-    @property
-    def increment(self) -> str:
-        return f"{self.a}/{self.b}"
+    increment: str = ""  # "A/B", filled in by PrefixMatcher
 
 
 class PrefixMatcher:
@@ -40,10 +37,11 @@ class PrefixMatcher:
 
     def __init__(self, rows: Iterable[RateRow] = (), overrides: Iterable[RateRow] = ()):
         self._rows: dict[str, RateRow] = {}
-        for row in rows:
-            self._rows[row.prefix] = row
-        for row in overrides:
-            self._rows[row.prefix] = row
+        for group in (rows, overrides):  # overrides last: they win on the same prefix
+            for row in group:
+                if not row.increment:
+                    row = row._replace(increment=f"{row.a}/{row.b}")
+                self._rows[row.prefix] = row
         self._lengths = tuple(sorted({len(p) for p in self._rows}, reverse=True))
 
     def __len__(self) -> int:
