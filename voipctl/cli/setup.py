@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 from voipctl.cli.app import get_app
 from voipctl.cli.options import format_option
@@ -79,8 +80,8 @@ def server_check(name):
     config = app.config
     try:
         store = app.store()
-    except VoipctlError:
-        store = None  # no database yet: check the servers alone
+    except (VoipctlError, SQLAlchemyError):
+        store = None  # no database (yet): check the servers alone
     results = check_servers(config, [name] if name else None, store=store)
     if not results:
         click.echo("no servers configured")

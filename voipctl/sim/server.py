@@ -254,6 +254,9 @@ class Simulator:
             "SIM_VODIA_PASSWORD": self.config.vodia_password,
             "SIM_LESNET_API_KEY": self.config.lesnet_api_key,
             "SIM_LESNET_ID_KEY": self.config.lesnet_id_key,
+            # The FusionPBX suspend levers write FusionPBX's database, which the
+            # simulator does not have: pulls work, `server check` says it is unreachable.
+            "SIM_FUSION_DB_URL": "postgresql://fusionpbx@127.0.0.1:5432/fusionpbx",
         }
 
     def config_snippet(self) -> str:
@@ -280,7 +283,8 @@ suspend = "manual"
 timezone = "{cfg.lesnet_timezone}"
 
 # FusionPBX export mode; its suspend levers write FusionPBX's database, so
-# db_url_env must name a variable (any PostgreSQL URL for a trial of pulls).
+# db_url_env must name a variable (the simulator has no such database: pulls
+# work, suspension and `server check` report it unreachable).
 [servers.sim_fusion]
 type = "fusionpbx"
 mode = "export"
