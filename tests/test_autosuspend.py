@@ -240,8 +240,8 @@ def test_dry_run_says_what_it_would_do_and_touches_nothing(cli, env_vodia):
     r = cli("autosuspend", "--dry-run", config=env.config)
     assert r.exit_code == 0
     assert (
-        f"would suspend service {service_id} of client 42 on vodia1: credit 0.00 <= -0.00"
-        in r.stdout
+        f"would suspend service {service_id} of client 42 on vodia1: "
+        "credit 0.00 at or below 0.00 (credit limit 0.00)" in r.stdout
     )
     assert env.vodia_puts() == [] and env.events() == [] and env.subjects() == []
     assert not env.service(service_id).suspended

@@ -81,6 +81,7 @@ def _register() -> None:
     # One module per command family; each exposes COMMANDS.
     from voipctl.cli import (
         clients,
+        demo,
         doctor,
         jobs,
         products,
@@ -92,7 +93,19 @@ def _register() -> None:
         whmcs,
     )
 
-    for module in (setup, doctor, support, clients, products, rates, jobs, pull, simulate, whmcs):
+    for module in (
+        setup,
+        doctor,
+        support,
+        clients,
+        products,
+        rates,
+        jobs,
+        pull,
+        simulate,
+        whmcs,
+        demo,
+    ):
         for command in module.COMMANDS:
             cli.add_command(command)
 

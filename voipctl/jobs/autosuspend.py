@@ -69,13 +69,15 @@ def decide(client: Client, credit: Decimal, owing: Decimal) -> Decision:
     limit = client.credit_limit or Decimal(0)
     c, o, lim = money.fmt(credit), money.fmt(owing), money.fmt(limit)
     if credit <= -limit:
-        return Decision(SUSPENDED, f"credit {c} <= -{lim} (credit limit)")
+        return Decision(
+            SUSPENDED, f"credit {c} at or below {money.fmt(-limit)} (credit limit {lim})"
+        )
     # "owing > credit" read with owing > 0: with nothing owing, a credit between
     # -limit and 0 is the allowance the Credit Limit grants (row 5), not a suspension.
     if owing > 0 and owing > credit:
         return Decision(SUSPENDED, f"owing {o} > credit {c}")
     if owing == 0:
-        return Decision(ACTIVE, f"credit {c} > -{lim} and nothing owing")
+        return Decision(ACTIVE, f"credit {c} above {money.fmt(-limit)} and nothing owing")
     return Decision(None, f"0 < owing {o} <= credit {c}")
 
 
@@ -231,7 +233,8 @@ def run_autosuspend(
                 if outcome.ok:
                     counts["suspended" if plan.action == "suspend" else "unsuspended"] += 1
                     counts["manual"] += outcome.manual
-                    lines.append(f"{line}: {plan.decision.reason}")
+                    # A manual lever's instructions already carry the reason.
+                    lines.append(line if outcome.manual else f"{line}: {plan.decision.reason}")
                 else:
                     counts["failed"] += 1
                     run.fail(line)
