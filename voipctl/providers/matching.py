@@ -19,6 +19,9 @@ def sip_user(uri: str | None) -> str:
     """
     if not uri:
         return ""
+    if "<" in uri:
+        # The address is in the brackets; a display name may itself say "sip:...".
+        uri = uri[uri.rindex("<") :]
     match = _SIP_USER.search(uri)
     if match:
         return match.group(1).strip()
