@@ -351,3 +351,22 @@ def test_debug_output_carries_no_session_id_nor_password(cli, store, sim, config
     assert sim._sessions, "session auth was used"
     for secret in (*sim._sessions, sim.config.vodia_password):
         assert secret not in result.output
+
+
+def test_a_new_service_starts_when_it_was_added_and_since_reaches_back(
+    cli, store, sim, config_file
+):
+    ids = add_services(store, sim, servers=("sim_lesnet",))
+    with store.session() as session:
+        for service_id in ids["sim_lesnet"]:
+            session.get(Service, service_id).created_at = sim.end  # added after every call
+    first = cli("-v", "pull-cdrs", config=config_file)
+    assert first.exit_code == 0 and count(store) == 0
+    day = (sim.start_at - timedelta(days=1)).date().isoformat()  # a date: that UTC day on
+    second = cli(
+        "-v", "pull-cdrs", "--since", day, "--until", sim.end.isoformat(), config=config_file
+    )
+    assert second.exit_code == 0, second.stderr
+    assert count(store) == lesnet_rows(sim, DAYS)
+    bad = cli("pull-cdrs", "--since", "2026-11-20", "--until", "2026-11-19", config=config_file)
+    assert bad.exit_code == 2 and "--since must be before --until" in bad.stderr
