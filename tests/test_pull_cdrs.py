@@ -343,13 +343,14 @@ def test_a_service_without_a_cdr_link_fails_alone(cli, store, sim, config_file):
     assert stored == {ids["sim_lesnet"][1]}
 
 
-def test_debug_output_carries_no_session_id_nor_password(cli, store, sim, config_file):
-    add_services(store, sim, servers=("sim_vodia",))
-    result = cli("-vv", "pull-cdrs", config=config_file)
+def test_debug_output_carries_no_secret(cli, store, sim, config_file):
+    add_services(store, sim, servers=("sim_vodia", "sim_fusion", "sim_lesnet"))
+    result = cli("-vv", "--log-format", "json", "pull-cdrs", config=config_file)
     assert result.exit_code == 0, result.stderr
-    assert "DEBUG" in result.stderr and "/rest/domain/" in result.stderr
+    assert '"level": "debug"' in result.stderr and "/rest/domain/" in result.stderr
     assert sim._sessions, "session auth was used"
-    for secret in (*sim._sessions, sim.config.vodia_password):
+    secrets = (*sim._sessions, sim.config.vodia_password, sim.config.fusion_api_key)
+    for secret in (*secrets, sim.config.lesnet_api_key):
         assert secret not in result.output
 
 

@@ -452,7 +452,9 @@ class _Handler(BaseHTTPRequestHandler):
         return self.server.sim  # type: ignore[attr-defined]
 
     def log_message(self, format, *args):  # noqa: A002 - stdlib signature
-        log.debug("sim: " + format, *args)
+        # The path alone: query strings carry API keys (FusionPBX export), and the
+        # simulator often runs inside a voipctl process whose -vv log this is.
+        log.debug("sim: %s %s", self.command, urlsplit(self.path).path)
 
     def _send(self, status: int, body: str | bytes, content_type: str = "application/json"):
         data = body.encode() if isinstance(body, str) else body
