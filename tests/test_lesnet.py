@@ -316,3 +316,12 @@ def test_check_uses_the_json_api_and_reads_link_headers(monkeypatch):
     with pytest.raises(ProviderAuthError, match="credentials were refused") as err:
         adapter.check()
     assert "key-123" not in str(err.value)
+
+
+def test_a_long_link_still_fits_the_watermark_scope():
+    short = make().feed_key(svc())
+    assert short == f"link:{LINK}"
+    long_link = "https://portal.les.test/cdr/" + "a" * 400 + ".txt"
+    key = make().feed_key(svc(link=long_link))
+    assert key.startswith("link-sha256:") and len(key) <= 300
+    assert make().feed_key(svc(link=None)) is None

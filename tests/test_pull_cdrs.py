@@ -371,3 +371,19 @@ def test_a_new_service_starts_when_it_was_added_and_since_reaches_back(
     assert count(store) == lesnet_rows(sim, DAYS)
     bad = cli("pull-cdrs", "--since", "2026-11-20", "--until", "2026-11-19", config=config_file)
     assert bad.exit_code == 2 and "--since must be before --until" in bad.stderr
+
+
+def test_a_call_id_too_long_for_the_column_is_a_data_error(store, sim, config_file):
+    add_services(store, sim, servers=("sim_vodia",))
+    config = load_config(str(config_file))
+    long_call = CallRecord(
+        provider_id="x" * 201, direction="outbound", start=sim.start_at, billsec=1, number="1"
+    )
+    report = pull_cdrs(
+        store,
+        config,
+        adapter_factory=lambda name, cfg: Scripted(name, cfg, [long_call]),
+        until=END,
+    )
+    assert report.failures == [f"sim_vodia: call id {'x' * 40!r}... is longer than 200 characters"]
+    assert count(store) == 0

@@ -36,7 +36,13 @@ from sqlalchemy import Connection, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from voipctl.config import Config
-from voipctl.errors import NotFound, ProviderAuthError, ProviderError, ProviderUnavailable
+from voipctl.errors import (
+    NotFound,
+    ProviderAuthError,
+    ProviderDataError,
+    ProviderError,
+    ProviderUnavailable,
+)
 from voipctl.jobs.common import service_info
 from voipctl.jobs.runner import job_run
 from voipctl.providers import ProviderAdapter, adapter_for
@@ -47,6 +53,7 @@ from voipctl.store.models import Cdr, PullWatermark, Service
 log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 5_000
+PROVIDER_ID_MAX = 200  # cdrs.provider_id
 JOB = "pull-cdrs"
 
 # The cdrs columns a pull writes, in the row dicts handed to `before_insert`.
@@ -277,6 +284,11 @@ def _rows(
     pulled_at = int(datetime.now(UTC).timestamp())
     dumps = json.JSONEncoder(separators=(",", ":"), default=str, ensure_ascii=False).encode
     for rec in records:
+        if len(rec.provider_id) > PROVIDER_ID_MAX:
+            raise ProviderDataError(
+                server,
+                f"call id {rec.provider_id[:40]!r}... is longer than {PROVIDER_ID_MAX} characters",
+            )
         service_id = rec.service_id if rec.service_id is not None else only.id
         yield {
             "server": server,

@@ -65,6 +65,7 @@ REQUIRED_COLUMNS = ("start", "caller", "number", "seconds")
 OPTIONAL_COLUMNS = ("peer", "did", "call_id")
 DEFAULT_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 SNIFF_DELIMITERS = ",;\t|"
+FEED_KEY_MAX = 300  # pull_watermarks.scope
 
 
 def shown_link(link: str) -> str:
@@ -246,7 +247,13 @@ class LesnetAdapter(ProviderAdapter):
         return self.fetch_feed([service], since, until)
 
     def feed_key(self, service: ServiceInfo) -> str | None:
-        return f"link:{service.cdr_link}" if service.cdr_link else None
+        """`link:URL`, or a digest of a URL too long for the watermark's scope column."""
+        if not service.cdr_link:
+            return None
+        key = f"link:{service.cdr_link}"
+        if len(key) > FEED_KEY_MAX:
+            key = "link-sha256:" + hashlib.sha256(service.cdr_link.encode()).hexdigest()
+        return key
 
     def fetch_feed(
         self, services: list[ServiceInfo], since: datetime, until: datetime
