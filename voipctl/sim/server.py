@@ -256,7 +256,7 @@ class Simulator:
             "SIM_LESNET_ID_KEY": self.config.lesnet_id_key,
             # The FusionPBX suspend levers write FusionPBX's database, which the
             # simulator does not have: pulls work, `server check` says it is unreachable.
-            "SIM_FUSION_DB_URL": "postgresql://fusionpbx@127.0.0.1:5432/fusionpbx",
+            "SIM_FUSION_DB_URL": "postgresql://fusionpbx@fusionpbx.invalid/fusionpbx",
         }
 
     def config_snippet(self) -> str:
