@@ -1,6 +1,7 @@
 """rating.md §4 through the command line: `rates import|override|list|versions|quote`."""
 
 import json
+import tracemalloc
 
 import pytest
 from rating_support import SPEC_DECK, make_product, write
@@ -162,6 +163,9 @@ def test_astpp_export_imports_as_it_is_and_unknown_columns_are_named(cli, produc
         ("prefix,rate\n1,0.0000000001\n", 2, "at most 9 decimals"),
         ("prefix,rate\n1,0.02\n1,0.03\n", 3, "prefix 1 (outbound) is already on line 2"),
         ("description,rate\nx,0.02\n", 1, "no prefix column"),
+        ("prefix,rate,price\n1,0.02,0.03\n", 1, "columns 'rate' and 'price' both give the rate"),
+        ("", 1, "the file is empty"),
+        ("prefix,rate\n", 1, "no rate rows after the header"),
         ('prefix,description,rate\n1,"two\nlines",0.02\n1519,x,bad\n', 4, "rate 'bad'"),
     ],
 )
@@ -179,6 +183,24 @@ def test_a_bad_row_fails_the_whole_import_and_leaves_the_old_version(
     assert len(_versions(store)) == 1
     assert _rates(store) == 5
     assert quote(cli, "R", "+15195550100", "61") == before
+
+
+def test_import_memory_stays_flat_with_the_file_size(store, product, tmp_path):
+    from voipctl.rating.deck import import_deck_file
+
+    def peak(rows: int) -> int:
+        lines = "".join(f"{1000000 + i},0.0{i % 97:03d},Destination {i},6/6\n" for i in range(rows))
+        path = write(tmp_path, f"d{rows}.csv", "prefix,rate,description,increment\n" + lines)
+        tracemalloc.start()
+        try:
+            import_deck_file(store, "R", path)
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    small, large = peak(5_000), peak(40_000)
+    # eight times the rows, about the same memory: nothing is kept per row
+    assert large < small * 2, (small, large)
 
 
 def test_duplicates_are_per_direction(cli, store, product, tmp_path):

@@ -334,6 +334,10 @@ def test_dry_run_writes_nothing(cli, store, tmp_path):
     assert result.exit_code == 0
     assert "rate: 1 CDRs rated: rated 1 (dry run: nothing written)" in result.stdout
     assert [r.status for r in cdrs(store)] == [None]
+    # -v shows the summary line (under cron, without -v, a success prints nothing)
+    assert cli("rate").stdout == ""
+    assert cli("-v", "rate").stdout == "rate: 0 CDRs rated\n"
+    assert [r.status for r in cdrs(store)] == ["rated"]
 
 
 def test_a_held_lock_exits_75(cli, store, tmp_path):

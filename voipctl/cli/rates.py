@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -29,6 +30,21 @@ DIRECTION = click.Choice(["outbound", "inbound"])
 
 def _at(value: str | None) -> datetime:
     return parse_day_or_time(value, UTC_ZONE, end=False) if value else datetime.now(UTC)
+
+
+class _ProgressLine:
+    """A running count of rated calls on stderr, for a terminal only (cli.md, Global)."""
+
+    def __init__(self) -> None:
+        self.done = 0
+
+    def __call__(self, count: int) -> None:
+        self.done += count
+        click.echo(f"\rrate: {self.done:,} CDRs", err=True, nl=False)
+
+    def close(self) -> None:
+        if self.done:
+            click.echo("", err=True)
 
 
 def _warn(message: str) -> None:
@@ -237,7 +253,14 @@ def rate(client_id, rerate, from_, to, dry_run, fmt):
         window = (parse_day_or_time(from_, tz, end=False), parse_day_or_time(to, tz, end=True))
         if window[0] >= window[1]:
             raise click.UsageError("--from must be before --to")
-    report = rate_job.run(store, client_id=client_id, rerate=window, dry_run=dry_run)
+    counter = _ProgressLine() if sys.stderr.isatty() else None
+    try:
+        report = rate_job.run(
+            store, client_id=client_id, rerate=window, dry_run=dry_run, progress=counter
+        )
+    finally:
+        if counter is not None:
+            counter.close()
     if fmt == "json":
         click.echo(to_json(report.as_dict()))
     elif dry_run:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -27,6 +28,7 @@ def run(
     client_id: int | None = None,
     rerate: tuple[datetime, datetime] | None = None,
     dry_run: bool = False,
+    progress: Callable[[int], None] | None = None,
 ) -> RateReport:
     """Hold the `rate` lock (exit 75 when another run has it) and rate, or re-rate.
 
@@ -34,7 +36,9 @@ def run(
     entered no_rate or invalid_number make it a run with failures.
     """
     with job_run(store, "rate", dry_run=dry_run) as state:
-        report = rate_cdrs(store, client_id=client_id, rerate=rerate, dry_run=dry_run)
+        report = rate_cdrs(
+            store, client_id=client_id, rerate=rerate, dry_run=dry_run, progress=progress
+        )
         state.summary.update(report.as_dict())
         for status, count in sorted(report.entered.items()):
             state.fail(f"{count} CDRs entered {status}")

@@ -396,7 +396,7 @@ def import_deck(
         duplicate = _find_duplicate(reader)
         raise duplicate or DataError(f"{reader.label}: duplicate prefixes") from None
     if not counts:
-        raise DataError(f"{reader.label}: no rate rows after the header")
+        raise DataError(f"{reader.label}:1: no rate rows after the header")
     version.directions = ",".join(d for d in DIRECTIONS if counts.get(d))
     version.row_count = sum(counts.values())
     session.flush()
