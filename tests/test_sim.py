@@ -7,6 +7,7 @@ import sys
 from datetime import UTC, datetime
 
 import httpx
+import pytest
 
 from voipctl.config import VodiaServer
 from voipctl.jobs.common import service_info
@@ -92,3 +93,31 @@ def test_voipctl_simulate_serves_until_stopped(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_a_slow_answer_times_out_and_the_retry_gets_the_file(monkeypatch):
+    from voipctl.config import LesnetServer
+    from voipctl.errors import ProviderUnavailable
+    from voipctl.providers.base import ServiceInfo
+    from voipctl.providers.lesnet import LesnetAdapter
+
+    monkeypatch.setattr(LesnetAdapter, "backoff_s", 0.0)
+    with Simulator(SimConfig(end=END, days=1)) as sim:
+        link = sim.services()[-1]["cdr_link"]
+        service = ServiceInfo(
+            id=1,
+            client_id=1,
+            server="les",
+            peer_id="A1B2C3D4E5F60",
+            dids=("12045550199",),
+            cdr_link=link,
+        )
+        config = LesnetServer.model_validate({"type": "lesnet", "timeout_s": 0.3, "retries": 1})
+        sim.delay("/cdr/", seconds=1.0, times=1)
+        with LesnetAdapter("les", config) as adapter:
+            records = list(adapter.fetch_cdrs(service, sim.start_at, END))
+        assert records and all(r.service_id == 1 for r in records)
+        assert [p for _, p in sim.requests].count("/cdr/11330_0000.txt") == 2
+        sim.delay("/cdr/", seconds=1.0, times=2)
+        with LesnetAdapter("les", config) as adapter, pytest.raises(ProviderUnavailable):
+            list(adapter.fetch_cdrs(service, sim.start_at, END))
