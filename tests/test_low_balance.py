@@ -145,3 +145,22 @@ def test_dry_run_says_who_would_be_alerted_and_writes_nothing(store, cli, config
     assert sink.received == 0 and not _latched(store)
     with store.session() as s:
         assert s.scalar(select(OutboxEmail)) is None
+
+
+def test_a_broken_template_sets_no_latch_and_queues_nothing(store, cli, tmp_path, sink, client42):
+    add_calls(store, client42, [Decimal("9.00")])
+    templates = tmp_path / "tpl"
+    templates.mkdir()
+    (templates / "low_balance_alert.txt").write_text("Dear {{ client_nickname }}\n")
+    config = tmp_path / "broken.toml"
+    config.write_text(
+        f'[email]\nsmtp_host = "{sink.host}"\nsmtp_port = {sink.port}\n'
+        f'templates_dir = "{templates}"\n'
+    )
+    r = cli("low-balance", config=config)
+    assert r.exit_code == 1
+    assert "low_balance_alert.txt: 'client_nickname' is undefined" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not _latched(store)
+    with store.session() as s:
+        assert s.scalar(select(OutboxEmail)) is None

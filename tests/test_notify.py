@@ -283,3 +283,15 @@ def test_starttls_and_tls_with_login(store, tmp_path, monkeypatch, security):
         assert handler.messages[0][0] is True
     finally:
         controller.stop()
+
+
+def test_a_second_delivery_at_the_same_time_leaves_the_outbox_to_the_first(store, tmp_path):
+    from voipctl.store.locks import job_lock
+
+    _queue(store, "k1")
+    config = EmailConfig(capture_dir=tmp_path / "mail")
+    with job_lock(store, outbox.OUTBOX_LOCK):  # another job is delivering
+        result = outbox.deliver_pending(store, config)
+    assert result.skipped and result.sent == 0
+    assert not (tmp_path / "mail").exists()
+    assert outbox.deliver_pending(store, config).sent == 1
