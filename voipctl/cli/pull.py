@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from contextlib import nullcontext
-from datetime import UTC
+from zoneinfo import ZoneInfo
 
 import click
 
@@ -12,7 +12,8 @@ from voipctl.cli.app import get_app
 from voipctl.cli.options import client_option, dry_run_option, parse_day_or_time
 from voipctl.jobs.pull_cdrs import pull_cdrs
 
-_UTC_ZONE = UTC
+# --since/--until dates are UTC days (no client is involved).
+_UTC_ZONE = ZoneInfo("UTC")
 
 
 @click.command("pull-cdrs")
