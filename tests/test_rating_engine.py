@@ -441,3 +441,50 @@ def test_each_call_is_rated_with_the_version_in_force_at_its_start(
         (20, Decimal("0.08")),
         (26, Decimal("0.16")),
     ]
+
+
+def test_pull_rater_rates_rows_as_pull_cdrs_stores_them(store, tmp_path):
+    from sqlalchemy import insert
+
+    from voipctl.rating.engine import PullRater
+
+    _, sid = setup_account(store)
+    _, free = setup_account(store, product="F", free_minutes=10)
+    load_deck(store, tmp_path)
+    load_deck(store, tmp_path, product="F", name="f.csv")
+    start = int(t("2026-01-10 12:00:00").timestamp())
+
+    def row(service_id, number, billsec, n):
+        return {
+            "server": "fusion1",
+            "provider_id": f"pull{n}",
+            "service_id": service_id,
+            "client_id": 42,
+            "direction": "outbound",
+            "number": number,
+            "start": start,
+            "answer": start,
+            "billsec": billsec,
+            "pulled_at": start,
+            "status": None,
+            "rerate_count": 0,
+        }
+
+    rows = [
+        row(sid, "+15195550100", 61, 1),
+        row(sid, "+33123456789", 61, 2),  # no_rate: left for `voipctl rate` to report
+        row(free, "+15195550100", 61, 3),  # free minutes: left for `voipctl rate`
+    ]
+    hook = PullRater(store)
+    try:
+        hook(rows)
+    finally:
+        hook.close()
+    with store.session() as session:
+        session.execute(insert(Cdr), rows)  # what pull-cdrs' Core path does
+    got = {r.provider_id: (r.status, r.cost, r.increment) for r in cdrs(store)}
+    assert got == {
+        "pull1": ("rated", Decimal("0.0110"), "6/6"),
+        "pull2": (None, None, None),
+        "pull3": (None, None, None),
+    }

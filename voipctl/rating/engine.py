@@ -13,6 +13,7 @@ Two ways in:
   `Rating` holds money as integer units (what `Money` columns store), so the
   values go straight into a Core/driver bulk insert of `cdrs`. Calls of one
   service must be given in start order for free minutes to be consumed in order.
+  `PullRater(store)` wraps this as pull-cdrs' `before_insert` hook.
 
 * `rate_cdrs(store, ...)` is `voipctl rate`: it reads unrated CDRs (status NULL,
   and `no_rate` / `invalid_number` again) per service in chunks ordered by start,
@@ -101,10 +102,18 @@ class Rating(NamedTuple):
     free_seconds: int | None = 0
     cost: int | None = 0
 
-    def columns(self, rated_at: datetime | int) -> dict[str, Any]:
-        """Column -> stored value, for a bulk insert or update of `cdrs` (money as units)."""
+    def columns(self, rated_at: datetime | int, *, decimal_money: bool = False) -> dict[str, Any]:
+        """Column -> value for a bulk insert or update of `cdrs`.
+
+        Money is integer units (what the driver stores), or with `decimal_money`
+        Decimal (what Core statements on `Money` columns take).
+        """
         values = dict(zip(RATING_COLUMNS, self, strict=True))
         values["rated_at"] = rated_at if isinstance(rated_at, int) else int(rated_at.timestamp())
+        if decimal_money:
+            for name in ("rate", "connect_fee", "cost"):
+                if values[name] is not None:
+                    values[name] = money.from_units(values[name])
         return values
 
     @property
@@ -428,6 +437,59 @@ class Rater:
                 cost,
             ),
         )
+
+
+class PullRater:
+    """The `before_insert` hook of `voipctl pull-cdrs`: rates calls as they are stored.
+
+        hook = PullRater(store)
+        try:
+            pull_cdrs(..., before_insert=hook)
+        finally:
+            hook.close()
+
+    Fills the rating columns of each row dict in place (money as Decimal, for
+    Core's insert). Two kinds of call are left unrated for `voipctl rate`:
+    calls of products with free minutes (a pull re-reads its overlap, and a
+    duplicate dropped by the unique key must not use up free seconds), and calls
+    that come out `no_rate` or `invalid_number` (so that `voipctl rate` reports
+    them and exits 1 once).
+    """
+
+    def __init__(self, store: Store):
+        self.session = store.sessions()
+        self.rater = Rater(self.session)
+
+    def __call__(self, rows: list[dict[str, Any]]) -> None:
+        rated_at = int(datetime.now(UTC).timestamp())
+        rater = self.rater
+        try:
+            for row in rows:
+                if row.get("status") is not None:
+                    continue
+                service_id = row["service_id"]
+                ctx = rater.service(service_id)
+                if ctx.product.free_seconds:
+                    continue
+                rating = rater.rate(
+                    ctx.product,
+                    row["direction"],
+                    row["number"],
+                    row["billsec"] or 0,
+                    _epoch(row["start"]),
+                    row.get("answer") is not None,
+                    ctx,
+                    service_id,
+                )
+                if rating.status in FAILED_STATUSES:
+                    continue
+                row.update(rating.columns(rated_at, decimal_money=True))
+        finally:
+            # Decks stay in memory; the read transaction must not (it would hold the WAL).
+            self.session.rollback()
+
+    def close(self) -> None:
+        self.session.close()
 
 
 # --- the bulk job -----------------------------------------------------------------------------
