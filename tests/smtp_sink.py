@@ -5,6 +5,7 @@ Stop and start it again on the same port to simulate an SMTP outage.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -25,8 +26,11 @@ class _Handler:
     messages: list[Message] = field(default_factory=list)
     envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    delay_s: float = 0.0  # a slow server: time to stop it in the middle of a batch
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's name
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         with self.lock:
             self.messages.append(message_from_bytes(envelope.original_content))
             self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
@@ -53,6 +57,14 @@ class SmtpSink:
     @property
     def received(self) -> int:
         return len(self.messages)
+
+    @property
+    def handler_delay(self) -> float:
+        return self.handler.delay_s
+
+    @handler_delay.setter
+    def handler_delay(self, seconds: float) -> None:
+        self.handler.delay_s = seconds
 
     @property
     def running(self) -> bool:

@@ -47,8 +47,13 @@ def job_lock(store: Store, name: str) -> Iterator[None]:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise LockHeld(f"{name}: another run holds the lock {path}") from None
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())
+            try:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+            except OSError:
+                # The pid is for the operator's eyes; the flock is the lock. A full
+                # disk is then reported by the job's own first write, as one line.
+                pass
             yield
         finally:
             os.close(fd)
