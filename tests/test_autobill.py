@@ -122,7 +122,7 @@ def test_client_option_bills_only_that_client(store, cli):
 
 def test_more_calls_than_a_chunk_become_several_charges(store, cli, monkeypatch):
     monkeypatch.setattr(autobill, "CHUNK", 7)
-    monkeypatch.setattr(autobill, "IN_BATCH", 3)
+    monkeypatch.setattr(autobill, "IN_BATCH", {"sqlite": 3, "postgresql": 3})
     rng = random.Random(6)
     _, costs, _ = _setup(store, rng, clients=(42,), calls=30)
     assert cli("autobill").exit_code == 0

@@ -37,8 +37,9 @@ log = logging.getLogger(__name__)
 
 # CDRs per charge: one charge per service and run for any normal day's traffic.
 CHUNK = 50_000
-# Ids per `IN (...)` of the marking UPDATE (well under SQLite's bound-parameter limit).
-IN_BATCH = 900
+# Ids per `IN (...)` of the marking UPDATE: under SQLite's old bound-parameter limit
+# (999), and under PostgreSQL's (65535) with room to spare.
+IN_BATCH = {"sqlite": 900, "postgresql": 20_000}
 
 
 class BillingRace(VoipctlError):
@@ -126,9 +127,9 @@ def _charge_of(client_id: int, service_id: int, rows: list[tuple[int, int]]) -> 
     )
 
 
-def _batches(ids: list[int]) -> Iterator[list[int]]:
-    for start in range(0, len(ids), IN_BATCH):
-        yield ids[start : start + IN_BATCH]
+def _batches(ids: list[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
 
 
 def bill_service(
@@ -152,7 +153,8 @@ def bill_service(
                 cdr_count=charge.cdr_count,
             )
             marked = 0
-            for batch in _batches([cdr_id for cdr_id, _ in rows]):
+            size = IN_BATCH.get(store.dialect, 900)
+            for batch in _batches([cdr_id for cdr_id, _ in rows], size):
                 result = session.execute(
                     update(Cdr)
                     .where(Cdr.id.in_(batch), Cdr.billed_entry_id.is_(None))
