@@ -288,7 +288,171 @@ def _verify(db_url: str, n: int) -> dict:
     return {"stored": stored, "billed": billed, "charged_units": -charged_units}
 
 
+def autosuspend(clients: int, runs: int = 3, **_) -> dict:
+    """autosuspend over `clients` clients, one Vodia tenant each on the provider simulator.
+
+    Half the clients are below zero: run 1 suspends them (one provider call each),
+    run 2 finds nothing to change, then they are topped up and run 3 restores them.
+    """
+    import tempfile
+    from datetime import UTC
+    from decimal import Decimal
+
+    from sqlalchemy import insert
+
+    from voipctl.sim import server as sim_server
+    from voipctl.sim.server import SimConfig, Simulator, VodiaTenant
+    from voipctl.store import open_store
+    from voipctl.store.models import Client, LedgerEntry, Service
+
+    tenants = tuple(
+        VodiaTenant(
+            domain=f"c{i}.sim.example",
+            extensions=(f"{i:05d}",),
+            dids=(f"5{i:09d}",),
+            trunk_id=str(i),
+        )
+        for i in range(1, clients + 1)
+    )
+    # The simulator writes headers and body separately: without TCP_NODELAY each answer
+    # waits out the client's delayed ACK (~40 ms), which would be measured as voipctl's.
+    sim_server._Handler.disable_nagle_algorithm = True
+    sim = Simulator(SimConfig(days=1, calls_per_day=0, vodia=tenants, fusion=(), lesnet=()))
+    sim.start()
+    os.environ["SIM_VODIA_PASSWORD"] = sim.config.vodia_password
+    result: dict = {"clients": clients, "runs": []}
+    try:
+        with tempfile.TemporaryDirectory(prefix="voipctl-bench-") as tmpdir:
+            tmp = Path(tmpdir)
+            db_url = f"sqlite:///{tmp / 'bench.db'}"
+            config = tmp / "bench.toml"
+            (tmp / "mail").mkdir()
+            config.write_text(
+                f'[database]\nurl = "{db_url}"\n\n[email]\ncapture_dir = "{tmp / "mail"}"\n'
+                'operator = "noc@example.com"\n\n'
+                f'[servers.sim_vodia]\ntype = "vodia"\nurl = "{sim.base_url}"\n'
+                'auth = "basic"\nusername = "admin"\npassword_env = "SIM_VODIA_PASSWORD"\n'
+                'suspend = "trunk"\n'
+            )
+            cfg = ("--config", str(config))
+            _voipctl(*cfg, "db", "upgrade")
+            _voipctl(*cfg, "product", "add", "bench")
+            now = datetime.now(UTC)
+            store = open_store(db_url)
+            with store.engine.begin() as conn:
+                product_id = conn.exec_driver_sql("SELECT id FROM products").scalar_one()
+                conn.execute(
+                    insert(Client.__table__),
+                    [
+                        {
+                            "id": i,
+                            "first_name": f"F{i}",
+                            "last_name": "Bench",
+                            "company": "",
+                            "email": f"c{i}@example.com",
+                            "currency": "USD",
+                            "has_voip_service": True,
+                            "voip_suspended": "none",
+                            "manual_voip_suspend": False,
+                            "credit_limit": Decimal(0),
+                            "timezone": "UTC",
+                            "cc_auth_on_file": False,
+                            "low_balance_alerted": False,
+                            "created_at": now,
+                            "updated_at": now,
+                        }
+                        for i in range(1, clients + 1)
+                    ],
+                )
+                conn.execute(
+                    insert(Service.__table__),
+                    [
+                        {
+                            "id": i,
+                            "client_id": i,
+                            "product_id": product_id,
+                            "server": "sim_vodia",
+                            "server_type": "vodia",
+                            "domain_field": f"{t.domain} | {t.dids[0]}",
+                            "billed_field": t.extensions[0],
+                            "tenant": t.domain,
+                            "main_did": t.dids[0],
+                            "dids": list(t.dids),
+                            "extensions": list(t.extensions),
+                            "trunk_id": t.trunk_id,
+                            "suspended": False,
+                            "manual_action_required": False,
+                            "active": True,
+                            "created_at": now,
+                        }
+                        for i, t in enumerate(tenants, start=1)
+                    ],
+                )
+                conn.execute(
+                    insert(LedgerEntry.__table__),
+                    [
+                        {
+                            "client_id": i,
+                            "kind": "adjustment",
+                            "amount": Decimal("-1.00") if i % 2 else Decimal("100.00"),
+                            "reference": f"bench-{i}",
+                            "note": "",
+                            "cdr_count": 0,
+                            "created_at": now,
+                        }
+                        for i in range(1, clients + 1)
+                    ],
+                )
+            for run in range(1, runs + 1):
+                if run == runs and runs >= 3:
+                    with store.engine.begin() as conn:
+                        conn.execute(
+                            insert(LedgerEntry.__table__),
+                            [
+                                {
+                                    "client_id": i,
+                                    "kind": "topup",
+                                    "amount": Decimal("50.00"),
+                                    "reference": f"bench-topup-{i}",
+                                    "note": "",
+                                    "cdr_count": 0,
+                                    "created_at": now,
+                                }
+                                for i in range(1, clients + 1, 2)
+                            ],
+                        )
+                started = time.perf_counter()
+                out = _voipctl(*cfg, "-v", "autosuspend")
+                seconds = time.perf_counter() - started
+                summary = next((line for line in out.splitlines() if "suspended," in line), "")
+                numbers = dict(
+                    (word, int(n))
+                    for n, word in (
+                        part.strip().split(" ")[:2]
+                        for part in summary.split(":", 1)[-1].split(",")
+                        if part.strip()[:1].isdigit()
+                    )
+                )
+                result["runs"].append(
+                    {
+                        "seconds": seconds,
+                        "suspended": numbers.get("suspended", 0),
+                        "unsuspended": numbers.get("unsuspended", 0),
+                        "unchanged": clients
+                        - numbers.get("suspended", 0)
+                        - numbers.get("unsuspended", 0),
+                        "summary": summary,
+                    }
+                )
+            store.dispose()
+    finally:
+        sim.stop()
+    result["rss_mb"] = peak_rss_mb()
+    return result
+
+
 SCENARIOS: dict[str, Callable[..., dict]] = {
+    "autosuspend": autosuspend,
     "raw_sqlite": raw_sqlite,
     "raw_pg": raw_pg,
     "end_to_end": end_to_end,
