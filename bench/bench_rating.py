@@ -113,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deck", type=int, default=100_000, help="prefixes of the rating deck")
     parser.add_argument("--deck-rows", type=int, default=300_000, help="rows of the import deck")
     parser.add_argument("--services", type=int, default=100, help="services the CDRs belong to")
+    parser.add_argument(
+        "--free-minutes", type=int, default=0, help="free minutes of the rated product"
+    )
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
@@ -124,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         upgrade(store)
         with store.session() as session:
             session.add(Product(id=1, name="Import", created_at=T0))
-            session.add(Product(id=2, name="Rate", created_at=T0))
+            session.add(Product(id=2, name="Rate", free_minutes=args.free_minutes, created_at=T0))
             session.add(
                 Client(
                     id=42,
