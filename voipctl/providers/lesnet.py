@@ -14,10 +14,11 @@ outbound, the called number being one makes it inbound (a peer's row with
 neither is outbound: the peer dialled out). Several services often share one
 account's link: `fetch_feed` reads the link once for all of them.
 
-Dedupe key: the `call_id` column when the map has one; otherwise a hash of the
-row's normalised fields plus its occurrence number among identical rows of the
-file (two equal calls in one second are two calls), so that each day's file,
-which repeats the earlier days, stores nothing twice.
+Dedupe key: the `call_id` column when the map has one; otherwise
+`START-HASH-N`: the start (epoch seconds, hex), a hash of the row's normalised
+fields and its occurrence number among identical rows of the file (two equal
+calls in one second are two calls), so that each day's file, which repeats the
+earlier days, stores nothing twice.
 
 Suspend levers (`suspend` in the config):
 - `manual` (default): LES.NET has no suspend API. `suspend`/`unsuspend` raise
@@ -404,14 +405,16 @@ class LesnetAdapter(ProviderAdapter):
                     provider_id = call_id
                 else:
                     # Normalised: times as UTC epoch, text stripped; the occurrence
-                    # number tells equal calls in one second apart.
+                    # number tells equal calls in one second apart. The start leads the
+                    # id so that ids of a chronological file arrive in index order (the
+                    # unique index then grows at its end: twice the insert rate at 1M).
                     digest = hashlib.blake2b(
                         f"{start}|{caller}|{number}|{seconds}|{peer}|{did}".encode(),
                         digest_size=12,
                     ).digest()
                     occurrence = seen.get(digest, 0)
                     seen[digest] = occurrence + 1
-                    provider_id = f"{digest.hex()}-{occurrence}"
+                    provider_id = f"{start:x}-{digest.hex()}-{occurrence}"
                 start_dt = datetime.fromtimestamp(start, UTC)
                 yield CallRecord(
                     provider_id=provider_id,
