@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import click
 
 from voipctl import money
+from voipctl.catalog import get_product
 from voipctl.cli.app import get_app
 from voipctl.cli.options import (
     INCREMENT,
@@ -115,7 +116,7 @@ def rates_override(
     """
     app = get_app()
     with app.store().session() as session:
-        prod = deck.product_by_name(session, product)
+        prod = get_product(session, product)
         if remove:
             deck.remove_override(session, prod, prefix, direction)
             click.echo(f"override {direction} {prefix} of {product} removed")
@@ -172,7 +173,7 @@ def rates_list(product, prefix, at, fmt):
     """
     app = get_app()
     with app.store().session() as session:
-        prod = deck.product_by_name(session, product)
+        prod = get_product(session, product)
         rows = list(quote.rates_in_force(session, prod, _at(at), prefix=prefix))
     render(rows, _RATE_COLUMNS, fmt)
 
@@ -187,7 +188,7 @@ def rates_versions(product, fmt):
     """
     app = get_app()
     with app.store().session() as session:
-        prod = deck.product_by_name(session, product)
+        prod = get_product(session, product)
         rows = quote.version_rows(session, prod, datetime.now(UTC))
     render(
         rows,
@@ -217,7 +218,7 @@ def rates_quote(product, number, seconds, direction, at, fmt):
     """
     app = get_app()
     with app.store().session() as session:
-        prod = deck.product_by_name(session, product)
+        prod = get_product(session, product)
         doc = quote.quote(session, prod, number, seconds, direction=direction, at=_at(at))
     if fmt == "json":
         click.echo(to_json(doc))

@@ -27,6 +27,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from voipctl import money
+from voipctl.catalog import get_product
 from voipctl.errors import DataError, NotFound, UsageError
 from voipctl.store.engine import Store
 from voipctl.store.models import DeckVersion, Product, RateOverride
@@ -63,15 +64,6 @@ _INSERT_COLUMNS = (
 def header_key(name: str) -> str:
     """A header as compared: lower case, without spaces and underscores."""
     return "".join(ch for ch in name.strip().lower() if ch not in " _\t")
-
-
-def product_by_name(session: Session, name: str) -> Product:
-    """The product called `name`, or NotFound (exit 2) naming the known ones."""
-    product = session.scalar(select(Product).where(Product.name == name))
-    if product is None:
-        known = ", ".join(session.scalars(select(Product.name).order_by(Product.name))) or "none"
-        raise NotFound(f"no product {name!r} (products: {known})")
-    return product
 
 
 # --- parsing ----------------------------------------------------------------------------------
@@ -424,7 +416,7 @@ def import_deck_file(
     """
     with store.sessions() as session:
         try:
-            product = product_by_name(session, product_name)
+            product = get_product(session, product_name)
             result = import_deck(session, product, path, effective_from=effective_from)
         except BaseException:
             session.rollback()
