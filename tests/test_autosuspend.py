@@ -258,3 +258,20 @@ def test_unbilled_calls_count_against_the_credit(cli, env_vodia):
     add_calls(env.store, env.service(service_id), [Decimal("1.00")])  # rated, not yet billed
     assert cli("autosuspend", config=env.config).exit_code == 0
     assert env.service(service_id).suspended
+
+
+def test_a_broken_template_stops_the_run_before_any_pbx_is_touched(cli, env_vodia, tmp_path):
+    env = env_vodia
+    env.client(42, credit="0")
+    service_id = env.vodia_service(42)
+    templates = tmp_path / "tpl"
+    templates.mkdir()
+    (templates / "voip_zero_balance.txt").write_text("{{ ''.__class__ }}\n")
+    env.config.write_text(
+        env.config.read_text().replace("[email]\n", f'[email]\ntemplates_dir = "{templates}"\n')
+    )
+    r = cli("autosuspend", config=env.config)
+    assert r.exit_code == 1
+    assert "voip_zero_balance.txt:1: refused" in r.stderr and "Traceback" not in r.stderr
+    assert env.vodia_puts() == [] and env.events() == []
+    assert not env.service(service_id).suspended

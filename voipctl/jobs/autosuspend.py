@@ -33,7 +33,12 @@ from voipctl.config import Config
 from voipctl.jobs.delivery import deliver
 from voipctl.jobs.runner import RunState
 from voipctl.jobs.suspend import AUTOSUSPEND, OPERATOR, Adapters, Outcome, act
-from voipctl.notify.templates import MANUAL_ACTION, VOIP_ZERO_BALANCE, client_variables
+from voipctl.notify.templates import (
+    MANUAL_ACTION,
+    VOIP_ZERO_BALANCE,
+    Templates,
+    client_variables,
+)
 from voipctl.store.engine import Store
 from voipctl.store.models import Client, Service, SuspensionEvent
 
@@ -145,7 +150,11 @@ def _emails(config: Config, backend: BillingBackend, plan: Planned):
 
     def after(session: Session, service: Service, event: SuspensionEvent, outcome: Outcome):
         client = session.get(Client, service.client_id)
-        backend.suspension_changed(session, client.id, outcome.action == "suspend")
+        try:
+            with session.begin_nested():
+                backend.suspension_changed(session, client.id, outcome.action == "suspend")
+        except Exception as exc:  # noqa: BLE001 - the provider acted: its record must stay
+            outcome.warnings.append(f"the billing backend was not told: {exc}")
         variables = client_variables(client, credit=plan.credit, owing=plan.owing)
         if outcome.action == "suspend" and plan.decision.for_credit:
             episode = _episode(session, client.id)
@@ -200,6 +209,11 @@ def run_autosuspend(
     Returns one line per change (or planned change). A provider failure is a run
     failure naming the service; the state stays as it was and the next run retries.
     """
+    if not dry_run:
+        # A broken template fails the run before any PBX is touched, not halfway through.
+        templates = Templates(config.email.templates_dir)
+        templates.check(VOIP_ZERO_BALANCE)
+        templates.check(MANUAL_ACTION)
     with store.sessions() as session:
         client_ids = list(
             session.scalars(
@@ -239,6 +253,8 @@ def run_autosuspend(
                     counts["failed"] += 1
                     run.fail(line)
                     lines.append(line)
+                for warning in outcome.warnings:
+                    run.fail(f"{line}: {warning}")
     run.summary.update(counts)
     if not dry_run:
         deliver(store, config, backend, run)

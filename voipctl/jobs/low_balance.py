@@ -22,7 +22,7 @@ from voipctl.billing.backend import BillingBackend
 from voipctl.config import Config
 from voipctl.jobs.delivery import deliver
 from voipctl.jobs.runner import RunState
-from voipctl.notify.templates import LOW_BALANCE_ALERT, client_variables
+from voipctl.notify.templates import LOW_BALANCE_ALERT, Templates, client_variables
 from voipctl.store.engine import Store
 from voipctl.store.models import Client, OutboxEmail
 
@@ -103,6 +103,8 @@ def run_low_balance(
     dry_run: bool = False,
 ) -> list[LowBalanceDecision]:
     """Alert every client at or below its threshold once per crossing; then deliver the outbox."""
+    if not dry_run:
+        Templates(config.email.templates_dir).check(LOW_BALANCE_ALERT)
     with store.sessions() as session:
         client_ids = list(
             session.scalars(

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import select, update
@@ -78,6 +78,8 @@ class Outcome:
     message: str  # the provider's answer, or the error
     manual: bool = False
     instructions: str = ""
+    # Recorded, but something decided with it went wrong (reported, exit 1).
+    warnings: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         verb = "suspended" if self.action == "suspend" else "unsuspended"
