@@ -275,3 +275,16 @@ def test_a_broken_template_stops_the_run_before_any_pbx_is_touched(cli, env_vodi
     assert "voip_zero_balance.txt:1: refused" in r.stderr and "Traceback" not in r.stderr
     assert env.vodia_puts() == [] and env.events() == []
     assert not env.service(service_id).suspended
+
+
+def test_a_second_run_while_one_holds_the_lock_exits_75_and_does_nothing(cli, env_vodia):
+    from voipctl.store.locks import job_lock
+
+    env = env_vodia
+    env.client(42, credit="0")
+    env.vodia_service(42)
+    with job_lock(env.store, "autosuspend"):
+        r = cli("autosuspend", config=env.config)
+    assert r.exit_code == 75
+    assert r.stderr.count("\n") == 1 and "autosuspend: another run holds the" in r.stderr
+    assert env.vodia_puts() == [] and env.events() == []
