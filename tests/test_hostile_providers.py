@@ -62,12 +62,12 @@ HOSTILE_TEXT = [
     " ",
     "x" * 300,
 ]
-# Times past year 9999 are left to the xfail tests below until the adapters refuse them.
-LAST_EPOCH = 253402300799
 epochs = st.one_of(
-    st.sampled_from(["", " ", "0", "-1", "NaN", "Infinity", "1595572561.120", "abc", "1e3"]),
-    st.integers(min_value=-(2**70), max_value=LAST_EPOCH),
-    st.floats(max_value=LAST_EPOCH, allow_nan=False),
+    st.sampled_from(
+        ["", " ", "0", "-1", "1e30", "NaN", "Infinity", "1595572561.120", "99999999999", "abc"]
+    ),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False),
     st.just(float("nan")),
     st.none(),
     st.booleans(),
@@ -90,7 +90,12 @@ sip_uris = st.one_of(
     json_values,
 )
 ITEM_FIELDS = {
-    "id": st.integers() | st.text(min_size=1, max_size=10),
+    # Line breaks in an id: see test_a_vodia_id_with_a_line_break_stays_on_one_line.
+    "id": st.integers()
+    | st.text(
+        st.characters(blacklist_characters="\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"), max_size=10
+    )
+    | st.none(),
     "from": sip_uris,
     "to": sip_uris,
     "start": epochs,
@@ -163,11 +168,6 @@ def test_any_vodia_body_bytes_give_calls_or_one_clear_error(body):
             assert_clear(exc, "vodia1")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="vodia._to_call_record converts times outside its try: year > 9999 escapes as "
-    "OverflowError/OSError/ValueError (found by fuzzing; module under construction)",
-)
 @pytest.mark.parametrize("start", ["1e30", "253402300800", 9.2e18])
 def test_a_vodia_time_past_year_9999_is_a_clear_error(start):
     item = {**GOOD_ITEM, "start": start}
@@ -176,17 +176,25 @@ def test_a_vodia_time_past_year_9999_is_a_clear_error(start):
         list(adapter.fetch_cdrs(VODIA_SERVICE, SINCE, UNTIL))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="vodia._to_call_record takes an empty or null id as the dedupe key: every such "
-    "call would collapse into one (found by fuzzing; module under construction)",
-)
 @pytest.mark.parametrize("ident", ["", None, " "])
 def test_a_vodia_cdr_without_an_id_is_a_clear_error(ident):
     item = {**GOOD_ITEM, "id": ident}
     adapter = vodia(lambda request: httpx.Response(200, json=[item]))
     with adapter, pytest.raises(VoipctlError, match=r"^vodia1: CDR"):
         list(adapter.fetch_cdrs(VODIA_SERVICE, SINCE, UNTIL))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="vodia: the CDR id goes into the error message as is; a line break in it "
+    "forges a second 'voipctl: error:' line (found by fuzzing; module under construction)",
+)
+def test_a_vodia_id_with_a_line_break_stays_on_one_line():
+    item = {**GOOD_ITEM, "id": "7\nvoipctl: error: forged", "start": "abc"}
+    adapter = vodia(lambda request: httpx.Response(200, json=[item]))
+    with adapter, pytest.raises(VoipctlError) as caught:
+        list(adapter.fetch_cdrs(VODIA_SERVICE, SINCE, UNTIL))
+    assert "\n" not in str(caught.value)
 
 
 def test_hostile_caller_names_and_numbers_come_through_as_text():
@@ -249,9 +257,12 @@ export_cells = st.one_of(
     st.sampled_from(
         [
             "",
+            "1e30",
             "-5",
             "NaN",
-            "1e3",
+            "99999999999999999999",
+            "0001-01-01 00:00:00+14",
+            "9999-12-31 23:59:59-12",
             "2025-13-45 99:99:99",
             "not-a-uuid",
             "b",
@@ -343,11 +354,6 @@ def test_a_good_export_row_is_one_call(fusion_env):
     assert json.dumps(record.raw)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fusionpbx._stamp/_from_epoch: a time outside datetime's range escapes as "
-    "OverflowError (found by fuzzing; module under construction)",
-)
 @pytest.mark.parametrize(
     ("column", "value"),
     [
@@ -364,11 +370,6 @@ def test_a_fusionpbx_time_out_of_range_is_a_clear_error(fusion_env, column, valu
         list(adapter.fetch_cdrs(FUSION_SERVICE, SINCE, UNTIL))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fusionpbx._billsec accepts any size: 1e20 seconds cannot be stored in cdrs.billsec "
-    "(found by fuzzing; module under construction)",
-)
 def test_a_fusionpbx_billsec_beyond_any_call_is_a_clear_error(fusion_env):
     row = _edit(GOOD_ROW, [(EXPORT_HEADER.index("billsec"), "99999999999999999999")])
     body = _csv_text([EXPORT_HEADER, row])
