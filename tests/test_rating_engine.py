@@ -488,3 +488,30 @@ def test_pull_rater_rates_rows_as_pull_cdrs_stores_them(store, tmp_path):
         "pull2": (None, None, None),
         "pull3": (None, None, None),
     }
+
+
+def test_free_minutes_go_in_start_order_whatever_the_chunk_size(store, tmp_path):
+    from voipctl.rating.engine import rate_cdrs
+
+    services = [setup_account(store, free_minutes=1)[1] for _ in range(3)]
+    _, plain = setup_account(store, product="P")
+    load_deck(store, tmp_path, "prefix,rate,increment\n1,0.06,1/1\n")
+    load_deck(store, tmp_path, "prefix,rate,increment\n1,0.06,1/1\n", product="P", name="p.csv")
+    calls = []
+    for day in range(9, 0, -1):  # stored newest first, services interleaved
+        for n, sid in enumerate([*services, plain]):
+            calls.append((sid, t(f"2026-01-{day:02d} 0{n}:00:00")))
+    for sid, when in calls:
+        add_cdrs(store, sid, 42, [("+12125550100", 40, when)])
+    report = rate_cdrs(store, chunk=3)
+    assert report.counts["rated"] == len(calls)
+    for sid in services:
+        rows = sorted((r for r in cdrs(store) if r.service_id == sid), key=lambda r: r.start)
+        # 40 s calls, 60 free seconds: all of the first, 20 s of the second, then none
+        assert [r.free_seconds for r in rows] == [40, 20] + [0] * 7
+        assert [r.cost for r in rows][:3] == [
+            Decimal("0.0000"),
+            Decimal("0.0200"),
+            Decimal("0.0400"),
+        ]
+    assert {r.cost for r in cdrs(store) if r.service_id == plain} == {Decimal("0.0400")}

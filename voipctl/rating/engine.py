@@ -549,10 +549,20 @@ def _driver(session: Session, sql: str) -> str:
     return sql.replace("?", "%s") if session.get_bind().dialect.name == "postgresql" else sql
 
 
+@dataclass(frozen=True)
+class _Span:
+    """A service with calls to rate: how many, and the first and last start among them."""
+
+    service_id: int
+    first: int
+    last: int
+    count: int
+
+
 def _services_to_rate(
     session: Session, client_id: int | None, rerate: tuple[int, int] | None
-) -> list[tuple[int, int]]:
-    """(service_id, first start to look at) of every service with CDRs to rate."""
+) -> list[_Span]:
+    """Every service with CDRs to rate (pending ones, or those of the re-rate window)."""
     params: dict[str, Any] = {}
     if rerate is None:
         where = _PENDING
@@ -562,8 +572,17 @@ def _services_to_rate(
     if client_id is not None:
         where += " AND client_id = :c"
         params["c"] = client_id
-    sql = f"SELECT service_id, MIN(start) FROM cdrs WHERE {where} GROUP BY service_id"
-    return sorted((int(s), int(m)) for s, m in session.execute(text(sql), params))
+    sql = (
+        f"SELECT service_id, MIN(start), MAX(start), COUNT(*) FROM cdrs WHERE {where} "
+        "GROUP BY service_id"
+    )
+    return sorted(
+        (
+            _Span(int(s), int(lo), int(hi), int(n))
+            for s, lo, hi, n in session.execute(text(sql), params)
+        ),
+        key=lambda span: span.service_id,
+    )
 
 
 def rate_cdrs(
@@ -599,16 +618,16 @@ def rate_cdrs(
         services = _services_to_rate(session, client_id, window)
         rater = Rater(session, free_exclude=window)
         ordered = [
-            (sid, first)
-            for sid, first in services
-            if window is not None or rater.service(sid).product.free_seconds
+            span
+            for span in services
+            if window is not None or rater.service(span.service_id).product.free_seconds
         ]
         session.commit()
         batch = _Batch(session, rater, report, chunk, dry_run, progress)
         if len(ordered) < len(services):
-            batch.by_id(client_id, skip={sid for sid, _ in ordered})
-        for service_id, first_start in ordered:
-            batch.by_start(service_id, first_start, window)
+            batch.by_id(client_id, skip={span.service_id for span in ordered})
+        if ordered:
+            batch.by_time(ordered, window)
         batch.finish()
     finally:
         session.rollback()
@@ -687,8 +706,19 @@ class _Batch:
                 self._rate(rows, cursor)
                 self._rated(len(rows))
 
-    def by_start(self, service_id: int, first_start: int, window: tuple[int, int] | None) -> None:
-        """One service's calls in start order (pending ones, or all of the re-rate window)."""
+    def by_time(self, spans: list[_Span], window: tuple[int, int] | None) -> None:
+        """Calls in start order per service, for free minutes and re-rating.
+
+        Time is cut into slices of about `chunk` calls, and each slice is read
+        service by service: the calls of a slice lie close together in the
+        table (they were stored in time order), so a transaction rewrites few
+        pages, while each service still sees its calls in start order.
+        """
+        lo = window[0] if window else min(span.first for span in spans)
+        hi = window[1] if window else max(span.last for span in spans) + 1
+        total = sum(span.count for span in spans)
+        step = max(3600, (hi - lo) * self.chunk // max(total, 1))
+        cursors = {span.service_id: (lo, -1) for span in spans}
         sql = _driver(
             self.session,
             f"SELECT {_ROW_COLUMNS} FROM cdrs "
@@ -697,8 +727,20 @@ class _Batch:
             + " ORDER BY start, id LIMIT ?"
             + self.lock,
         )
-        last = (window[0] if window else first_start, -1)
-        until = window[1] if window else _FAR_FUTURE
+        start = lo
+        while start < hi:
+            until = min(start + step, hi)
+            for span in spans:
+                if span.first < until and span.last >= start:
+                    cursors[span.service_id] = self._service_slice(
+                        sql, span.service_id, cursors[span.service_id], until
+                    )
+            start = until
+
+    def _service_slice(
+        self, sql: str, service_id: int, last: tuple[int, int], until: int
+    ) -> tuple[int, int]:
+        """Rate one service's calls after `last` (start, id) and before `until`."""
         while True:
             # Services with few calls share a transaction: commits cost more than rows.
             limit = self.chunk - self.pending
@@ -710,7 +752,7 @@ class _Batch:
                 self._rate(rows, cursor)
             self._rated(len(rows))
             if len(rows) < limit:
-                break
+                return last
 
     def _rate(self, rows: list[tuple], cursor: Any) -> None:
         rated_at = int(datetime.now(UTC).timestamp())
