@@ -126,7 +126,9 @@ def plan(args) -> list[tuple[str, str, dict]]:
     base = {"deck": args.deck, "n_services": args.services}
     for n in args.sizes:
         steps.append(("sqlite", "raw_sqlite", {**base, "n": n}))
-        steps.append(("sqlite", "end_to_end", {**base, "n": n, "db_url": "sqlite"}))
+        steps.append(
+            ("sqlite", "end_to_end", {**base, "n": n, "db_url": "sqlite", "profile": args.profile})
+        )
     for n in args.sizes:
         steps.append(("pg", "raw_pg", {**base, "n": n}))
         steps.append(("pg", "end_to_end", {**base, "n": n, "db_url": "pg"}))
@@ -267,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
         "--only", action="append", choices=["sqlite", "pg", "autosuspend", "extra"], default=[]
     )
     parser.add_argument("--pg-url", default=os.environ.get("VOIPCTL_BENCH_PG_URL", DEFAULT_PG))
+    parser.add_argument(
+        "--profile", action="store_true", help="cProfile each end-to-end step (bench/out/)"
+    )
     parser.add_argument("--write", metavar="PATH", help="write the Markdown report here")
     parser.add_argument("--json", metavar="PATH", help="write every result as JSON here")
     args = parser.parse_args(argv)

@@ -232,7 +232,28 @@ def _setup(config: Path, deck: Path, src: Path, n_services: int) -> dict:
     return {"setup_s": time.perf_counter() - started}
 
 
-def end_to_end(n: int, deck: int, n_services: int, db_url: str, **_) -> dict:
+def _profiled(step: str, fn: Callable[[], object], profile: bool) -> None:
+    """Run `fn`; with `profile`, under cProfile, the top functions to bench/out/."""
+    if not profile:
+        fn()
+        return
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        fn()
+    finally:
+        profiler.disable()
+        out = io.StringIO()
+        stats = pstats.Stats(profiler, stream=out)
+        stats.sort_stats("tottime").print_stats(25)
+        stats.sort_stats("cumulative").print_stats(40)
+        (OUT / f"profile-{step}.txt").write_text(out.getvalue())
+
+
+def end_to_end(n: int, deck: int, n_services: int, db_url: str, profile: bool = False, **_) -> dict:
     """pull-cdrs, rate, autobill of `n` LES.NET calls against a `deck`-prefix deck."""
     import tempfile
 
@@ -253,7 +274,7 @@ def end_to_end(n: int, deck: int, n_services: int, db_url: str, **_) -> dict:
             ("autobill", ("autobill",)),
         ):
             started = time.perf_counter()
-            _voipctl(*cfg, *argv)
+            _profiled(step, lambda argv=argv: _voipctl(*cfg, *argv), profile)
             seconds = time.perf_counter() - started
             total += seconds
             result[f"{step}_s"] = seconds
