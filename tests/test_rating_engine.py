@@ -515,3 +515,17 @@ def test_free_minutes_go_in_start_order_whatever_the_chunk_size(store, tmp_path)
             Decimal("0.0400"),
         ]
     assert {r.cost for r in cdrs(store) if r.service_id == plain} == {Decimal("0.0400")}
+
+
+def test_a_billed_call_set_back_to_unrated_is_not_charged_twice(cli, store, tmp_path):
+    _, sid = setup_account(store)
+    load_deck(store, tmp_path)
+    ids = add_cdrs(store, sid, 42, [("+15195550100", 61, t("2026-01-10 12:00:00"))])
+    assert cli("rate").exit_code == 0
+    _autobill(store, 42, ids, "autobill:42:1")
+    with store.session() as session:
+        session.execute(update(Cdr).values(status=None))  # an operator forcing a re-rate
+    entries = _entries(store)
+    assert cli("rate").exit_code == 0
+    assert _balance(store) == Decimal("-0.0110") and _entries(store) == entries
+    assert [r.status for r in cdrs(store)] == ["rated"]

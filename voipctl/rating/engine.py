@@ -149,11 +149,11 @@ class ProductContext:
     matchers: dict[tuple[str, int | None], PrefixMatcher] = field(default_factory=dict)
     overrides: dict[str, list[RateRow]] = field(default_factory=dict)
     current: dict[str, tuple[int, int, PrefixMatcher]] = field(default_factory=dict)
+    # Whether there is any exclude or suppress pattern to try (read once per call).
+    patterns: bool = field(init=False, default=False)
 
-    @property
-    def patterns(self) -> bool:
-        """Whether the product has any exclude or suppress pattern to try."""
-        return bool(self.exclude.patterns or self.suppress.patterns)
+    def __post_init__(self) -> None:
+        self.patterns = bool(self.exclude.patterns or self.suppress.patterns)
 
     @classmethod
     def load(cls, session: Session, product: Product) -> ProductContext:
@@ -644,6 +644,7 @@ _ROW_COLUMNS = (
     f"service_id, {', '.join(RATING_COLUMNS)}"
 )
 _OLD = 10  # where the stored rating starts in a selected row
+_UNRATED = (None,) * len(RATING_COLUMNS)
 
 
 class _Batch:
@@ -778,9 +779,12 @@ class _Batch:
                 service_id,
             )
             counts[new[0]] += 1
-            old = row[_OLD:]
-            if new == old:
-                continue
+            if row[_OLD] is None and row[6] is None:  # never rated nor billed: nothing to compare
+                old = _UNRATED
+            else:
+                old = row[_OLD:]
+                if new == old:
+                    continue
             if new[0] in FAILED_STATUSES and old[0] != new[0]:
                 report.entered[new[0]] += 1
             updates.append((*new, rated_at, row[0]))
