@@ -91,7 +91,8 @@ def normalize(
         and raw
         and raw[0] == "+"
         and MIN_DIGITS < len(raw) <= MAX_DIGITS + 1
-        and _digits(raw[1:])
+        and raw.isascii()
+        and raw[1:].isdigit()
     ):
         # The common case in bulk rating: already international (+ and 8-15 digits).
         # Steps 1-9 would only drop the +, so this is the same result, sooner.
