@@ -16,9 +16,10 @@ Two ways in:
   `PullRater(store)` wraps this as pull-cdrs' `before_insert` hook.
 
 * `rate_cdrs(store, ...)` is `voipctl rate`: it reads unrated CDRs (status NULL,
-  and `no_rate` / `invalid_number` again) per service in chunks ordered by start,
-  rates them with a `Rater`, and writes the results back with one executemany
-  UPDATE per chunk, one transaction per chunk. With `rerate=(since, until)` it
+  and `no_rate` / `invalid_number` again) in chunks (in start order per service
+  where free minutes need it, in table order otherwise), rates them with a
+  `Rater`, and writes the results back with one executemany UPDATE per chunk,
+  one transaction per chunk. With `rerate=(since, until)` it
   rates every CDR that started in the range again; for CDRs already billed it
   posts a per-CDR reversal of the old cost and a charge of the new one in the
   same transaction, with references `rerate:<cdr_id>:<n>:reversal|charge`.
