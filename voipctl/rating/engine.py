@@ -41,6 +41,7 @@ from sqlalchemy.orm import Session
 
 from voipctl import money
 from voipctl.billing import ledger
+from voipctl.errors import NotFound
 from voipctl.rating import deck
 from voipctl.rating.cost import MARKUP_DENOMINATOR, billable_seconds, cost_units, markup_factor
 from voipctl.rating.matcher import PrefixMatcher, RateRow
@@ -296,7 +297,7 @@ class Rater:
         if ctx is None:
             product = self.session.get(Product, product_id)
             if product is None:
-                raise LookupError(f"no product with id {product_id}")
+                raise NotFound(f"no product with id {product_id}")
             ctx = ProductContext.load(self.session, product)
             self._products[product_id] = ctx
         return ctx
@@ -310,7 +311,7 @@ class Rater:
                 .where(Service.id == service_id)
             ).one_or_none()
             if row is None:
-                raise LookupError(f"no service with id {service_id}")
+                raise NotFound(f"no service with id {service_id}")
             product_id, client_id, tz_name = row
             try:
                 tz = ZoneInfo(tz_name or "UTC")
