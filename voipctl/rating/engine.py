@@ -442,6 +442,9 @@ class Rater:
         )
 
 
+_UNRATED_COLUMNS = dict.fromkeys((*RATING_COLUMNS, "rated_at"))
+
+
 class PullRater:
     """The `before_insert` hook of `voipctl pull-cdrs`: rates calls as they are stored.
 
@@ -470,6 +473,9 @@ class PullRater:
             for row in rows:
                 if row.get("status") is not None:
                     continue
+                # Every row gets every rating column (None when left unrated): one
+                # Core executemany takes the keys of the first row for all of them.
+                row.update(_UNRATED_COLUMNS)
                 service_id = row["service_id"]
                 ctx = rater.service(service_id)
                 if ctx.product.free_seconds:
