@@ -269,3 +269,26 @@ def test_unknown_product_is_a_usage_error(cli, product, tmp_path):
     result = cli("rates", "import", "Nope", write(tmp_path, "d.csv", SPEC_DECK))
     assert result.exit_code == 2
     assert "no product 'Nope' (products: B, M, R)" in result.stderr
+
+
+def test_excel_exports_with_bom_and_crlf_import_and_count_lines(cli, store, product, tmp_path):
+    path = tmp_path / "excel.csv"
+    content = 'Prefix,Description,Rate\r\n1,"North\r\nAmerica",0.02\r\n44,UK,0.05\r\n49,DE,x\r\n'
+    path.write_bytes(b"\xef\xbb\xbf" + content.encode())
+    result = cli("rates", "import", "R", path)
+    assert result.exit_code == 1
+    assert f"{path}:5: rate 'x'" in result.stderr  # the quoted field spans lines 2-3
+    path.write_bytes(b"\xef\xbb\xbf" + content.replace(",x", ",0.06").encode())
+    assert cli("rates", "import", "R", path).exit_code == 0
+    assert quote(cli, "R", "+15195550100", "60")["description"] == "North\r\nAmerica"
+
+
+def test_a_file_that_is_not_utf8_names_the_line(cli, store, product, tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(
+        "prefix,description,rate\n1,Canada,0.02\n33,Fran\xe7e,0.05\n".encode("latin-1")
+    )
+    result = cli("rates", "import", "R", path)
+    assert result.exit_code == 1
+    assert f"{path}:3: not UTF-8 text" in result.stderr
+    assert len(result.stderr.splitlines()) == 1

@@ -154,6 +154,16 @@ def _prefix(value: str) -> str:
     return prefix
 
 
+def _first_non_utf8_line(path: Path) -> int | None:
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return None
+
+
 class DeckReader:
     """Streams a deck CSV as DeckRows; errors name `FILE:LINE` (physical lines, header = 1)."""
 
@@ -175,7 +185,9 @@ class DeckReader:
             try:
                 yield from self._rows(reader)
             except UnicodeDecodeError:
-                raise self._fail(reader.line_num + 1, "not UTF-8 text") from None
+                # The text layer decodes ahead of the csv reader: find the line itself.
+                line = _first_non_utf8_line(self.path) or reader.line_num + 1
+                raise self._fail(line, "not UTF-8 text (save the file as UTF-8)") from None
             except csv.Error as exc:
                 raise self._fail(reader.line_num, f"bad CSV: {exc}") from None
 
