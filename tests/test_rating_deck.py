@@ -292,3 +292,9 @@ def test_a_file_that_is_not_utf8_names_the_line(cli, store, product, tmp_path):
     assert result.exit_code == 1
     assert f"{path}:3: not UTF-8 text" in result.stderr
     assert len(result.stderr.splitlines()) == 1
+
+
+def test_a_missing_file_is_a_usage_error(cli, product, tmp_path):
+    result = cli("rates", "import", "R", tmp_path / "nope.csv")
+    assert result.exit_code == 2
+    assert "does not exist" in result.stderr

@@ -59,7 +59,7 @@ def rates():
 
 @rates.command("import")
 @click.argument("product")
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option(
     "--effective",
     metavar="ISO-DATE",
