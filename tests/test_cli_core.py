@@ -41,3 +41,17 @@ def test_unknown_command_is_a_usage_error(cli):
 def test_version(capsys):
     assert run(["--version"]) == 0
     assert "voipctl" in capsys.readouterr().out
+
+
+def test_every_command_a_module_defines_is_reachable():
+    """The lazy command map and the modules' COMMANDS lists agree, both ways."""
+    import importlib
+
+    from voipctl.cli import COMMAND_MODULES, load_command
+
+    for module_name in set(COMMAND_MODULES.values()):
+        module = importlib.import_module(f"voipctl.cli.{module_name}")
+        for command in module.COMMANDS:
+            assert COMMAND_MODULES.get(command.name) == module_name, command.name
+    for name in COMMAND_MODULES:
+        assert load_command(name).name == name

@@ -5,6 +5,7 @@ Errors become exit statuses in one place, `run()`.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 import traceback
@@ -77,40 +78,59 @@ def cli(ctx, config_path, db_url, env_file, verbose, quiet, log_format):
     ctx.call_on_close(app.close)
 
 
-def _register() -> None:
-    # One module per command family; each exposes COMMANDS.
-    from voipctl.cli import (
-        clients,
-        demo,
-        doctor,
-        jobs,
-        products,
-        pull,
-        rates,
-        setup,
-        simulate,
-        support,
-        whmcs,
-    )
-
-    for module in (
-        setup,
-        doctor,
-        support,
-        clients,
-        products,
-        rates,
-        jobs,
-        pull,
-        simulate,
-        whmcs,
-        demo,
-    ):
-        for command in module.COMMANDS:
-            cli.add_command(command)
+# Command name -> the module of voipctl.cli that defines it (in its COMMANDS).
+# Modules are imported only when their command runs, so a cron job does not pay
+# for importing every other command family at start-up.
+COMMAND_MODULES: dict[str, str] = {
+    "db": "setup",
+    "server": "setup",
+    "doctor": "doctor",
+    "demo": "demo",
+    "simulate": "simulate",
+    "product": "products",
+    "rates": "rates",
+    "client": "clients",
+    "service": "clients",
+    "credit": "clients",
+    "balance": "clients",
+    "invoice": "clients",
+    "statement": "support",
+    "pull-cdrs": "pull",
+    "rate": "rates",
+    "autobill": "jobs",
+    "low-balance": "jobs",
+    "autosuspend": "jobs",
+    "suspend": "jobs",
+    "unsuspend": "jobs",
+    "template": "jobs",
+    "cdrs": "support",
+    "explain": "support",
+    "whmcs": "whmcs",
+}
 
 
-_register()
+def load_command(name: str) -> click.Command | None:
+    """Import the module that defines command `name` and return the command."""
+    module_name = COMMAND_MODULES.get(name)
+    if module_name is None:
+        return None
+    module = importlib.import_module(f"voipctl.cli.{module_name}")
+    for command in module.COMMANDS:
+        if command.name == name:
+            return command
+    raise RuntimeError(f"voipctl.cli.{module_name} does not define the command {name!r}")
+
+
+def _lazy_list(self, ctx) -> list[str]:
+    return sorted(COMMAND_MODULES)
+
+
+def _lazy_get(self, ctx, name):
+    return load_command(name)
+
+
+cli.list_commands = _lazy_list.__get__(cli)
+cli.get_command = _lazy_get.__get__(cli)
 
 
 def _err(message: str) -> None:
