@@ -20,10 +20,12 @@ bench/out/faults.jsonl.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -150,7 +152,9 @@ class World:
         self.sim.stop()
 
     def cli(self, *argv: str) -> None:
-        code = run_in_process(["--config", str(self.config), "-q", *argv])
+        # Setup commands print what they created; only the fault counts belong in -s output.
+        with contextlib.redirect_stdout(io.StringIO()):
+            code = run_in_process(["--config", str(self.config), "-q", *argv])
         assert code == 0, argv
 
     def _setup(self, tenants, lesnet) -> None:
@@ -383,16 +387,21 @@ def test_kill_9_of_every_writing_job_repeated(world, request):
 
 def holding_lock(world: World, proc: subprocess.Popen, timeout: float = 30) -> bool:
     """Wait until `proc` has taken its job's lock (its job_runs row is open)."""
+    sql = "SELECT COUNT(*) FROM job_runs WHERE pid = ? AND finished_at IS NULL"
     store = open_store(world.db_url)
+    path = store.sqlite_path
     try:
         deadline = time.time() + timeout
         while time.time() < deadline and proc.poll() is None:
-            with store.engine.connect() as conn:
-                found = conn.execute(
-                    text("SELECT COUNT(*) FROM job_runs WHERE pid = :p AND finished_at IS NULL"),
-                    {"p": proc.pid},
-                ).scalar_one()
-                conn.rollback()
+            if path is not None:
+                # A plain reader: the store's sessions begin IMMEDIATE and would queue
+                # behind the job's write transaction until it is over.
+                with contextlib.closing(sqlite3.connect(path, timeout=5)) as raw:
+                    found = raw.execute(sql, (proc.pid,)).fetchone()[0]
+            else:
+                with store.engine.connect() as conn:
+                    found = conn.exec_driver_sql(sql.replace("?", "%s"), (proc.pid,)).scalar()
+                    conn.rollback()
             if found:
                 return True
             time.sleep(0.01)
