@@ -146,3 +146,16 @@ def cli(db_url, capsys, tmp_path, monkeypatch):
 
 # Fixtures of the fake PBXs (tests/fakes/): fusion_db, fusion_db_legacy, esl_server.
 pytest_plugins = ["tests.fakes.plugin"]
+
+
+@pytest.fixture(autouse=True)
+def _reset_voipctl_logging():
+    """In-process CLI runs set up the `voipctl` logger (own handler, no propagation);
+    undo that after each test so later tests' caplog sees voipctl's records."""
+    yield
+    import logging
+
+    logger = logging.getLogger("voipctl")
+    logger.handlers[:] = []
+    logger.propagate = True
+    logger.setLevel(logging.NOTSET)
