@@ -152,12 +152,17 @@ def run_extra(script: str, quick: bool) -> dict:
     """Another bench_*.py script, run as a module in its own process; its last lines kept."""
     full, short = EXTRA_ARGS.get(script, ([], None))
     if quick and short is None:
-        return {"scenario": script, "wall_s": 0.0, "output": ["(skipped with --quick)"]}
+        return {"scenario": script, "params": {}, "wall_s": 0.0, "output": ["(skipped)"]}
     argv = [sys.executable, "-m", f"bench.{script}", *(short if quick else full)]
     started = time.perf_counter()
     proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=3600)
     out = (proc.stdout.strip().splitlines() or [""])[-15:]
-    result = {"scenario": script, "wall_s": time.perf_counter() - started, "output": out}
+    result = {
+        "scenario": script,
+        "params": {"argv": argv[2:]},
+        "wall_s": time.perf_counter() - started,
+        "output": out,
+    }
     if proc.returncode != 0:
         result["error"] = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
     return result
@@ -274,7 +279,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--write", metavar="PATH", help="write the Markdown report here")
     parser.add_argument("--json", metavar="PATH", help="write every result as JSON here")
+    parser.add_argument(
+        "--report-only", metavar="JSON", help="print (and --write) the report of a saved --json run"
+    )
     args = parser.parse_args(argv)
+    if args.report_only:
+        saved = json.loads(Path(args.report_only).read_text())
+        text = report(saved["machine"], saved["results"])
+        print(text)
+        if args.write:
+            Path(args.write).write_text(text + "\n")
+        return 0
     if args.sizes is None:
         args.sizes = [10_000, 100_000] if args.quick else [100_000, 1_000_000]
     if args.deck is None:
@@ -304,15 +319,14 @@ def main(argv: list[str] | None = None) -> int:
                 result["params"].pop("db_url", None)
         else:
             result = run_scenario(scenario, params)
-        shown = {k: v for k, v in result.items() if k not in ("params", "output")}
-        print(json.dumps(shown), flush=True)
+        print(json.dumps(result), flush=True)
         results.append(result)
+        if args.json:  # kept as the run goes: a long run's figures are never lost
+            Path(args.json).write_text(json.dumps({"machine": info, "results": results}, indent=2))
     text = report(info, results)
     print(text)
     if args.write:
         Path(args.write).write_text(text + "\n")
-    if args.json:
-        Path(args.json).write_text(json.dumps({"machine": info, "results": results}, indent=2))
     return 1 if any("error" in r for r in results) else 0
 
 
