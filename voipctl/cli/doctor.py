@@ -6,18 +6,12 @@ import click
 
 from voipctl import doctor as doctor_lib
 from voipctl.cli.app import get_app
+from voipctl.cli.options import document_format_option
 from voipctl.cli.output import to_json
 
 
 @click.command("doctor")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="Output format.",
-)
+@document_format_option
 @click.option(
     "--smtp-timeout",
     type=float,

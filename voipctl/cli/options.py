@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -22,15 +21,21 @@ format_option = click.option(
     help="Output format.",
 )
 
+# Commands whose output is one document, not rows (`doctor`, `explain`): no CSV.
+document_format_option = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
+
 dry_run_option = click.option(
     "--dry-run", is_flag=True, help="Decide as usual, but write nothing and send nothing."
 )
 
 client_option = click.option("--client", "client_id", type=int, help="Only this client.")
-
-
-def with_format(fn: Callable) -> Callable:
-    return format_option(fn)
 
 
 class MoneyType(click.ParamType):

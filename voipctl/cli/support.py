@@ -6,7 +6,7 @@ import click
 
 from voipctl import money
 from voipctl.cli.app import get_app
-from voipctl.cli.options import format_option, parse_day_or_time
+from voipctl.cli.options import document_format_option, format_option, parse_day_or_time
 from voipctl.cli.output import render, render_one
 from voipctl.support import cdrs as cdr_view
 from voipctl.support import explain as explaining
@@ -176,14 +176,7 @@ def statement(client_id, date_from, date_to, fmt, raw):
 
 @click.command("explain")
 @click.argument("cdr_id", metavar="CDR_ID", type=int)
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="Output format.",
-)
+@document_format_option
 def explain(cdr_id, fmt):
     """The whole story of one call: the provider's record, how it was rated, the free
     minutes it used, the ledger entry that billed it and any re-rating.
