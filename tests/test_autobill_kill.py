@@ -9,11 +9,9 @@ twice; the final run bills exactly what was left.
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -21,42 +19,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from tests.autobill_runs import VOIPCTL, child_env, run_autobill_to_end, start_autobill
 from tests.billing_data import add_calls, add_client, add_product, add_service, random_costs
 from tests.invariants import check_invariants
 from voipctl.store.models import Cdr, LedgerEntry
-
-VOIPCTL = str(Path(sys.executable).with_name("voipctl"))
-
-
-def _env() -> dict[str, str]:
-    return {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("VOIPCTL_") or k.startswith("VOIPCTL_TEST_")
-    }
-
-
-def _start(db_url: str, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [VOIPCTL, "--db", db_url, "autobill", "-q"],
-        cwd=cwd,
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _run_to_end(db_url: str, cwd: Path) -> subprocess.CompletedProcess:
-    # Just after a kill, PostgreSQL may not yet have ended the dead session that
-    # held the advisory lock: 75 then means "try again in a moment", as cron would.
-    for _ in range(50):
-        proc = _start(db_url, cwd)
-        out, err = proc.communicate(timeout=120)
-        if proc.returncode != 75:
-            return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-        time.sleep(0.1)
-    raise AssertionError("autobill kept finding its lock held")
 
 
 def _billing_state(store) -> tuple[int, int, Decimal, Decimal]:
@@ -90,7 +56,7 @@ def _dry_run_seconds(db_url: str, cwd: Path) -> float:
     subprocess.run(
         [VOIPCTL, "--db", db_url, "autobill", "--dry-run", "-q"],
         cwd=cwd,
-        env=_env(),
+        env=child_env(),
         capture_output=True,
         check=True,
     )
@@ -108,7 +74,7 @@ def _kill_loop(store, db_url: str, tmp_path: Path, kills: int, seed: int) -> dic
     while attempts < kills or (mid_run == 0 and attempts < 3 * kills):
         attempts += 1
         _, billed_before, _, _ = _billing_state(store)
-        proc = _start(db_url, tmp_path)
+        proc = start_autobill(db_url, tmp_path)
         began = time.monotonic()
         try:
             proc.wait(timeout=rng.uniform(0.4 * whole, 1.1 * whole))
@@ -130,7 +96,7 @@ def _kill_loop(store, db_url: str, tmp_path: Path, kills: int, seed: int) -> dic
         for service in services:
             add_calls(store, service, random_costs(rng, 10), prefix=f"k{attempts}")
 
-    final = _run_to_end(db_url, tmp_path)
+    final = run_autobill_to_end(db_url, tmp_path)
     assert final.returncode == 0, final.stderr
     total, billed, charged, cost = _billing_state(store)
     assert billed == total
@@ -160,7 +126,7 @@ def test_two_runs_started_at_once_never_bill_a_call_twice(store, db_url, tmp_pat
     for round_ in range(8):
         if round_ >= 3 and [0, 75] in outcomes:
             break
-        first, second = _start(db_url, tmp_path), _start(db_url, tmp_path)
+        first, second = start_autobill(db_url, tmp_path), start_autobill(db_url, tmp_path)
         results = []
         for proc in (first, second):
             out, err = proc.communicate(timeout=120)
@@ -175,7 +141,7 @@ def test_two_runs_started_at_once_never_bill_a_call_twice(store, db_url, tmp_pat
         for service in rng.sample(services, 10):
             add_calls(store, service, random_costs(rng, 1000), prefix=f"r{round_}")
     assert [0, 75] in outcomes, f"the two runs never overlapped: {outcomes}"
-    final = _run_to_end(db_url, tmp_path)
+    final = run_autobill_to_end(db_url, tmp_path)
     assert final.returncode == 0, final.stderr
     total, billed, charged, cost = _billing_state(store)
     assert billed == total and charged == -cost

@@ -9,61 +9,27 @@ the cent, no reference was ever posted twice, and no intent is left open.
 
 from __future__ import annotations
 
-import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from decimal import ROUND_HALF_UP, Decimal
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
+from tests.autobill_runs import run_autobill_to_end, start_autobill
 from tests.billing_data import add_calls, add_client, add_product, add_service, random_costs
 from tests.fakes.whmcs_env import start_fake, write_config
 from tests.invariants import check_invariants
 from voipctl.store.models import Cdr, ExternalPosting
 
-VOIPCTL = str(Path(sys.executable).with_name("voipctl"))
 CLIENTS = 4
 
 
 @pytest.fixture
 def whmcs(monkeypatch):
     yield from start_fake(monkeypatch)
-
-
-def _env() -> dict[str, str]:
-    return {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("VOIPCTL_") or k.startswith("VOIPCTL_TEST_")
-    }
-
-
-def _start(db_url: str, config: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [VOIPCTL, "--config", str(config), "--db", db_url, "autobill", "-q"],
-        cwd=config.parent,
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _run_to_end(db_url: str, config: Path) -> subprocess.CompletedProcess:
-    # After a kill PostgreSQL may not have ended the dead session holding the lock yet.
-    for _ in range(50):
-        proc = _start(db_url, config)
-        out, err = proc.communicate(timeout=120)
-        if proc.returncode != 75:
-            return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-        time.sleep(0.1)
-    raise AssertionError("autobill kept finding its lock held")
 
 
 def _open_intents(store) -> int:
@@ -87,14 +53,14 @@ def _kill_loop(store, db_url, tmp_path, whmcs, kills: int, seed: int) -> dict[st
         attempts += 1
         for service in services:
             add_calls(store, service, random_costs(rng, 7), prefix=f"k{attempts}")
-        proc = _start(db_url, config)
+        proc = start_autobill(db_url, config.parent, config=config)
         time.sleep(rng.uniform(1.0, 3.5))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         check_invariants(store)  # the local ledger's guarantees hold after every kill
         if _open_intents(store):
             mid_posting += 1
-    final = _run_to_end(db_url, config)
+    final = run_autobill_to_end(db_url, config.parent, config=config)
     assert final.returncode == 0, final.stderr
     assert _open_intents(store) == 0
 
