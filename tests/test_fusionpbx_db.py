@@ -11,36 +11,20 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from voipctl.config import FusionPBXServer
+from tests.fusionpbx_env import OTHER, TENANT, db_mode_config
+from tests.fusionpbx_env import service as fusion_service
 from voipctl.errors import ConfigError, ProviderAuthError, ProviderError, ProviderUnavailable
 from voipctl.providers import adapter_for
 from voipctl.providers.base import ServiceInfo
 from voipctl.providers.fusionpbx import STREAM_ROWS, FusionPBXAdapter
 
-TENANT = "mcon.wat7.ictvoip.ca"
-OTHER = "other.wat7.ictvoip.ca"
 T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 SINCE, UNTIL = T0, T0 + timedelta(hours=1)
 
 
-def make_config(monkeypatch, url: str, **overrides) -> FusionPBXServer:
-    monkeypatch.setenv("FUSION1_DB_URL", url)
-    values = {"type": "fusionpbx", "mode": "db", "db_url_env": "FUSION1_DB_URL", **overrides}
-    return FusionPBXServer(**values)
-
-
 def service(**overrides) -> ServiceInfo:
-    values = {
-        "id": 7,
-        "client_id": 42,
-        "server": "fusion1",
-        "tenant": TENANT,
-        "main_did": "5192229000",
-        "dids": ("5192229000", "+1 519 222 9001"),
-        "extensions": ("2112", "2113"),
-        "gateway_uuid": None,
-    }
-    return ServiceInfo(**{**values, **overrides})
+    # A second DID as an operator may type it (+1, spaces): inbound calls to it must match.
+    return fusion_service(**{"dids": ("5192229000", "+1 519 222 9001"), **overrides})
 
 
 @pytest.fixture
@@ -55,7 +39,7 @@ def pbx(fusion_db):
 
 @pytest.fixture
 def adapter(pbx, monkeypatch):
-    with adapter_for("fusion1", make_config(monkeypatch, pbx.url)) as fusion:
+    with adapter_for("fusion1", db_mode_config(monkeypatch, pbx.url)) as fusion:
         yield fusion
 
 
@@ -190,7 +174,7 @@ def test_stopping_early_releases_the_connection(pbx, adapter):
 
 
 def test_check_names_the_database_tables_and_event_socket(pbx, esl_server, monkeypatch):
-    config = make_config(monkeypatch, pbx.url, esl_port=esl_server.port)
+    config = db_mode_config(monkeypatch, pbx.url, esl_port=esl_server.port)
     with adapter_for("fusion1", config) as fusion:
         answer = fusion.check()
     assert (
@@ -201,7 +185,7 @@ def test_check_names_the_database_tables_and_event_socket(pbx, esl_server, monke
 
 
 def test_check_on_a_database_that_is_not_fusionpbx(pg_server, monkeypatch):
-    config = make_config(monkeypatch, pg_server.create("notfusion"), suspend="domain")
+    config = db_mode_config(monkeypatch, pg_server.create("notfusion"), suspend="domain")
     with adapter_for("fusion1", config) as fusion, pytest.raises(ProviderError) as caught:
         fusion.check()
     assert "table v_xml_cdr not found" in str(caught.value)
@@ -215,7 +199,7 @@ def test_unreachable_database_hides_the_password(monkeypatch):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     url = f"postgresql://voipctl:hunter2secret@127.0.0.1:{port}/fusionpbx"
-    config = make_config(monkeypatch, url, timeout_s=2)
+    config = db_mode_config(monkeypatch, url, timeout_s=2)
     with adapter_for("fusion1", config) as fusion, pytest.raises(ProviderUnavailable) as caught:
         list(fusion.fetch_cdrs(service(), SINCE, UNTIL))
     message = str(caught.value)
@@ -224,7 +208,7 @@ def test_unreachable_database_hides_the_password(monkeypatch):
 
 
 def test_a_url_that_is_not_postgresql_is_a_config_error(monkeypatch):
-    config = make_config(monkeypatch, "mysql://u:p@localhost/fusionpbx")
+    config = db_mode_config(monkeypatch, "mysql://u:p@localhost/fusionpbx")
     with adapter_for("fusion1", config) as fusion, pytest.raises(ConfigError) as caught:
         list(fusion.fetch_cdrs(service(), SINCE, UNTIL))
     assert "servers.fusion1.db_url_env" in str(caught.value) and ":p@" not in str(caught.value)
@@ -232,7 +216,7 @@ def test_a_url_that_is_not_postgresql_is_a_config_error(monkeypatch):
 
 def test_a_plain_postgresql_url_uses_psycopg(pbx, adapter, monkeypatch):
     plain = pbx.url.replace("postgresql+psycopg://", "postgresql://")
-    config = make_config(monkeypatch, plain)
+    config = db_mode_config(monkeypatch, plain)
     pbx.add_cdr(TENANT, extension_uuid=pbx.ext["2112"], start=T0)
     with adapter_for("fusion1", config) as fusion:
         assert len(list(fusion.fetch_cdrs(service(), SINCE, UNTIL))) == 1
@@ -264,7 +248,7 @@ def test_older_schema_without_status_and_caller_destination(pbx, adapter):
 
 def test_an_unknown_role_is_refused_credentials(pbx, monkeypatch):
     url = make_url(pbx.url).set(username="no_such_role_voipctl", password="Zz-secret-9")
-    config = make_config(monkeypatch, url.render_as_string(hide_password=False))
+    config = db_mode_config(monkeypatch, url.render_as_string(hide_password=False))
     with adapter_for("fusion1", config) as fusion, pytest.raises(ProviderAuthError) as caught:
         fusion.check()
     assert "the credentials were refused" in str(caught.value)
@@ -273,7 +257,7 @@ def test_an_unknown_role_is_refused_credentials(pbx, monkeypatch):
 
 def test_a_database_that_does_not_exist_names_the_variable(pbx, monkeypatch):
     url = make_url(pbx.url).set(database="voipctl_no_such_db_x")
-    config = make_config(monkeypatch, url.render_as_string(hide_password=False))
+    config = db_mode_config(monkeypatch, url.render_as_string(hide_password=False))
     with adapter_for("fusion1", config) as fusion, pytest.raises(ProviderError) as caught:
         fusion.check()
     assert not isinstance(caught.value, ProviderUnavailable | ProviderAuthError)

@@ -16,16 +16,15 @@ import httpx
 import pytest
 import respx
 
+from tests.fusionpbx_env import TENANT, service
 from voipctl.config import FusionPBXServer
 from voipctl.errors import ProviderAuthError, ProviderDataError, ProviderUnavailable
 from voipctl.providers import adapter_for
-from voipctl.providers.base import ServiceInfo
 
 FIXTURES = Path(__file__).parent / "fixtures" / "fusionpbx"
 BASE = "https://pbx.example.com"
 EXPORT = f"{BASE}/app/xml_cdr/xml_cdr_export.php"
 KEY = "k3y-9f8e7d6c5b4a39281706f5e4d3c2b1a0"  # FusionPBX keys are longer than 30 characters
-TENANT = "mcon.wat7.ictvoip.ca"
 T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # epoch 1772463600
 SINCE, UNTIL = T0, T0 + timedelta(hours=1)
 
@@ -73,19 +72,6 @@ def adapter(config):
     fusion.backoff_s = 0.0
     yield fusion
     fusion.close()
-
-
-def service(**overrides) -> ServiceInfo:
-    values = {
-        "id": 7,
-        "client_id": 42,
-        "server": "fusion1",
-        "tenant": TENANT,
-        "main_did": "5192229000",
-        "dids": ("5192229000",),
-        "extensions": ("2112", "2113"),
-    }
-    return ServiceInfo(**{**values, **overrides})
 
 
 def fetch(adapter, svc=None, since=SINCE, until=UNTIL):

@@ -10,39 +10,14 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from tests.fakes.esl_server import FakeEslServer
+from tests.fusionpbx_env import OTHER, TENANT, db_mode_config, service
 from voipctl.config import FusionPBXServer
 from voipctl.errors import ProviderAuthError, ProviderError
 from voipctl.providers import adapter_for
-from voipctl.providers.base import ServiceInfo
-
-TENANT = "mcon.wat7.ictvoip.ca"
-OTHER = "other.wat7.ictvoip.ca"
 
 
 def config_for(monkeypatch, url: str, esl: FakeEslServer, **overrides) -> FusionPBXServer:
-    monkeypatch.setenv("FUSION1_DB_URL", url)
-    values = {
-        "type": "fusionpbx",
-        "mode": "db",
-        "db_url_env": "FUSION1_DB_URL",
-        "esl_port": esl.port,
-        "timeout_s": 2,
-        **overrides,
-    }
-    return FusionPBXServer(**values)
-
-
-def service(**overrides) -> ServiceInfo:
-    values = {
-        "id": 7,
-        "client_id": 42,
-        "server": "fusion1",
-        "tenant": TENANT,
-        "main_did": "5192229000",
-        "dids": ("5192229000",),
-        "extensions": ("2112", "2113"),
-    }
-    return ServiceInfo(**{**values, **overrides})
+    return db_mode_config(monkeypatch, url, **{"esl_port": esl.port, "timeout_s": 2, **overrides})
 
 
 class StatefulSofia:
