@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.fakes.whmcs_env import start_fake, write_config
+from tests.fakes.whmcs_env import write_config
 from tests.fakes.whmcs_server import php_unserialize
 from voipctl import catalog
 from voipctl.billing.whmcs import WhmcsBackend
@@ -23,18 +23,8 @@ from voipctl.errors import BillingBackendError
 
 
 @pytest.fixture
-def whmcs(monkeypatch):
-    yield from start_fake(monkeypatch)
-
-
-@pytest.fixture
-def config_path(tmp_path, whmcs):
-    return write_config(tmp_path / "voipctl.toml", whmcs)
-
-
-@pytest.fixture
-def api(config_path, whmcs):
-    client = WhmcsApi(load_config(str(config_path)).whmcs, backoff_s=0.01)
+def api(whmcs_config, whmcs):
+    client = WhmcsApi(load_config(str(whmcs_config)).whmcs, backoff_s=0.01)
     yield client
     client.close()
 
@@ -58,22 +48,24 @@ def test_php_serialize_matches_php_byte_lengths():
     assert php_unserialize(decoded) == {"13": "none", "14": "Zoë"}
 
 
-def test_bad_secret_exit_1_names_action_and_client_never_the_secret(store, cli, config_path, whmcs):
+def test_bad_secret_exit_1_names_action_and_client_never_the_secret(
+    store, cli, whmcs_config, whmcs
+):
     _add_local_client(store, 42)
     whmcs.add_client(42, credit="5.00")
     whmcs.bad_secret = True
-    r = cli("-vv", "balance", "42", config=config_path)
+    r = cli("-vv", "balance", "42", config=whmcs_config)
     assert r.exit_code == 1
     assert "WHMCS GetClientsDetails for client 42: Authentication Failed" in r.stderr
     assert whmcs.secret not in r.output
     assert "Traceback" not in r.output
 
 
-def test_ip_not_allowed_exit_1_names_action_and_client(store, cli, config_path, whmcs):
+def test_ip_not_allowed_exit_1_names_action_and_client(store, cli, whmcs_config, whmcs):
     _add_local_client(store, 42)
     whmcs.add_client(42)
     whmcs.allowed_ips = {"10.0.0.1"}
-    r = cli("-vv", "balance", "42", config=config_path)
+    r = cli("-vv", "balance", "42", config=whmcs_config)
     assert r.exit_code == 1
     line = [ln for ln in r.stderr.splitlines() if "error" in ln][-1]
     assert "WHMCS GetClientsDetails for client 42: Invalid IP 127.0.0.1" in line
@@ -97,17 +89,17 @@ def test_accesskey_lets_a_restricted_ip_in(tmp_path, whmcs, monkeypatch):
     assert backend.whmcs_credit(7) == Decimal("3.10")
 
 
-def test_unknown_client_exit_1_names_action_and_client(store, cli, config_path, whmcs):
+def test_unknown_client_exit_1_names_action_and_client(store, cli, whmcs_config, whmcs):
     _add_local_client(store, 999)
-    r = cli("balance", "999", config=config_path)
+    r = cli("balance", "999", config=whmcs_config)
     assert r.exit_code == 1
     assert "WHMCS GetClientsDetails for client 999: Client Not Found" in r.stderr
     assert whmcs.secret not in r.output
 
 
-def test_sync_with_bad_secret_exit_1_names_the_action(cli, config_path, whmcs):
+def test_sync_with_bad_secret_exit_1_names_the_action(cli, whmcs_config, whmcs):
     whmcs.bad_secret = True
-    r = cli("-vv", "whmcs", "sync", config=config_path)
+    r = cli("-vv", "whmcs", "sync", config=whmcs_config)
     assert r.exit_code == 1
     assert "WHMCS GetClientsProducts: Authentication Failed" in r.stderr
     assert whmcs.secret not in r.output
@@ -163,14 +155,14 @@ def test_connection_refused_is_retried_then_reported(tmp_path, whmcs, monkeypatc
         api.call("GetClients")
 
 
-def test_paging_reads_until_numreturned_adds_up_to_totalresults(config_path, whmcs):
+def test_paging_reads_until_numreturned_adds_up_to_totalresults(whmcs_config, whmcs):
     whmcs.add_client(9)
     today = date.today()
     for _ in range(230):
         whmcs.add_invoice(9, "1.01", (today - timedelta(days=1)).isoformat())
     whmcs.add_invoice(9, "50.00", (today + timedelta(days=3)).isoformat())  # not due yet
     whmcs.add_invoice(9, "7.00", today.isoformat(), status="Paid")
-    backend = WhmcsBackend(load_config(str(config_path)))
+    backend = WhmcsBackend(load_config(str(whmcs_config)))
     assert backend.owing(None, 9) == Decimal("232.30")
     pages = [p for a, p in whmcs.requests if a == "GetInvoices"]
     assert [p["limitstart"] for p in pages] == ["0", "100", "200"]

@@ -10,7 +10,7 @@ from decimal import ROUND_HALF_UP, Decimal
 import pytest
 from sqlalchemy import select
 
-from tests.fakes.whmcs_env import start_fake, write_config
+from tests.fakes.whmcs_env import write_config
 from voipctl import catalog
 from voipctl.billing import ledger
 from voipctl.billing.whmcs import WhmcsBackend
@@ -19,11 +19,6 @@ from voipctl.notify import outbox
 from voipctl.store.models import ExternalPosting, OutboxEmail
 
 _refs = itertools.count()
-
-
-@pytest.fixture
-def whmcs(monkeypatch):
-    yield from start_fake(monkeypatch)
 
 
 def _backend(tmp_path, whmcs, **kw) -> WhmcsBackend:

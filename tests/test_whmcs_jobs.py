@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.billing_data import add_client, add_invoice, add_product, add_service, topup
-from tests.fakes.whmcs_env import FIELDS, start_fake
+from tests.fakes.whmcs_env import FIELDS
 from voipctl.sim import SimConfig, Simulator
 from voipctl.sim.server import VodiaTenant
 from voipctl.store.models import OutboxEmail, Service
@@ -53,11 +53,6 @@ def sim(monkeypatch):
     monkeypatch.setenv("SIM_FUSION_DB_URL", "postgresql://nobody@127.0.0.1:1/unused")
     yield simulator
     simulator.stop()
-
-
-@pytest.fixture
-def whmcs(monkeypatch):
-    yield from start_fake(monkeypatch)
 
 
 class World:

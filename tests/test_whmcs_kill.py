@@ -20,16 +20,11 @@ from sqlalchemy import func, select
 
 from tests.autobill_runs import run_autobill_to_end, start_autobill
 from tests.billing_data import add_calls, add_client, add_product, add_service, random_costs
-from tests.fakes.whmcs_env import start_fake, write_config
+from tests.fakes.whmcs_env import write_config
 from tests.invariants import check_invariants
 from voipctl.store.models import Cdr, ExternalPosting
 
 CLIENTS = 4
-
-
-@pytest.fixture
-def whmcs(monkeypatch):
-    yield from start_fake(monkeypatch)
 
 
 def _open_intents(store) -> int:

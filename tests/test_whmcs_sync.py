@@ -8,21 +8,11 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from tests.fakes.whmcs_env import start_fake, write_config
+from tests.fakes.whmcs_env import write_config
 from voipctl import catalog
 from voipctl.billing.whmcs import WhmcsBackend
 from voipctl.config import load_config
 from voipctl.store.models import Client, Service
-
-
-@pytest.fixture
-def whmcs(monkeypatch):
-    yield from start_fake(monkeypatch)
-
-
-@pytest.fixture
-def config_path(tmp_path, whmcs):
-    return write_config(tmp_path / "voipctl.toml", whmcs)
 
 
 @pytest.fixture
@@ -64,14 +54,14 @@ def seeded(store, whmcs):
     return whmcs
 
 
-def _changes(cli, config_path) -> list[dict]:
-    r = cli("whmcs", "sync", "--dry-run", "--format", "json", config=config_path)
+def _changes(cli, whmcs_config) -> list[dict]:
+    r = cli("whmcs", "sync", "--dry-run", "--format", "json", config=whmcs_config)
     assert r.exit_code == 0, r.output
     return json.loads(r.stdout)
 
 
-def test_dry_run_shows_the_import_and_writes_nothing(cli, config_path, seeded, store):
-    changes = _changes(cli, config_path)
+def test_dry_run_shows_the_import_and_writes_nothing(cli, whmcs_config, seeded, store):
+    changes = _changes(cli, whmcs_config)
     assert {(c["kind"], c["key"], c["action"]) for c in changes} == {
         ("client", "42", "add"),
         ("client", "43", "add"),
@@ -85,9 +75,9 @@ def test_dry_run_shows_the_import_and_writes_nothing(cli, config_path, seeded, s
 
 
 def test_sync_imports_clients_fields_and_voip_services_idempotently(
-    cli, config_path, seeded, store
+    cli, whmcs_config, seeded, store
 ):
-    r = cli("-v", "whmcs", "sync", config=config_path)
+    r = cli("-v", "whmcs", "sync", config=whmcs_config)
     assert r.exit_code == 0, r.output
     assert "2 clients, 2 VoIP services" in r.stdout
     with store.session() as session:
@@ -110,47 +100,47 @@ def test_sync_imports_clients_fields_and_voip_services_idempotently(
         assert services[42].extensions == ["8300"]
         assert services[43].peer_id == "D4E3CD2BFC791"
         assert services[43].cdr_link == "https://les/cdr/1"
-    assert _changes(cli, config_path) == []
-    r = cli("whmcs", "sync", config=config_path)
+    assert _changes(cli, whmcs_config) == []
+    r = cli("whmcs", "sync", config=whmcs_config)
     assert r.exit_code == 0
     with store.session() as session:
         assert len(list(session.scalars(select(Service)))) == 2
 
 
-def test_changes_in_whmcs_are_shown_then_applied(cli, config_path, seeded, store):
-    assert cli("whmcs", "sync", config=config_path).exit_code == 0
+def test_changes_in_whmcs_are_shown_then_applied(cli, whmcs_config, seeded, store):
+    assert cli("whmcs", "sync", config=whmcs_config).exit_code == 0
     seeded.set_custom(42, "Low Balance Threshold", "2.50")
     seeded.set_custom(42, "Manual VoIP Suspend", "on")
     seeded.services[501].customfields["Extensions"] = "8301"
     seeded.services[503].status = "Terminated"
     changes = {(c["key"], c["action"], c["field"], c["old"], c["new"]) for c in _changes(
-        cli, config_path)}  # fmt: skip
+        cli, whmcs_config)}  # fmt: skip
     assert changes == {
         ("42", "update", "low_balance_threshold", "5.00", "2.50"),
         ("42", "update", "manual_voip_suspend", "no", "yes"),
         ("42/501", "update", "billed", "8300", "8301"),
         ("43/503", "end", "active", "yes", "no"),
     }
-    assert cli("whmcs", "sync", config=config_path).exit_code == 0
-    assert _changes(cli, config_path) == []
+    assert cli("whmcs", "sync", config=whmcs_config).exit_code == 0
+    assert _changes(cli, whmcs_config) == []
     with store.session() as session:
         services = {s.client_id: s for s in session.scalars(select(Service))}
         assert services[42].extensions == ["8301"]
         assert services[43].active is False
 
 
-def test_a_bad_service_is_reported_and_the_rest_synced(cli, config_path, seeded, store):
+def test_a_bad_service_is_reported_and_the_rest_synced(cli, whmcs_config, seeded, store):
     seeded.add_service(42, "VoIP Basic", "pbx-unknown", **{"Tenant / DIDs": "b.example | 1"})
-    r = cli("whmcs", "sync", config=config_path)
+    r = cli("whmcs", "sync", config=whmcs_config)
     assert r.exit_code == 1
     assert "WHMCS service 504 of client 42: server 'pbx-unknown' is not configured" in r.stderr
     with store.session() as session:
         assert {c.id for c in session.scalars(select(Client))} == {42, 43}
 
 
-def test_a_bad_field_value_names_client_and_field(cli, config_path, seeded, store):
+def test_a_bad_field_value_names_client_and_field(cli, whmcs_config, seeded, store):
     seeded.set_custom(43, "Low Balance Threshold", "lots")
-    r = cli("whmcs", "sync", config=config_path)
+    r = cli("whmcs", "sync", config=whmcs_config)
     assert r.exit_code == 1
     assert 'client 43: custom field "id:12"' in r.stderr and "'lots'" in r.stderr
     with store.session() as session:
@@ -171,15 +161,15 @@ def test_field_names_need_ids_because_whmcs_gives_ids_only(cli, tmp_path, whmcs,
     assert 'write "id:N"' in r.stderr
 
 
-def test_voipctls_own_suspension_write_back_is_not_an_override(cli, config_path, seeded, store):
-    assert cli("whmcs", "sync", config=config_path).exit_code == 0
-    backend = WhmcsBackend(load_config(str(config_path)))
+def test_voipctls_own_suspension_write_back_is_not_an_override(cli, whmcs_config, seeded, store):
+    assert cli("whmcs", "sync", config=whmcs_config).exit_code == 0
+    backend = WhmcsBackend(load_config(str(whmcs_config)))
     with store.session() as session:
         backend.suspension_changed(session, 42, True)
     assert seeded.custom(42, "VoIP Suspended") == "yes"
-    assert _changes(cli, config_path) == []
+    assert _changes(cli, whmcs_config) == []
     seeded.set_custom(42, "VoIP Suspended", "no")  # the operator overrides in WHMCS
-    assert cli("whmcs", "sync", config=config_path).exit_code == 0
+    assert cli("whmcs", "sync", config=whmcs_config).exit_code == 0
     with store.session() as session:
         assert session.get(Client, 42).voip_suspended == "no"
 
