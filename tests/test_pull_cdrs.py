@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
+from tests.sim_env import start_sim
 from voipctl.config import load_config
 from voipctl.errors import ProviderDataError
 from voipctl.jobs.pull_cdrs import pull_cdrs
@@ -33,13 +34,7 @@ def _fast(monkeypatch):
 
 @pytest.fixture
 def sim(monkeypatch) -> Iterator[Simulator]:
-    simulator = Simulator(SimConfig(seed=11, days=DAYS, calls_per_day=30, end=END))
-    simulator.start()
-    for name, value in simulator.env().items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("SIM_FUSION_DB_URL", "postgresql://nobody@127.0.0.1:1/unused")
-    yield simulator
-    simulator.stop()
+    yield from start_sim(monkeypatch, SimConfig(seed=11, days=DAYS, calls_per_day=30, end=END))
 
 
 @pytest.fixture

@@ -17,7 +17,8 @@ from sqlalchemy import select
 
 from tests.billing_data import add_client, add_invoice, add_product, add_service, topup
 from tests.fakes.whmcs_env import FIELDS
-from voipctl.sim import SimConfig, Simulator
+from tests.sim_env import start_sim
+from voipctl.sim import SimConfig
 from voipctl.sim.server import VodiaTenant
 from voipctl.store.models import OutboxEmail, Service
 
@@ -46,13 +47,7 @@ def sim(monkeypatch):
         )
         for cid in CLIENTS
     )
-    simulator = Simulator(SimConfig(seed=3, days=1, calls_per_day=1, vodia=tenants))
-    simulator.start()
-    for name, value in simulator.env().items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("SIM_FUSION_DB_URL", "postgresql://nobody@127.0.0.1:1/unused")
-    yield simulator
-    simulator.stop()
+    yield from start_sim(monkeypatch, SimConfig(seed=3, days=1, calls_per_day=1, vodia=tenants))
 
 
 class World:
