@@ -66,6 +66,7 @@ REQUIRED_COLUMNS = ("start", "caller", "number", "seconds")
 OPTIONAL_COLUMNS = ("peer", "did", "call_id")
 DEFAULT_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 SNIFF_DELIMITERS = ",;\t|"
+MAX_SECONDS = 2**31 - 1
 FEED_KEY_MAX = 300  # pull_watermarks.scope
 
 
@@ -392,6 +393,9 @@ class LesnetAdapter(ProviderAdapter):
                     seconds = (
                         int(seconds_text) if seconds_text.isdigit() else _ceil_seconds(seconds_text)
                     )
+                    if seconds > MAX_SECONDS:
+                        # cdrs.billsec is a 32-bit integer, and the end time must exist.
+                        raise ValueError(f"seconds {seconds_text!r} is not a call's duration")
                 except (ValueError, InvalidOperation, OverflowError) as exc:
                     raise ProviderDataError(
                         self.name, f"CDR link {shown} line {reader.line_num}: {exc}"
