@@ -30,6 +30,7 @@ from voipctl.providers.matching import did_key, did_keys, sip_user
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 500
+MAX_BILLSEC = 2**31 - 1
 SESSION_PATH = "/rest/system/session"
 CHECK_PATH = "/rest/system/domaininfo"
 
@@ -226,6 +227,11 @@ class VodiaAdapter(ProviderAdapter):
         billsec = 0
         if connect is not None and end is not None and end > connect:
             billsec = math.ceil(end - connect)
+            if billsec > MAX_BILLSEC:
+                # cdrs.billsec is 32-bit: PostgreSQL would refuse the whole chunk.
+                raise ProviderDataError(
+                    self.name, f"CDR {ident}: connect {connect} to end {end} is not a call"
+                )
         if direction == "inbound":
             extension = str(extensions[0]) if extensions else None
         else:
