@@ -26,6 +26,15 @@ from voipctl.store.models import Client, Invoice, LedgerEntry, Product, Service
 
 # --- shared checks ---------------------------------------------------------------------------
 
+# Ids beyond the column's integer type would reach PostgreSQL as an overflow error.
+BIGINT_MAX = 2**63 - 1  # clients.id, cdrs.id
+INT_MAX = 2**31 - 1  # services.id
+
+
+def id_fits(value: int, maximum: int = BIGINT_MAX) -> bool:
+    """True when `value` can be an id of a column whose largest value is `maximum`."""
+    return 0 < value <= maximum
+
 
 def now() -> datetime:
     return datetime.now(UTC)
@@ -314,7 +323,7 @@ def _client_changes(fields: Mapping[str, Any]) -> dict[str, Any]:
 def get_client(session: Session, client_id: int) -> Client:
     """The client with this id, or NotFound (exit 2)."""
     # Out-of-range ids cannot exist; asking the database would be an overflow error.
-    client = session.get(Client, client_id) if 0 < client_id < 2**63 else None
+    client = session.get(Client, client_id) if id_fits(client_id) else None
     if client is None:
         raise NotFound(f"no client {client_id} (add it with `voipctl client add {client_id} ...`)")
     return client
@@ -331,7 +340,7 @@ def add_client(
     **fields: Any,
 ) -> Client:
     """Register a client under the operator's own id (their billing system's client id)."""
-    if not 0 < client_id < 2**63:
+    if not id_fits(client_id):
         raise UsageError(f"client id {client_id} must be a positive whole number")
     if session.get(Client, client_id) is not None:
         raise UsageError(f"client {client_id} already exists (change it with `voipctl client set`)")
@@ -475,7 +484,7 @@ def _claims_overlap(session: Session, service: Service) -> None:
 
 def get_service(session: Session, service_id: int) -> Service:
     """The service with this id, or NotFound."""
-    service = session.get(Service, service_id) if 0 < service_id < 2**31 else None
+    service = session.get(Service, service_id) if id_fits(service_id, INT_MAX) else None
     if service is None:
         raise NotFound(f"no service {service_id}")
     return service

@@ -19,10 +19,11 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from voipctl import money
+from voipctl.catalog import INT_MAX, id_fits
 from voipctl.errors import UsageError
 from voipctl.rating.engine import STATUSES
 from voipctl.store.models import Cdr, Service
-from voipctl.support.common import INT_MAX, id_fits, local_time
+from voipctl.support.common import local_time
 
 # Selects the calls not rated yet (status NULL) for --status.
 UNRATED = "unrated"

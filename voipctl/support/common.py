@@ -7,19 +7,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.orm import Session
 
+from voipctl.catalog import id_fits
 from voipctl.errors import DataError, NotFound
 from voipctl.store.models import Client
 
 UTC_ZONE = ZoneInfo("UTC")
-
-# Ids beyond the column's integer type would reach PostgreSQL as an overflow error.
-BIGINT_MAX = 2**63 - 1
-INT_MAX = 2**31 - 1
-
-
-def id_fits(value: int, maximum: int = BIGINT_MAX) -> bool:
-    """True when `value` can be an id of a column whose largest value is `maximum`."""
-    return 0 < value <= maximum
 
 
 def load_client(session: Session, client_id: int) -> Client:

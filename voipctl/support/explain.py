@@ -17,10 +17,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from voipctl import money
+from voipctl.catalog import id_fits
 from voipctl.errors import NotFound
 from voipctl.rating.explain import trace
 from voipctl.store.models import Cdr, Client, DeckVersion, LedgerEntry, Product, Service
-from voipctl.support.common import client_zone, id_fits, local_time
+from voipctl.support.common import client_zone, local_time
 
 COST_PLACES = 4
 
