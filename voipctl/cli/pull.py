@@ -32,8 +32,10 @@ def pull_cdrs_command(server_name, client_id, service_id, since, until, dry_run)
 
     Each active service is read from where the last run stopped, minus the
     server's overlap window; calls already stored are skipped by their
-    provider id. A failing server is reported on stderr and the others still
-    run (exit status 1).
+    provider id. Calls are rated as they are stored where the product's deck
+    has a rate; calls of products with free minutes, and those without a rate
+    or with an invalid number, are left for `voipctl rate`. A failing server
+    is reported on stderr and the others still run (exit status 1).
 
     Example: voipctl pull-cdrs --server vodia1 --since 2026-11-01
     """
@@ -68,6 +70,7 @@ def pull_cdrs_command(server_name, client_id, service_id, since, until, dry_run)
             until=until_at,
             dry_run=dry_run,
             progress=progress,
+            rate=True,
         )
     for failure in report.failures:
         click.echo(f"voipctl: error: {failure}", err=True)

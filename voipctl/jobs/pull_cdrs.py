@@ -17,7 +17,9 @@ parse) is reported and the others still run; the job then exits 1.
 
 Rate-as-you-store hook: `before_insert(rows)` is called with each chunk of row
 dicts (the `cdrs` columns) before it is inserted, and may fill the rating columns
-in place or return a new list.
+in place or return a new list. A hook with `columns` and `rate_rows(rows)` (like
+`voipctl.rating.engine.PullRater`, which `rate=True` uses) instead gives, per row,
+driver-ready values for those columns, and the chunk goes to the driver as tuples.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from voipctl.jobs.common import service_info
 from voipctl.jobs.runner import job_run
 from voipctl.providers import ProviderAdapter, adapter_for
 from voipctl.providers.base import CallRecord, ServiceInfo
+from voipctl.rating.engine import PullRater
 from voipctl.store.engine import Store
 from voipctl.store.models import Cdr, PullWatermark, Service
 
@@ -149,8 +152,13 @@ def pull_cdrs(
     before_insert: RowHook | None = None,
     progress: ProgressHook | None = None,
     adapter_factory: Callable[[str, Any], ProviderAdapter] = adapter_for,
+    rate: bool = False,
 ) -> PullReport:
     """Pull new CDRs of the selected active services; see the module docstring.
+
+    With `rate` (what `voipctl pull-cdrs` does), calls are rated in the pass that
+    stores them by a `PullRater` (rating.md §5: one pass is much faster than two);
+    what it leaves unrated is for `voipctl rate`. `before_insert` then must be None.
 
     Raises LockHeld when another run holds the job's lock, ConfigError for an
     unknown --server, NotFound for an unknown --service. Provider failures do
@@ -159,6 +167,26 @@ def pull_cdrs(
     if server is not None:
         config.server(server)  # ConfigError naming the known servers
     until = until or datetime.now(UTC)
+    if rate and not dry_run:
+        if before_insert is not None:
+            raise ValueError("pull_cdrs: rate and before_insert exclude each other")
+        rater = PullRater(store)
+        try:
+            return pull_cdrs(
+                store,
+                config,
+                server=server,
+                client_id=client_id,
+                service_id=service_id,
+                since=since,
+                until=until,
+                chunk_size=chunk_size,
+                before_insert=rater,
+                progress=progress,
+                adapter_factory=adapter_factory,
+            )
+        finally:
+            rater.close()
     report = PullReport(dry_run=dry_run)
     with job_run(store, JOB, dry_run=dry_run) as run:
         by_server = _services(store, server, client_id, service_id)
@@ -317,7 +345,17 @@ def _chunks(rows: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str
 
 
 class _Writer:
-    """Chunked inserts and the watermark, on either database."""
+    """Chunked inserts and the watermark, on either database.
+
+    Rows go to the database through the driver, as tuples of the row's values
+    (times are epoch seconds already), plus the values a driver-level hook (one
+    with `columns` and `rate_rows`, like `PullRater`) computed for its columns:
+    SQLite by one `executemany` of a statement built once, PostgreSQL by `COPY`
+    into a temporary table and one `INSERT ... SELECT ... ON CONFLICT DO NOTHING`.
+    Per-row parameter processing in SQLAlchemy cost a third of a pull. A plain
+    `before_insert` hook, which may put any value in the row dicts (Decimal
+    money too), takes the Core path, where the column types convert them.
+    """
 
     def __init__(self, store: Store, server: str, *, dry_run: bool, before_insert: RowHook | None):
         self.store = store
@@ -331,27 +369,48 @@ class _Writer:
         # PostgreSQL: RETURNING lists the rows the database took (the rowcount of
         # SQLAlchemy's batched executemany is -1 there).
         self.insert_cdrs = insert_cdrs.returning(Cdr.__table__.c.id)
-        # SQLite: the same statement, compiled once and run by the driver's executemany
-        # with the integers of the row (times are epoch seconds already): a third of the
-        # cost of a pull is Core's per-row parameter processing otherwise. sqlite3 sums
-        # the rows each execution inserted in rowcount.
-        # Rows a `before_insert` hook touched may carry Money columns, which need Core's
-        # type processing: they take the Core path.
-        self.sqlite_sql: str | None = None
-        if store.is_sqlite and before_insert is None:
-            compiled = insert_cdrs.compile(dialect=store.engine.dialect, column_keys=ROW_KEYS)
-            order = tuple(compiled.positiontup or ())
+        self.rate_rows = None
+        extra: tuple[str, ...] = ()
+        if before_insert is not None and hasattr(before_insert, "rate_rows"):
+            self.rate_rows = before_insert.rate_rows
+            extra = tuple(before_insert.columns)
+        self.row_keys = tuple(key for key in ROW_KEYS if key not in extra)
+        self.row_values = operator.itemgetter(*self.row_keys)
+        self.driver_sql: str | None = None
+        if before_insert is None or self.rate_rows is not None:
+            columns = (*self.row_keys, *extra)
+            compiled = insert_cdrs.compile(dialect=store.engine.dialect, column_keys=columns)
             # Only when every column Core would fill in (Python-side defaults too) is
             # in the row; a schema that grew one more takes the Core path.
-            if set(order) == set(ROW_KEYS):
-                self.sqlite_sql = str(compiled)
-                self.sqlite_values = operator.itemgetter(*order)
+            if set(compiled.params) == set(columns) and len(set(columns)) == len(columns):
+                self.driver_sql = self._driver_sql(columns)
         wm = dialect.insert(PullWatermark.__table__)
         self.upsert_watermark = wm.on_conflict_do_update(
             index_elements=["server", "scope"],
             set_={"watermark": wm.excluded.watermark, "updated_at": wm.excluded.updated_at},
         )
         self._dry_seen: set[str] = set()
+
+    def _driver_sql(self, columns: tuple[str, ...]) -> str:
+        quote = self.store.engine.dialect.identifier_preparer.quote
+        table = quote(Cdr.__table__.name)
+        names = ", ".join(quote(c) for c in columns)
+        if self.store.dialect == "postgresql":
+            # One temporary table per transaction, gone at its commit or rollback.
+            self.pg_create = (
+                f"CREATE TEMP TABLE pull_cdrs_in ON COMMIT DROP AS "
+                f"SELECT {names} FROM {table} WITH NO DATA"
+            )
+            self.pg_copy = f"COPY pull_cdrs_in ({names}) FROM STDIN"
+            return (
+                f"INSERT INTO {table} ({names}) SELECT {names} FROM pull_cdrs_in "
+                "ON CONFLICT (server, provider_id) DO NOTHING"
+            )
+        marks = ", ".join("?" * len(columns))
+        return (
+            f"INSERT INTO {table} ({names}) VALUES ({marks}) "
+            "ON CONFLICT (server, provider_id) DO NOTHING"
+        )
 
     def watermark(self, scope: str) -> datetime | None:
         with self.store.session() as session:
@@ -388,14 +447,26 @@ class _Writer:
         return datetime.fromtimestamp(newest, UTC) if newest is not None else None
 
     def _write(self, rows: list[dict[str, Any]], scope: str | None, newest: int) -> int:
-        if self.before_insert is not None:
+        if self.dry_run:
+            # Nothing is stored, so nothing is rated: a dry run only counts.
+            return self._count_new(rows)
+        params = None
+        if self.rate_rows is not None and self.driver_sql is not None:
+            values = self.row_values
+            params = [
+                values(row) + extra for row, extra in zip(rows, self.rate_rows(rows), strict=True)
+            ]
+        elif self.before_insert is not None:
             replaced = self.before_insert(rows)
             if replaced is not None:
                 rows = replaced
-        if self.dry_run:
-            return self._count_new(rows)
+        elif self.driver_sql is not None:
+            params = list(map(self.row_values, rows))
         with self.store.engine.begin() as conn:
-            stored = self._insert(conn, rows)
+            if params is not None and self.driver_sql is not None:
+                stored = self._insert_driver(conn, params)
+            else:
+                stored = len(conn.execute(self.insert_cdrs, rows).all())
             if scope is not None:
                 now = int(datetime.now(UTC).timestamp())
                 conn.execute(
@@ -404,11 +475,23 @@ class _Writer:
                 )
         return stored
 
-    def _insert(self, conn: Connection, rows: list[dict[str, Any]]) -> int:
-        if self.sqlite_sql is not None:
-            params = list(map(self.sqlite_values, rows))
-            return conn.exec_driver_sql(self.sqlite_sql, params).rowcount
-        return len(conn.execute(self.insert_cdrs, rows).all())
+    def _insert_driver(self, conn: Connection, params: list[tuple]) -> int:
+        """Insert the rows' values through the driver; returns how many the database took."""
+        cursor = conn.connection.driver_connection.cursor()
+        try:
+            if self.store.dialect != "postgresql":
+                # sqlite3 sums the rows each execution inserted in rowcount.
+                cursor.executemany(self.driver_sql, params)
+                return cursor.rowcount
+            cursor.execute(self.pg_create)
+            with cursor.copy(self.pg_copy) as copy:
+                write = copy.write_row
+                for row in params:
+                    write(row)
+            cursor.execute(self.driver_sql)
+            return cursor.rowcount
+        finally:
+            cursor.close()
 
     def _count_new(self, rows: list[dict[str, Any]]) -> int:
         ids = [row["provider_id"] for row in rows]

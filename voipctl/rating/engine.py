@@ -442,7 +442,10 @@ class Rater:
         )
 
 
-_UNRATED_COLUMNS = dict.fromkeys((*RATING_COLUMNS, "rated_at"))
+# The columns PullRater fills, in the order of the values `PullRater.rate_rows` gives.
+PULL_COLUMNS = (*RATING_COLUMNS, "rated_at")
+_PULL_UNRATED = (None,) * len(PULL_COLUMNS)
+_MONEY_AT = tuple(PULL_COLUMNS.index(name) for name in ("rate", "connect_fee", "cost"))
 
 
 class PullRater:
@@ -454,34 +457,48 @@ class PullRater:
         finally:
             hook.close()
 
-    Fills the rating columns of each row dict in place (money as Decimal, for
-    Core's insert). Two kinds of call are left unrated for `voipctl rate`:
-    calls of products with free minutes (a pull re-reads its overlap, and a
-    duplicate dropped by the unique key must not use up free seconds), and calls
-    that come out `no_rate` or `invalid_number` (so that `voipctl rate` reports
-    them and exits 1 once).
+    Two ways to use it: `rate_rows(rows)` gives, per row dict, the values of
+    `columns` ready for the driver (money in integer units, `rated_at` epoch
+    seconds), which pull-cdrs appends to each row's insert values; calling the
+    hook fills the same columns into each row dict in place, money as Decimal
+    (for a Core insert). Three kinds of call are left unrated for `voipctl rate`:
+    calls of products with no deck loaded yet (rating.md §5 rates in the pull
+    "when the product's deck is loaded"), calls of products with free minutes (a
+    pull re-reads its overlap, and a duplicate dropped by the unique key must not
+    use up free seconds), and calls that come out `no_rate` or `invalid_number`
+    (so that `voipctl rate` reports them and exits 1 once).
     """
+
+    columns = PULL_COLUMNS
 
     def __init__(self, store: Store):
         self.session = store.sessions()
         self.rater = Rater(self.session)
 
-    def __call__(self, rows: list[dict[str, Any]]) -> None:
+    def rate_rows(self, rows: list[dict[str, Any]]) -> list[tuple]:
+        """The values of `columns` for each row (all None for a row left unrated)."""
         rated_at = int(datetime.now(UTC).timestamp())
         rater = self.rater
+        rate = rater.rate
+        contexts = rater._services
+        service = rater.service
+        failed = FAILED_STATUSES
+        unrated = _PULL_UNRATED
+        out: list[tuple] = []
+        append = out.append
         try:
             for row in rows:
-                if row.get("status") is not None:
+                if row.get("status") is not None:  # set by someone else: kept as it is
+                    append(tuple(row.get(name) for name in PULL_COLUMNS))
                     continue
-                # Every row gets every rating column (None when left unrated): one
-                # Core executemany takes the keys of the first row for all of them.
-                row.update(_UNRATED_COLUMNS)
                 service_id = row["service_id"]
-                ctx = rater.service(service_id)
-                if ctx.product.free_seconds:
+                ctx = contexts.get(service_id) or service(service_id)
+                product = ctx.product
+                if product.free_seconds or not product.versions:
+                    append(unrated)
                     continue
-                rating = rater.rate(
-                    ctx.product,
+                rating = rate(
+                    product,
                     row["direction"],
                     row["number"],
                     row["billsec"] or 0,
@@ -490,12 +507,22 @@ class PullRater:
                     ctx,
                     service_id,
                 )
-                if rating.status in FAILED_STATUSES:
-                    continue
-                row.update(rating.columns(rated_at, decimal_money=True))
+                append(unrated if rating[0] in failed else (*rating, rated_at))
         finally:
             # Decks stay in memory; the read transaction must not (it would hold the WAL).
             self.session.rollback()
+        return out
+
+    def __call__(self, rows: list[dict[str, Any]]) -> None:
+        # Every row gets every rating column (None when left unrated): one Core
+        # executemany takes the keys of the first row for all of them.
+        for row, values in zip(rows, self.rate_rows(rows), strict=True):
+            if row.get("status") is None:
+                values = list(values)
+                for at in _MONEY_AT:
+                    if values[at] is not None:
+                        values[at] = money.from_units(values[at])
+                row.update(zip(PULL_COLUMNS, values, strict=True))
 
     def close(self) -> None:
         self.session.close()
