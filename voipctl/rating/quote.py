@@ -11,10 +11,8 @@ from sqlalchemy.orm import Session
 
 from voipctl import money
 from voipctl.rating import deck
-from voipctl.rating.engine import ProductContext, Rater
+from voipctl.rating.engine import FAILED_STATUSES, ProductContext, Rater
 from voipctl.store.models import Product
-
-NO_COST_STATUSES = ("no_rate", "invalid_number")
 
 
 def quote(
@@ -35,7 +33,8 @@ def quote(
     ctx = rater.product(product.id)
     rating = rater.rate(ctx, direction, number, seconds, int(at.timestamp()), seconds > 0)
     cost = None
-    if rating.status not in NO_COST_STATUSES:
+    # A call that could not be rated has no cost to quote (null), unlike a free one (0).
+    if rating.status not in FAILED_STATUSES:
         cost = money.fmt(rating.cost or 0, product.decimals, units=True)
     return {
         "number": number,
