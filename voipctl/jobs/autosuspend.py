@@ -232,6 +232,8 @@ def run_autosuspend(
                 planned = plan_client(session, backend, client)
             for plan in planned:
                 if dry_run:
+                    # The dry run's summary counts what it would do, as autobill's does.
+                    counts["suspended" if plan.action == "suspend" else "unsuspended"] += 1
                     lines.append(plan.describe())
                     continue
                 outcome = act(
