@@ -280,11 +280,12 @@ def _env_value(raw: str) -> Any:
     return raw
 
 
-def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> list[str]:
-    applied = []
+def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
+    """Write the VOIPCTL_* variables into `data`; returns dotted key -> the variable that set it."""
+    applied: dict[str, str] = {}
     if environ.get("VOIPCTL_DATABASE_URL"):
         data.setdefault("database", {})["url"] = environ["VOIPCTL_DATABASE_URL"]
-        applied.append("VOIPCTL_DATABASE_URL")
+        applied["database.url"] = "VOIPCTL_DATABASE_URL"
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue
@@ -298,14 +299,22 @@ def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> li
                 raise ConfigError(f"{name}: {'.'.join(path[:-1])} is not a table")
             node = child
         node[path[-1]] = _env_value(raw)
-        applied.append(name)
+        applied[".".join(path)] = name
     return applied
 
 
-def _format_validation_error(source: str, exc: ValidationError) -> str:
+def _format_validation_error(
+    file_source: str, exc: ValidationError, from_env: Mapping[str, str] | None = None
+) -> str:
     lines = []
     for err in exc.errors():
         key = ".".join(str(part) for part in err["loc"] if part not in _UNION_TAGS)
+        # A bad value that came from the environment is named by its variable, not the file.
+        env_name = next(
+            (name for k, name in (from_env or {}).items() if key == k or key.startswith(k + ".")),
+            None,
+        )
+        source = f"${env_name}" if env_name else file_source
         if err["type"] == "extra_forbidden":
             hint = "unknown key"
             if any(word in key for word in ("password", "secret", "key", "token")):
@@ -400,13 +409,14 @@ def load_config(
     if not isinstance(data.get("database", {}), dict):
         # The URL overrides below write into it: refuse it here, not with a TypeError.
         raise ConfigError(f"{source}: database: expected a table ([database])")
-    _apply_env_overrides(data, environ)
+    from_env = _apply_env_overrides(data, environ)
     if db_url:
+        from_env.pop("database.url", None)
         data.setdefault("database", {})["url"] = db_url
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(source, exc)) from None
+        raise ConfigError(_format_validation_error(source, exc, from_env)) from None
     config.source = source
     _check_servers(config)
     _check_secrets(config)
