@@ -423,6 +423,25 @@ def test_creating_commands_print_the_object_with_its_id(world, tmp_path, sim):
     assert balance == {**balance, "credit": "3.7500", "owing": "3.00", "currency": "CAD"}
 
 
+def test_rates_override_remove_answers_format_json_too(cli):
+    ok(cli("product", "add", "Standard"))
+    made = as_json(cli("rates", "override", "Standard", "1416", "0.005", "--format", "json"))
+    assert made["rate"] == "0.005"
+    gone = as_json(cli("rates", "override", "Standard", "1416", "--remove", "--format", "json"))
+    assert gone == {
+        "id": made["id"],
+        "product": "Standard",
+        "direction": "outbound",
+        "prefix": "1416",
+        "removed": True,
+    }
+    ok(cli("rates", "override", "Standard", "1416", "0.01"))
+    assert (
+        "1416 of Standard removed"
+        in ok(cli("rates", "override", "Standard", "1416", "--remove")).stdout
+    )
+
+
 def test_client_set_clears_threshold_and_takes_the_override_fields(world):
     doc = as_json(
         world("client", "set", "42", "--low-balance-threshold", "none", "--voip-suspended", "no",

@@ -118,8 +118,13 @@ def rates_override(
     with app.store().session() as session:
         prod = get_product(session, product)
         if remove:
-            deck.remove_override(session, prod, prefix, direction)
-            click.echo(f"override {direction} {prefix} of {product} removed")
+            removed_id = deck.remove_override(session, prod, prefix, direction)
+            if fmt == "json":
+                # --format json gets a document here too, for scripts that read every answer.
+                removed = {"product": product, "direction": direction, "prefix": prefix}
+                click.echo(to_json({"id": removed_id, **removed, "removed": True}))
+            else:
+                click.echo(f"override {direction} {prefix} of {product} removed")
             return
         if rate is None:
             raise click.UsageError("RATE is required unless --remove is given")

@@ -541,8 +541,8 @@ def set_override(
     return row
 
 
-def remove_override(session: Session, product: Product, prefix: str, direction: str) -> None:
-    """Remove an override; NotFound when there is none."""
+def remove_override(session: Session, product: Product, prefix: str, direction: str) -> int:
+    """Remove an override and return its id; NotFound when there is none."""
     row = session.scalar(
         select(RateOverride).where(
             RateOverride.product_id == product.id,
@@ -554,3 +554,4 @@ def remove_override(session: Session, product: Product, prefix: str, direction: 
         raise NotFound(f"product {product.name!r} has no {direction} override for prefix {prefix}")
     session.delete(row)
     session.flush()
+    return row.id
