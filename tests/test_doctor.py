@@ -206,7 +206,7 @@ url = "http://127.0.0.1:{port}"
 @pytest.mark.parametrize(
     ("adapter", "status", "detail"),
     [
-        (_OkAdapter, "ok", "vodia: Vodia PBX 69.0.1"),
+        (_OkAdapter, "ok", "vodia1: Vodia PBX 69.0.1"),
         (_RefusedAdapter, "FAIL", "vodia1: credentials refused (HTTP 401)"),
         (_BuggyAdapter, "FAIL", "check failed: KeyError"),
     ],

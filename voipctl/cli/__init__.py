@@ -21,6 +21,9 @@ from voipctl.errors import EXIT_FAILURES, EXIT_USAGE, VoipctlError
 
 log = logging.getLogger("voipctl")
 
+# What a shell reports for a process ended by SIGINT (128 + 2).
+EXIT_INTERRUPTED = 130
+
 # Flags that may stand anywhere on the line (`voipctl autobill -q` in a crontab).
 _ANYWHERE_FLAGS = {"-v", "--verbose", "-q", "--quiet", "-vv"}
 
@@ -146,7 +149,11 @@ def run(argv: list[str]) -> int:
         rv = cli.main(args=args, prog_name="voipctl", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return exc.exit_code
-    except click.Abort:
+    except click.Abort as exc:
+        # Click turns Ctrl-C into Abort; say what happened and exit as a shell expects.
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            _err("interrupted")
+            return EXIT_INTERRUPTED
         _err("aborted")
         return EXIT_FAILURES
     except click.ClickException as exc:
@@ -164,8 +171,15 @@ def run(argv: list[str]) -> int:
         return EXIT_FAILURES
     except KeyboardInterrupt:
         _err("interrupted")
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
+        return EXIT_FAILURES
+    except Exception as exc:
+        # A bug, not an operator's mistake: one line (cron mails it), the traceback
+        # only when asked for, and the status of a failed run.
+        _err(f"internal error: {type(exc).__name__}: {exc} (run with -v for the traceback)")
+        if verbose:
+            traceback.print_exc()
         return EXIT_FAILURES
     return rv if isinstance(rv, int) else 0
 

@@ -32,7 +32,8 @@ class App:
     def store(self, *, check_schema: bool = True) -> Store:
         """The database; refuses an old schema unless asked not to (db upgrade)."""
         if self._store is None:
-            self._store = open_store(self.config.database_url)
+            # Only `db upgrade` (check_schema=False) may create a SQLite file's directory.
+            self._store = open_store(self.config.database_url, create_dir=not check_schema)
         if check_schema:
             self._store.check_schema()
         return self._store

@@ -622,10 +622,15 @@ def invoice_list(client_id, unpaid, fmt):
     Example: voipctl invoice list --client 42 --unpaid
     """
     with get_app().store().session() as session:
-        rows = [
-            accounts.invoice_view(i)
-            for i in accounts.list_invoices(session, client_id, unpaid=unpaid)
-        ]
+        if client_id is not None:
+            catalog.get_client(session, client_id)  # a mistyped id is an error, not "(none)"
+        zones: dict[int, str] = {}
+        rows = []
+        for i in accounts.list_invoices(session, client_id, unpaid=unpaid):
+            if i.client_id not in zones:
+                zones[i.client_id] = _tz_of(session, i.client_id)
+            # Like `invoice show`: the paid time in the client's zone (JSON: UTC).
+            rows.append(_local_times(accounts.invoice_view(i), zones[i.client_id], fmt))
     render(rows, _INVOICE_LIST, fmt)
 
 

@@ -35,7 +35,24 @@ dry_run_option = click.option(
     "--dry-run", is_flag=True, help="Decide as usual, but write nothing and send nothing."
 )
 
-client_option = click.option("--client", "client_id", type=int, help="Only this client.")
+
+def _known_client(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    # A job given a mistyped client id would find nothing to do and exit 0: refuse it.
+    if value is None:
+        return value
+    from voipctl.catalog import get_client
+    from voipctl.cli.app import App
+
+    app = ctx.find_object(App)
+    if app is not None:
+        with app.store().session() as session:
+            get_client(session, value)
+    return value
+
+
+client_option = click.option(
+    "--client", "client_id", type=int, callback=_known_client, help="Only this client."
+)
 
 
 class MoneyType(click.ParamType):

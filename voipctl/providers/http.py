@@ -75,8 +75,16 @@ class HttpClient:
         self.client.close()
 
     def _what(self, method: str, url: str) -> str:
-        path = httpx.URL(url).path if "://" in url else url.split("?", 1)[0]
+        try:
+            path = httpx.URL(url).path if "://" in url else url.split("?", 1)[0]
+        except httpx.InvalidURL:
+            path = url.split("?", 1)[0]
         return f"{method} {path}"
+
+    def _bad_url(self, what: str) -> ProviderError:
+        # A host name that cannot be encoded ("https://...") fails inside the socket
+        # layer with a bare UnicodeError; no retry can help, so say so at once.
+        return ProviderError(self.server, f"not a valid URL on {what} (check the host name)")
 
     def _check_status(self, response: httpx.Response, what: str) -> None:
         status = response.status_code
@@ -110,6 +118,8 @@ class HttpClient:
                 last = f"timed out on {what}"
             except httpx.TransportError as exc:
                 last = f"cannot connect ({type(exc).__name__}) on {what}"
+            except (httpx.InvalidURL, UnicodeError):
+                raise self._bad_url(what) from None
             else:
                 if response.status_code not in RETRY_STATUS:
                     log.debug(
@@ -144,6 +154,8 @@ class HttpClient:
                 last = f"timed out on {what}"
             except httpx.TransportError as exc:
                 last = f"cannot connect ({type(exc).__name__}) on {what}"
+            except (httpx.InvalidURL, UnicodeError):
+                raise self._bad_url(what) from None
             if attempt < self.retries:
                 self._sleep(attempt, None)
         raise ProviderUnavailable(self.server, f"{last} (after {self.retries + 1} attempts)")

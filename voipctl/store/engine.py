@@ -53,7 +53,19 @@ class Store:
         """Refuse to run on a database that is not at the newest migration."""
         from voipctl.store.migrate import current_revision, head_revision
 
-        current = current_revision(self)
+        path = self.sqlite_path
+        if path is not None and not path.expanduser().exists():
+            # Connecting would leave an empty file behind a mistyped path: say so instead.
+            raise SchemaOutOfDate(
+                f"the database {self.safe_url} does not exist: check the URL, or "
+                "run `voipctl db upgrade` to create it"
+            )
+        try:
+            current = current_revision(self)
+        except OperationalError as exc:
+            raise VoipctlError(
+                f"cannot open the database {self.safe_url}: {_reason(exc)}"
+            ) from None
         head = head_revision()
         if current != head:
             state = "has no voipctl schema" if current is None else f"is at revision {current}"
@@ -123,5 +135,9 @@ def connect_check(store: Store) -> None:
         with store.engine.connect() as conn:
             inspect(conn).get_table_names()
     except OperationalError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        raise VoipctlError(f"cannot open the database {store.safe_url}: {reason}") from None
+        raise VoipctlError(f"cannot open the database {store.safe_url}: {_reason(exc)}") from None
+
+
+def _reason(exc: OperationalError) -> str:
+    """The driver's first line ("connection refused"), without SQLAlchemy's wrapping."""
+    return str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
