@@ -108,7 +108,10 @@ class _TimeParser:
             self.parse = self._generic
 
     def _epoch(self, text: str) -> int:
-        value = Decimal(text.strip())
+        try:
+            value = Decimal(text.strip())
+        except InvalidOperation:
+            raise ValueError(f"time {text!r} is not epoch seconds") from None
         if not value.is_finite() or not 0 <= value < 2**33:
             raise ValueError(f"time {text!r} is not epoch seconds")
         return int(value)
@@ -511,7 +514,11 @@ def _rows(reader, server: str, shown: str) -> Iterator[list[str]]:
 
 
 def _ceil_seconds(text: str) -> int:
-    value = Decimal(text)
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        # Decimal's own message is "[<class 'decimal.ConversionSyntax'>]": say what is wrong.
+        raise ValueError(f"seconds {text!r} is not a duration") from None
     if not value.is_finite() or value < 0:
         raise ValueError(f"seconds {text!r} is not a duration")
     return int(value.to_integral_value(rounding="ROUND_CEILING"))
