@@ -773,3 +773,20 @@ def test_adapters_refused_credentials_and_4xx_are_not_retried(provider_env, kind
         assert isinstance(caught.value, ProviderAuthError)
         assert "credentials were refused" in message
     assert route.call_count <= 1  # never retried (Vodia's basic auth may stop before the GET)
+
+
+# --- progress: on stderr when it is a terminal, none otherwise -------------------------------
+
+
+@pytest.mark.parametrize("tty", [True, False])
+def test_deck_import_shows_progress_only_on_a_terminal(cli, tmp_path, monkeypatch, tty):
+    ok(cli("product", "add", "Standard"))
+    deck = tmp_path / "big.csv"
+    deck.write_text("prefix,rate\n" + "".join(f"1{n:05d},0.0100\n" for n in range(12_000)))
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: tty)
+    result = ok(cli("rates", "import", "Standard", str(deck)))
+    if tty:
+        assert "\rrates import: 12,000 rates" in result.stderr
+    else:
+        assert result.stderr == ""
+    assert "12000 rates" in result.stdout

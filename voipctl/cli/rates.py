@@ -34,14 +34,16 @@ def _at(value: str | None) -> datetime:
 
 
 class _ProgressLine:
-    """A running count of rated calls on stderr, for a terminal only (cli.md, Global)."""
+    """A running count on stderr (rated calls, imported rates), for a terminal only (cli.md)."""
 
-    def __init__(self) -> None:
+    def __init__(self, label: str = "rate", unit: str = "CDRs") -> None:
+        self.label = label
+        self.unit = unit
         self.done = 0
 
     def __call__(self, count: int) -> None:
         self.done += count
-        click.echo(f"\rrate: {self.done:,} CDRs", err=True, nl=False)
+        click.echo(f"\r{self.label}: {self.done:,} {self.unit}", err=True, nl=False)
 
     def close(self) -> None:
         if self.done:
@@ -76,9 +78,19 @@ def rates_import(product, file, effective, dry_run, fmt):
     Example: voipctl rates import Standard deck-2026-01.csv --effective 2026-01-01
     """
     app = get_app()
-    result = deck.import_deck_file(
-        app.store(), product, file, effective_from=_at(effective), dry_run=dry_run
-    )
+    counter = _ProgressLine("rates import", "rates") if sys.stderr.isatty() else None
+    try:
+        result = deck.import_deck_file(
+            app.store(),
+            product,
+            file,
+            effective_from=_at(effective),
+            dry_run=dry_run,
+            progress=counter,
+        )
+    finally:
+        if counter is not None:
+            counter.close()
     for name in result.unknown_columns:
         _warn(f"{file}:1: column {name!r} is not a deck column; ignored")
     if fmt == "json":

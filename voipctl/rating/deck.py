@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -328,8 +328,15 @@ def _values(version_id: int, row: DeckRow) -> tuple:
     )
 
 
-def _insert_batches(session: Session, version_id: int, rows: Iterator[DeckRow]) -> dict[str, int]:
+# Called with the number of rows just written, for a progress display.
+Progress = Callable[[int], None]
+
+
+def _insert_batches(
+    session: Session, version_id: int, rows: Iterator[DeckRow], progress: Progress | None = None
+) -> dict[str, int]:
     counts: dict[str, int] = {}
+    done = 0
     dbapi_conn = session.connection().connection.driver_connection
     cursor = dbapi_conn.cursor()
     is_pg = session.get_bind().dialect.name == "postgresql"
@@ -339,6 +346,11 @@ def _insert_batches(session: Session, version_id: int, rows: Iterator[DeckRow]) 
             for row in rows:
                 counts[row.direction] = counts.get(row.direction, 0) + 1
                 copy.write_row(_values(version_id, row))
+                done += 1
+                if progress is not None and done % BATCH == 0:
+                    progress(BATCH)
+        if progress is not None and done % BATCH:
+            progress(done % BATCH)
         return counts
     sql = f"INSERT INTO rates ({columns}) VALUES ({', '.join('?' * len(_INSERT_COLUMNS))})"
     batch: list[tuple] = []
@@ -347,9 +359,13 @@ def _insert_batches(session: Session, version_id: int, rows: Iterator[DeckRow]) 
         batch.append(_values(version_id, row))
         if len(batch) >= BATCH:
             cursor.executemany(sql, batch)
+            if progress is not None:
+                progress(len(batch))
             batch.clear()
     if batch:
         cursor.executemany(sql, batch)
+        if progress is not None:
+            progress(len(batch))
     return counts
 
 
@@ -375,6 +391,7 @@ def import_deck(
     *,
     effective_from: datetime | None = None,
     label: str | None = None,
+    progress: Progress | None = None,
 ) -> ImportResult:
     """Import a deck CSV as a new version of `product`'s rates, in the caller's transaction.
 
@@ -395,7 +412,7 @@ def import_deck(
     session.flush()
     dbapi = session.get_bind().dialect.dbapi
     try:
-        counts = _insert_batches(session, version.id, reader.rows())
+        counts = _insert_batches(session, version.id, reader.rows(), progress)
     except dbapi.IntegrityError:
         duplicate = _find_duplicate(reader)
         raise duplicate or DataError(f"{reader.label}: duplicate prefixes") from None
@@ -421,15 +438,19 @@ def import_deck_file(
     *,
     effective_from: datetime | None = None,
     dry_run: bool = False,
+    progress: Progress | None = None,
 ) -> ImportResult:
     """`voipctl rates import`: one transaction, committed only when every row is good.
 
     A dry run checks and inserts everything the same way, then rolls back.
+    `progress` is called with each batch's row count as it is written.
     """
     with store.sessions() as session:
         try:
             product = get_product(session, product_name)
-            result = import_deck(session, product, path, effective_from=effective_from)
+            result = import_deck(
+                session, product, path, effective_from=effective_from, progress=progress
+            )
         except BaseException:
             session.rollback()
             raise
