@@ -7,6 +7,7 @@ half-written row.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -213,3 +214,15 @@ def test_doctor_counts_each_secret_variable_once(cli, tmp_path, monkeypatch):
     assert secrets.split(None, 2)[2].strip() == "1 set: SHARED_VODIA_PASSWORD"
     assert "s3cret" not in result.stdout + result.stderr
     assert os.environ["SHARED_VODIA_PASSWORD"] == "s3cret"
+
+
+def test_server_check_speaks_json_like_every_command_that_shows_data(cli, tmp_path):
+    body = LESNET + '[servers.vodia1]\ntype = "vodia"\nurl = "http://127.0.0.1:1"\nretries = 0\n'
+    result = cli("server", "check", "--format", "json", config=_config(tmp_path, body))
+    doc = json.loads(result.stdout)
+    assert [(d["server"], d["type"], d["ok"]) for d in doc] == [
+        ("lesnet", "lesnet", True),
+        ("vodia1", "vodia", False),
+    ]
+    assert doc[1]["detail"].startswith("cannot connect")
+    assert result.exit_code == 1

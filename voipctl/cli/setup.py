@@ -6,8 +6,8 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from voipctl.cli.app import get_app
-from voipctl.cli.options import format_option
-from voipctl.cli.output import render
+from voipctl.cli.options import document_format_option, format_option
+from voipctl.cli.output import render, to_json
 from voipctl.errors import VoipctlError
 from voipctl.jobs.server_check import check_servers
 from voipctl.store.engine import connect_check
@@ -69,10 +69,12 @@ def server_list(fmt):
 
 @server.command("check")
 @click.argument("name", required=False)
-def server_check(name):
+@document_format_option
+def server_check(name, fmt):
     """Reach each server (or NAME) with its credentials: one line each, exit 1 if any fails.
 
     LES.NET servers also read the head of each active service's CDR link.
+    `--format json` gives a list of {"server", "type", "ok", "detail"}.
 
     Example: voipctl server check vodia1
     """
@@ -83,11 +85,17 @@ def server_check(name):
     except (VoipctlError, SQLAlchemyError):
         store = None  # no database (yet): check the servers alone
     results = check_servers(config, [name] if name else None, store=store)
-    if not results:
+    if fmt == "json":
+        doc = [
+            {"server": r.server, "type": r.type, "ok": r.ok, "detail": r.detail} for r in results
+        ]
+        click.echo(to_json(doc))
+    elif not results:
         click.echo("no servers configured")
-    for result in results:
-        state = "ok" if result.ok else "FAIL"
-        click.echo(f"{result.server} ({result.type}): {state}: {result.detail}")
+    else:
+        for result in results:
+            state = "ok" if result.ok else "FAIL"
+            click.echo(f"{result.server} ({result.type}): {state}: {result.detail}")
     return 0 if all(r.ok for r in results) else 1
 
 
