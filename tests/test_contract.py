@@ -708,6 +708,46 @@ def test_configuration_refusals_exit_2_naming_file_key_and_expectation(
     assert "Traceback" not in err
 
 
+SERVER_TABLES = {
+    "vodia": 'type = "vodia"\nurl = "https://v.example"\n',
+    "lesnet": 'type = "lesnet"\n',
+    "fusionpbx": 'type = "fusionpbx"\ndb_url_env = "CONTRACT_DB"\n',
+}
+
+
+@pytest.mark.parametrize("kind", sorted(SERVER_TABLES))
+def test_every_server_takes_timeout_tls_timezone_and_overlap(clean_env, monkeypatch, kind):
+    monkeypatch.setenv("CONTRACT_DB", "postgresql://nobody@127.0.0.1:1/fusionpbx")
+    path = clean_env / "c.toml"
+    path.write_text(f"[servers.s]\n{SERVER_TABLES[kind]}")
+    defaults = load_config(str(path)).servers["s"]
+    assert defaults.verify_tls is True  # certificates verified unless the config says otherwise
+    assert defaults.overlap_minutes == 60  # providers.md: a 1 hour overlap window by default
+    bundle = clean_env / "ca.pem"
+    bundle.write_text("")
+    path.write_text(
+        f"[servers.s]\n{SERVER_TABLES[kind]}timeout_s = 5\nverify_tls = false\n"
+        f'timezone = "America/Toronto"\noverlap_minutes = 90\nca_bundle = "{bundle}"\n'
+    )
+    server = load_config(str(path)).servers["s"]
+    assert (server.timeout_s, server.verify_tls, server.timezone, server.overlap_minutes) == (
+        5,
+        False,
+        "America/Toronto",
+        90,
+    )
+
+
+def test_a_missing_ca_bundle_is_refused_when_the_config_is_loaded(clean_env, capsys):
+    (clean_env / "c.toml").write_text(
+        '[servers.v]\ntype = "vodia"\nurl = "https://v.example"\n'
+        'ca_bundle = "/nonexistent/ca.pem"\n'
+    )
+    capsys.readouterr()
+    assert run(["--config", "c.toml", "server", "list"]) == 2
+    assert "c.toml: servers.v.ca_bundle: path does not point to a file" in capsys.readouterr().err
+
+
 # --- providers: 401/403 name the server and say the credentials were refused; 4xx not retried --
 
 
@@ -790,3 +830,53 @@ def test_deck_import_shows_progress_only_on_a_terminal(cli, tmp_path, monkeypatc
     else:
         assert result.stderr == ""
     assert "12000 rates" in result.stdout
+
+
+# --- scopes and points in time -----------------------------------------------------------------
+
+
+def test_pull_cdrs_scope_options(world, sim):
+    since = sim.start_at.isoformat()
+    only_vodia = ok(world("pull-cdrs", "--server", "sim_vodia", "--since", since, "--dry-run"))
+    assert "sim_vodia" in only_vodia.stdout and "sim_lesnet" not in only_vodia.stdout
+    only_service = ok(world("pull-cdrs", "--service", "2", "--since", since, "--dry-run"))
+    assert "sim_lesnet" in only_service.stdout and "sim_vodia" not in only_service.stdout
+    by_client = ok(world("pull-cdrs", "--client", "42", "--since", since, "--dry-run")).stdout
+    assert "sim_lesnet" in by_client and "sim_vodia" in by_client
+    # --until: a window that ends before the first call holds nothing.
+    empty = ok(world("pull-cdrs", "--since", "2001-01-01", "--until", "2001-01-02", "--dry-run"))
+    assert re.search(r"would store 0\b", empty.stdout), empty.stdout
+    assert not re.search(r"would store [1-9]", empty.stdout), empty.stdout
+
+
+def test_rates_list_and_quote_at_a_time_and_direction(world):
+    assert (
+        as_json(world("rates", "list", "Standard", "--at", "1999-12-31", "--format", "json")) == []
+    )
+    now = as_json(world("rates", "list", "Standard", "--at", "2026-01-01", "--format", "json"))
+    assert {r["prefix"] for r in now} == {"1", "1519"}
+    before = as_json(
+        world("rates", "quote", "Standard", "5195550100", "60", "--at", "1999-12-31",
+              "--format", "json")
+    )  # fmt: skip
+    assert before["status"] == "no_rate" and before["cost"] is None
+    inbound = as_json(
+        world("rates", "quote", "Standard", "5195550100", "60", "--direction", "inbound",
+              "--format", "json")
+    )  # fmt: skip
+    assert inbound["status"] == "inbound_not_billed" and Decimal(inbound["cost"]) == 0
+
+
+def test_cdrs_from_to_are_whole_days_in_the_clients_zone(world):
+    rows = as_json(world("cdrs", "42", "--format", "json", "--all"))
+    local = {r["id"]: _toronto_day(r["start"]) for r in rows}
+    day = sorted(set(local.values()))[0]
+    picked = as_json(world("cdrs", "42", "--format", "json", "--all", "--from", day, "--to", day))
+    assert {r["id"] for r in picked} == {i for i, d in local.items() if d == day}
+
+
+def _toronto_day(iso: str) -> str:
+    from zoneinfo import ZoneInfo
+
+    start = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    return start.astimezone(ZoneInfo("America/Toronto")).date().isoformat()

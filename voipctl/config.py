@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import dotenv
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, FilePath, ValidationError, field_validator
 
 from voipctl.errors import ConfigError
 
@@ -140,7 +140,8 @@ class _ServerBase(_Section):
     timeout_s: float = 30.0
     retries: int = Field(3, ge=0, le=10)
     verify_tls: bool = True
-    ca_bundle: Path | None = None
+    # Checked when loaded: a missing bundle would otherwise fail at the first request.
+    ca_bundle: FilePath | None = None
     timezone: str = "UTC"
     overlap_minutes: int = Field(60, ge=0)
 
