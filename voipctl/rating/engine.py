@@ -125,6 +125,10 @@ class Rating(NamedTuple):
 
 
 _new_rating = tuple.__new__
+_INVALID = Rating("invalid_number", None, billable_seconds=None, free_seconds=None, cost=None)
+_INTERNAL_INVALID = Rating("internal", None)
+# Distinct numbers whose classification a product keeps (about 200 bytes each).
+NUMBER_CACHE = 200_000
 
 
 def _epoch(value: datetime | int) -> int:
@@ -153,9 +157,40 @@ class ProductContext:
     current: dict[str, tuple[int, int, PrefixMatcher]] = field(default_factory=dict)
     # Whether there is any exclude or suppress pattern to try (read once per call).
     patterns: bool = field(init=False, default=False)
+    # Raw number -> what `classify` made of it: calls to one number are common.
+    numbers: dict[str | None, str | Rating] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.patterns = bool(self.exclude.patterns or self.suppress.patterns)
+
+    def classify(self, number: str | None) -> str | Rating:
+        """What the number alone decides (rating.md §6, up to `invalid_number`), remembered.
+
+        The normalised number when the call is to be rated further, or the final
+        Rating of a suppressed, excluded, internal or invalid number (a call the
+        PBX marks local is internal whatever the number, except when suppressed
+        or excluded: the caller checks that). Normalisation and patterns depend
+        only on the number and the product, so the answer is kept per number.
+        """
+        norm = normalize(number, self.rules)
+        normalized = norm.number
+        if self.patterns and self.suppress.match(norm.cleaned, normalized):
+            known: str | Rating = Rating("suppressed", normalized)
+        elif norm.status == "excluded" or (
+            self.patterns and self.exclude.match(norm.cleaned, normalized)
+        ):
+            known = Rating("excluded", normalized)
+        elif norm.status == "internal":
+            known = Rating("internal", normalized)
+        elif norm.status == "invalid_number":
+            known = _INVALID
+        else:
+            known = normalized
+        numbers = self.numbers
+        if len(numbers) >= NUMBER_CACHE:
+            numbers.clear()  # bounded memory: a million distinct numbers start over
+        numbers[number] = known
+        return known
 
     @classmethod
     def load(cls, session: Session, product: Product) -> ProductContext:
@@ -378,20 +413,17 @@ class Rater:
         service_id: int | None = None,
     ) -> Rating:
         """Rate one call of `product` (no free minutes without a service)."""
-        norm = normalize(number, product.rules)
-        normalized = norm.number
-        if product.patterns and product.suppress.match(norm.cleaned, normalized):
-            return Rating("suppressed", normalized)
-        if norm.status == "excluded" or (
-            product.patterns and product.exclude.match(norm.cleaned, normalized)
-        ):
-            return Rating("excluded", normalized)
-        if direction == "local" or norm.status == "internal":
-            return Rating("internal", normalized)
-        if norm.status == "invalid_number":
-            return Rating(
-                "invalid_number", None, billable_seconds=None, free_seconds=None, cost=None
-            )
+        known = product.numbers.get(number)
+        if known is None:
+            known = product.classify(number)
+        if known.__class__ is str:
+            normalized = known
+            if direction == "local":
+                return Rating("internal", normalized)
+        elif direction == "local" and known[0] == "invalid_number":
+            return _INTERNAL_INVALID
+        else:
+            return known  # suppressed, excluded, internal or invalid_number by the number alone
         if not answered or billsec <= 0:
             return Rating("unanswered", normalized)
         if not product.metered:

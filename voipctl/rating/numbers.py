@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 # Separators people and PBXs put in numbers (step 2).
 _SEPARATORS = re.compile(r"[\s\-.()]")
@@ -52,8 +52,7 @@ class NumberRules:
         )
 
 
-@dataclass(frozen=True)
-class Normalized:
+class Normalized(NamedTuple):
     """Outcome of normalisation: `status` is None when `number` is ready to rate.
 
     `cleaned` is the number after step 2 (separators gone, SIP user part), the
@@ -81,6 +80,10 @@ def sip_user(raw: str) -> str:
     return text
 
 
+def _no_step(rule: str, number: str) -> None:
+    pass
+
+
 def normalize(
     raw: str | None, rules: NumberRules, trace: list[dict[str, str]] | None = None
 ) -> Normalized:
@@ -98,23 +101,30 @@ def normalize(
         # Steps 1-9 would only drop the +, so this is the same result, sooner.
         return Normalized(None, raw[1:], raw)
 
-    def step(rule: str, number: str) -> None:
-        if trace is not None:
+    if trace is None:
+        step = _no_step
+    else:
+
+        def step(rule: str, number: str) -> None:
             trace.append({"rule": rule, "number": number})
 
-    if raw is None or not raw.strip():
-        step("empty number: invalid", "")
-        return Normalized("invalid_number", None, "")
-    user = sip_user(raw)
-    if user != raw.strip():
-        step("SIP URI: keep the user part", user)
-    if user[:1] in ("*", "#"):
-        step("feature code (starts with * or #): excluded", user)
-        return Normalized("excluded", None, user)
-    number = _SEPARATORS.sub("", user)
-    if number != user:
-        step("strip spaces, dashes, dots and parentheses", number)
-    cleaned = number
+    if trace is None and raw and raw.isascii() and raw.isdigit():
+        # Plain digits (most national numbers): steps 1-2 change nothing.
+        number = cleaned = raw
+    else:
+        if raw is None or not raw.strip():
+            step("empty number: invalid", "")
+            return Normalized("invalid_number", None, "")
+        user = sip_user(raw)
+        if user != raw.strip():
+            step("SIP URI: keep the user part", user)
+        if user[:1] in ("*", "#"):
+            step("feature code (starts with * or #): excluded", user)
+            return Normalized("excluded", None, user)
+        number = _SEPARATORS.sub("", user)
+        if number != user:
+            step("strip spaces, dashes, dots and parentheses", number)
+        cleaned = number
     if number.startswith("+"):
         number = number[1:]
         step("leading +: dropped, the rest is international", number)
