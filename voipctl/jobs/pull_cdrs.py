@@ -48,7 +48,7 @@ from voipctl.errors import (
 from voipctl.jobs.common import service_info
 from voipctl.jobs.runner import job_run
 from voipctl.providers import ProviderAdapter, adapter_for
-from voipctl.providers.base import CallRecord, ServiceInfo
+from voipctl.providers.base import CallRecord, RawRecord, ServiceInfo
 from voipctl.rating.engine import PullRater
 from voipctl.store.engine import Store
 from voipctl.store.models import Cdr, PullWatermark, Service
@@ -332,7 +332,7 @@ def _rows(
             "end": int(rec.end.timestamp()) if rec.end is not None else None,
             "billsec": rec.billsec,
             "hangup_cause": rec.hangup_cause,
-            "raw": dumps(rec.raw),
+            "raw": raw.json if (raw := rec.raw).__class__ is RawRecord else dumps(raw),
             "pulled_at": pulled_at,
             "status": None,
             "rerate_count": 0,

@@ -35,6 +35,7 @@ import codecs
 import csv
 import hashlib
 import itertools
+import json
 import logging
 import subprocess
 import time
@@ -56,7 +57,7 @@ from voipctl.errors import (
     ProviderError,
     ProviderUnavailable,
 )
-from voipctl.providers.base import CallRecord, ProviderAdapter, ServiceInfo
+from voipctl.providers.base import CallRecord, ProviderAdapter, RawRecord, ServiceInfo
 from voipctl.providers.http import HttpClient
 from voipctl.providers.matching import did_key
 
@@ -65,6 +66,8 @@ log = logging.getLogger(__name__)
 REQUIRED_COLUMNS = ("start", "caller", "number", "seconds")
 OPTIONAL_COLUMNS = ("peer", "did", "call_id")
 DEFAULT_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+# The string encoder of json.dumps(..., ensure_ascii=False): quotes and escapes one string.
+_encode_json = json.encoder.encode_basestring
 SNIFF_DELIMITERS = ",;\t|"
 MAX_SECONDS = 2**31 - 1
 FEED_KEY_MAX = 300  # pull_watermarks.scope
@@ -372,6 +375,7 @@ class LesnetAdapter(ProviderAdapter):
                     return
             idx = self._indexes(link, header)
             keys = header or [str(i) for i in range(max(idx.values()) + 1)]
+            raw_record = _RawTemplate(keys)
             i_start, i_caller, i_number, i_seconds = (idx[c] for c in REQUIRED_COLUMNS)
             i_peer, i_did, i_call = (idx.get(c) for c in OPTIONAL_COLUMNS)
             width = max(idx.values()) + 1
@@ -434,7 +438,7 @@ class LesnetAdapter(ProviderAdapter):
                     answer=start_dt if seconds else None,
                     end=datetime.fromtimestamp(start + seconds, UTC),
                     hangup_cause="answered" if seconds else "no_answer",
-                    raw=dict(zip(keys, row, strict=False)),
+                    raw=raw_record(row),
                     service_id=service.id,
                 )
 
@@ -497,6 +501,32 @@ class LesnetAdapter(ProviderAdapter):
         answer = self.http.json("POST", url, json=body)
         balance = answer.get("balance") if isinstance(answer, dict) else None
         return "LES.NET API reached" + (f" (balance {balance})" if balance is not None else "")
+
+
+class _RawTemplate:
+    """A row as its raw record (header name -> text) with the record's JSON made by template.
+
+    The keys are fixed for a file, so the JSON is the keys' text with each
+    value's encoded string put in: what `json.dumps(..., separators=(",", ":"),
+    ensure_ascii=False)` gives for the dict, at a quarter of the cost. Rows of
+    another width, or a header that repeats a name, make a plain dict.
+    """
+
+    def __init__(self, keys: list[str]):
+        self.keys = keys
+        self.width = len(keys)
+        self.template = None
+        if len(set(keys)) == len(keys):
+            self.template = (
+                "{" + ",".join(f"{_encode_json(k).replace('%', '%%')}:%s" for k in keys) + "}"
+            )
+
+    def __call__(self, row: list[str]) -> dict[str, str]:
+        if self.template is None or len(row) != self.width:
+            return dict(zip(self.keys, row, strict=False))
+        record = RawRecord(zip(self.keys, row, strict=True))
+        record.json = self.template % tuple(map(_encode_json, row))
+        return record
 
 
 def _rows(reader, server: str, shown: str) -> Iterator[list[str]]:
