@@ -1,18 +1,22 @@
 """Pull N calls from a LES.NET-format CDR file into SQLite, against a raw sqlite3 insert.
 
-    python bench/bench_pull.py [ROWS] [ROWS ...]     (default 1000000)
+    python bench/bench_pull.py [ROWS ...] [--deck N] [--two-pass]   (default 1000000, 100000)
 
 For each size: writes a CDR file in the default LES.NET layout, runs the real
 `pull_cdrs` job on a fresh migrated SQLite database (parse, match, dedupe key,
-chunked INSERT ... ON CONFLICT DO NOTHING, watermark), then inserts the very same
-rows with plain `sqlite3` `executemany` (INSERT OR IGNORE on the same unique key,
-one transaction, same pragmas) into a fresh table, and prints both rates and
-their ratio. The second figure is what the database alone can take: the ratio
-is the cost of everything else a pull does.
+rating in the same pass against an N-prefix deck, chunked INSERT ... ON CONFLICT
+DO NOTHING, watermark), then `voipctl rate`'s job for whatever the pull left
+unrated, then inserts the very same rows with plain `sqlite3` `executemany`
+(INSERT OR IGNORE on the same unique key, one transaction, same pragmas) into a
+fresh table, and prints the rates and their ratio. The raw figure is what the
+database alone can take: the ratio is the cost of everything else.
+`--two-pass` pulls without rating and rates afterwards (what pull-cdrs did before
+it rated as it stored); `--deck 0` pulls into a product with no deck (no rating).
 """
 
 from __future__ import annotations
 
+import argparse
 import random
 import sqlite3
 import sys
@@ -27,6 +31,12 @@ from voipctl.providers.fields import parse_fields
 from voipctl.store import open_store
 from voipctl.store.migrate import upgrade
 from voipctl.store.models import Client, Product, Service
+
+try:
+    from voipctl.rating.deck import import_deck_file
+    from voipctl.rating.engine import rate_cdrs
+except ImportError:  # pragma: no cover - a checkout without rating
+    import_deck_file = rate_cdrs = None
 
 PEERS = [("D4E3CD2BFC791", "12046664021"), ("A1B2C3D4E5F60", "12045550199")]
 START = datetime(2026, 1, 1, 5, 0, tzinfo=UTC)
@@ -64,12 +74,26 @@ def write_file(path: Path, rows: int) -> None:
         out.writelines(lines)
 
 
-def setup_store(db: Path, link: Path):
+def write_deck(path: Path, prefixes: int) -> None:
+    """A catch-all `1` row each way, then `prefixes` NANP 1+NPA+NXX outbound rows."""
+    rng = random.Random(7)
+    with path.open("w", encoding="utf-8") as out:
+        out.write("prefix,rate,increment,connect fee,direction\n")
+        out.write("1,0.02,60/6,0,outbound\n1,0.0075,6/6,0,inbound\n")
+        for value in rng.sample(range(800 * 800), prefixes):
+            npa, nxx = divmod(value, 800)
+            out.write(f"1{npa + 200:03d}{nxx + 200:03d},0.{rng.randrange(10**6, 10**7):07d},6/6,0,")
+            out.write("outbound\n")
+
+
+def setup_store(db: Path, link: Path, deck: int = 0):
     store = open_store(f"sqlite:///{db}")
     upgrade(store)
     created = START - timedelta(days=1)
     with store.session() as session:
-        session.add(Product(name="Metered", created_at=created))
+        session.add(
+            Product(name="Metered", bill_inbound=True, markup_percent=10, created_at=created)
+        )
         session.flush()
         for n, (peer, did) in enumerate(PEERS, start=1):
             session.add(
@@ -96,6 +120,9 @@ def setup_store(db: Path, link: Path):
                     **parse_fields("lesnet", f"{peer} | {did}", did),
                 )
             )
+    if deck:
+        write_deck(db.with_suffix(".deck.csv"), deck)
+        import_deck_file(store, "Metered", db.with_suffix(".deck.csv"), effective_from=created)
     return store
 
 
@@ -120,41 +147,61 @@ def raw_insert(db: Path, rows: list[tuple]) -> float:
     return elapsed
 
 
-def run(rows: int, workdir: Path) -> None:
+def run(rows: int, workdir: Path, deck: int, two_pass: bool) -> None:
     link = workdir / f"cdr_{rows}.txt"
     t0 = time.perf_counter()
     write_file(link, rows)
     size = link.stat().st_size
     print(f"{rows:,} rows: file written in {time.perf_counter() - t0:.1f}s ({size:,} bytes)")
 
-    store = setup_store(workdir / f"pull_{rows}.db", link)
+    store = setup_store(workdir / f"pull_{rows}.db", link, deck)
     config = Config.model_validate({"servers": {"les": {"type": "lesnet"}}})
+    until = datetime(2100, 1, 1, tzinfo=UTC)
     t0 = time.perf_counter()
-    report = pull_cdrs(store, config, until=datetime(2100, 1, 1, tzinfo=UTC))
+    if two_pass or not deck:
+        report = pull_cdrs(store, config, until=until)
+    else:
+        report = pull_cdrs(store, config, until=until, rate=True)
     pull_s = time.perf_counter() - t0
     assert report.exit_code == 0, report.failures
     stored = report.stored
     assert stored == rows, (stored, rows)
+    rate_s = 0.0
+    if deck:
+        t0 = time.perf_counter()
+        rated = rate_cdrs(store)
+        rate_s = time.perf_counter() - t0
+        print(f"  rate afterwards: {rated.line()}")
 
     with store.engine.connect() as conn:
         table = conn.exec_driver_sql(f"SELECT {COLUMNS} FROM cdrs").fetchall()
+        unrated = conn.exec_driver_sql("SELECT COUNT(*) FROM cdrs WHERE status IS NULL").scalar()
     store.dispose()
+    assert not deck or unrated == 0, unrated
     raw_s = raw_insert(workdir / f"raw_{rows}.db", [tuple(r) for r in table])
 
-    pull_rate, raw_rate = stored / pull_s, rows / raw_s
-    print(f"  pull-cdrs (parse, match, dedupe key, chunked insert): {pull_s:.2f}s", end="")
+    what = "pull-cdrs (parse, match, dedupe key, chunked insert)"
+    if deck:
+        what = "pull-cdrs, then rate" if two_pass else "pull-cdrs rating as it stores, then rate"
+    total_s = pull_s + rate_s
+    pull_rate, raw_rate = stored / total_s, rows / raw_s
+    print(f"  {what}: {pull_s:.2f}s + {rate_s:.2f}s = {total_s:.2f}s", end="")
     print(f", {pull_rate:,.0f} rows/s")
     print(f"  raw sqlite3 executemany, same rows and unique key:  {raw_s:.2f}s", end="")
     print(f", {raw_rate:,.0f} rows/s")
-    print(f"  ratio pull / raw: {pull_rate / raw_rate:.2f}", end="")
+    print(f"  ratio / raw: {pull_rate / raw_rate:.2f}", end="")
     print(f" (raw is {raw_rate / pull_rate:.1f}x faster)")
 
 
 def main(argv: list[str]) -> None:
-    sizes = [int(a.replace("_", "")) for a in argv] or [1_000_000]
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("rows", nargs="*", type=lambda a: int(a.replace("_", "")))
+    parser.add_argument("--deck", type=int, default=100_000, help="outbound deck prefixes")
+    parser.add_argument("--two-pass", action="store_true", help="rate after the pull")
+    args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="voipctl-bench-") as tmp:
-        for rows in sizes:
-            run(rows, Path(tmp))
+        for rows in args.rows or [1_000_000]:
+            run(rows, Path(tmp), args.deck, args.two_pass)
 
 
 if __name__ == "__main__":

@@ -7,23 +7,28 @@ executemany or PostgreSQL COPY), the Core path (the same rater as a plain
 `before_insert` hook filling Decimal money into row dicts), and `voipctl rate`
 rating the stored calls afterwards. The sample reaches every status of
 rating.md §6, an override, a markup, inbound billing, free minutes and a
-product without a deck.
+product without a deck. Also: the per-number cache of classification, and the
+LES.NET raw record's JSON made by template, give what the slow ways give.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rating_support import write
 from sqlalchemy import text
 from support_data import add_client, add_product, add_service
 
 from voipctl.config import Config
 from voipctl.jobs.pull_cdrs import _Writer, pull_cdrs
-from voipctl.providers.base import CallRecord, ProviderAdapter, ServiceInfo
+from voipctl.providers.base import CallRecord, ProviderAdapter, RawRecord, ServiceInfo
+from voipctl.providers.lesnet import _RawTemplate
 from voipctl.rating.deck import import_deck_file, set_override
-from voipctl.rating.engine import PULL_COLUMNS, STATUSES, PullRater, rate_cdrs
+from voipctl.rating.engine import PULL_COLUMNS, STATUSES, PullRater, Rater, rate_cdrs
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 END = datetime(2026, 4, 1, tzinfo=UTC)
@@ -229,3 +234,40 @@ def test_a_dry_run_rates_nothing_and_stores_nothing(store, tmp_path):
     )
     assert report.exit_code == 0 and report.servers[0].stored == len(CALLS) * len(PRODUCTS)
     assert _stored(store, "fast") == {}
+
+
+def test_a_number_seen_before_rates_as_a_fresh_one(store, tmp_path):
+    _setup(store, tmp_path)
+    start = int(T0.timestamp())
+    with store.sessions() as session:
+        rater = Rater(session)
+        product = rater.product(1)  # Mixed: patterns, markup, inbound billed
+
+        def all_calls():
+            return [
+                rater.rate(product, direction, number, billsec, start, billsec > 0)
+                for number in {c[1] for c in CALLS}
+                for direction in ("outbound", "inbound", "local")
+                for billsec in (0, 61)
+            ]
+
+        first = all_calls()
+        assert len(product.numbers) == len({c[1] for c in CALLS})
+        again = all_calls()  # every number from the cache now
+        product.numbers.clear()
+        assert first == again == all_calls()
+        assert {r.status for r in first} >= {"suppressed", "excluded", "internal", "rated"}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    keys=st.lists(st.text(max_size=6), min_size=1, max_size=6),
+    row=st.lists(st.text(max_size=10), max_size=7),
+)
+def test_lesnet_raw_json_by_template_is_what_json_gives(keys, row):
+    record = _RawTemplate(keys)(row)
+    assert record == dict(zip(keys, row, strict=False))
+    if isinstance(record, RawRecord):
+        assert record.json == json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+    else:
+        assert len(set(keys)) < len(keys) or len(row) != len(keys)
