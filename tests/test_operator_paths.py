@@ -226,3 +226,24 @@ def test_server_check_speaks_json_like_every_command_that_shows_data(cli, tmp_pa
     ]
     assert doc[1]["detail"].startswith("cannot connect")
     assert result.exit_code == 1
+
+
+def test_every_crontab_example_line_runs_a_real_job_quietly_with_its_secrets():
+    # Cron starts in the home directory: without --env-file the jobs would not
+    # find /etc/voipctl/.env and every run would stop with exit 2.
+    from voipctl.cli import _hoist_global_flags, load_command
+
+    crontab = Path(__file__).resolve().parent.parent / "crontab.example"
+    commands = []
+    for line in crontab.read_text().splitlines():
+        text = line.lstrip("# ").strip()
+        if not text[:1].isdigit() and not text.startswith("*/"):
+            continue
+        commands += [c.split() for c in " ".join(text.split()[5:]).split(";")]
+    assert len(commands) >= 5
+    for argv in commands:
+        assert argv[0] == "voipctl"
+        args = _hoist_global_flags(argv[1:])
+        assert args[0] == "-q", argv
+        assert args[1:3] == ["--env-file", "/etc/voipctl/.env"], argv
+        assert load_command(args[3]) is not None, argv
