@@ -500,9 +500,10 @@ LOCKED_JOBS = [
 
 
 @pytest.mark.parametrize(("argv", "lock"), LOCKED_JOBS, ids=[a[0] for a, _ in LOCKED_JOBS])
-def test_a_held_lock_exits_75_with_one_line(world, store, argv, lock):
+def test_a_held_lock_exits_75_with_one_line(cli, store, argv, lock):
+    # The lock comes before any work: an empty database is enough to meet it.
     with job_lock(store, lock):
-        result = world(*argv)
+        result = cli(*argv)
     assert result.exit_code == 75, result.output
     assert len(result.stderr.strip().splitlines()) == 1
 
@@ -880,3 +881,13 @@ def _toronto_day(iso: str) -> str:
 
     start = datetime.fromisoformat(iso.replace("Z", "+00:00"))
     return start.astimezone(ZoneInfo("America/Toronto")).date().isoformat()
+
+
+def test_a_failing_server_fails_alone_exit_1_naming_it_without_secrets(world, sim):
+    sim.fail("/rest/", times=50, status=403)
+    result = world("pull-cdrs", "--since", sim.start_at.isoformat(), "-v")
+    assert result.exit_code == 1, result.output
+    assert "sim_vodia" in result.stderr and "credentials were refused" in result.stderr
+    assert "sim_lesnet: stored 0" in result.stdout  # the other server still ran
+    for secret in sim.env().values():
+        assert secret not in result.output
