@@ -247,3 +247,17 @@ def test_every_crontab_example_line_runs_a_real_job_quietly_with_its_secrets():
         assert args[0] == "-q", argv
         assert args[1:3] == ["--env-file", "/etc/voipctl/.env"], argv
         assert load_command(args[3]) is not None, argv
+
+
+def test_a_negative_override_rate_is_named_not_taken_for_an_option(cli):
+    # Click read "-0.01" as an unknown option "-0" ("No such option '-0'").
+    _client_and_product(cli)
+    result = cli("rates", "override", "Standard", "1212", "-0.01")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "voipctl: error: an override rate and connect fee must not be negative"
+    )
+    assert cli("rates", "list", "Standard", "--format", "json").stdout.strip() == "[]"
+    misspelt = cli("rates", "override", "Standard", "1212", "0.01", "--incremnt", "6")
+    assert misspelt.exit_code == 2
+    assert "No such option '--incremnt'" in misspelt.stderr

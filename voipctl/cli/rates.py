@@ -15,6 +15,7 @@ from voipctl.cli.app import get_app
 from voipctl.cli.options import (
     INCREMENT,
     MONEY,
+    SignedArgsCommand,
     client_option,
     dry_run_option,
     format_option,
@@ -109,7 +110,7 @@ def rates_import(product, file, effective, dry_run, fmt):
         )
 
 
-@rates.command("override")
+@rates.command("override", cls=SignedArgsCommand)
 @click.argument("product")
 @click.argument("prefix")
 @click.argument("rate", type=MONEY, required=False)
