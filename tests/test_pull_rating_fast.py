@@ -271,3 +271,38 @@ def test_lesnet_raw_json_by_template_is_what_json_gives(keys, row):
         assert record.json == json.dumps(record, separators=(",", ":"), ensure_ascii=False)
     else:
         assert len(set(keys)) < len(keys) or len(row) != len(keys)
+
+
+def test_the_international_shortcut_gives_what_classify_gives(store, tmp_path):
+    _setup(store, tmp_path)
+    start = int(T0.timestamp())
+    numbers = [
+        "+1",
+        "+1234567",
+        "+12345678",
+        "+123456789",
+        "+15195550100",
+        "+123456789012345",
+        "+1234567890123456",
+        "+١٢٣٤٥٦٧٨٩٠",
+        "+1 519 555 0100",
+        "++15195550100",
+        "+",
+        "15195550100",
+    ]
+    with store.sessions() as session:
+        rater = Rater(session)
+        product = rater.product(3)  # NoInbound: no patterns, so the shortcut applies
+        assert not product.patterns
+
+        def rate_all():
+            return [
+                rater.rate(product, direction, number, 61, start, True)
+                for number in numbers
+                for direction in ("outbound", "local")
+            ]
+
+        shortcut = rate_all()
+        product.patterns = True  # the slow way: every number through classify()
+        assert rate_all() == shortcut
+        assert {r.status for r in shortcut} == {"rated", "internal", "invalid_number"}

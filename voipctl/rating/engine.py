@@ -45,7 +45,7 @@ from voipctl.errors import NotFound
 from voipctl.rating import deck
 from voipctl.rating.cost import MARKUP_DENOMINATOR, billable_seconds, cost_units, markup_factor
 from voipctl.rating.matcher import PrefixMatcher, RateRow
-from voipctl.rating.numbers import NumberRules, normalize
+from voipctl.rating.numbers import MAX_DIGITS, MIN_DIGITS, NumberRules, normalize
 from voipctl.rating.patterns import PatternSet
 from voipctl.store.engine import Store
 from voipctl.store.models import Client, Product, Service
@@ -129,6 +129,8 @@ _INVALID = Rating("invalid_number", None, billable_seconds=None, free_seconds=No
 _INTERNAL_INVALID = Rating("internal", None)
 # Distinct numbers whose classification a product keeps (about 200 bytes each).
 NUMBER_CACHE = 200_000
+# "+" and 8-15 digits: the lengths normalize() takes as international as they are.
+_INTERNATIONAL_LENGTHS = (MIN_DIGITS, MAX_DIGITS + 1)
 
 
 def _epoch(value: datetime | int) -> int:
@@ -413,9 +415,20 @@ class Rater:
         service_id: int | None = None,
     ) -> Rating:
         """Rate one call of `product` (no free minutes without a service)."""
-        known = product.numbers.get(number)
-        if known is None:
-            known = product.classify(number)
+        if (
+            not product.patterns
+            and number
+            and number[0] == "+"
+            and _INTERNATIONAL_LENGTHS[0] < len(number) <= _INTERNATIONAL_LENGTHS[1]
+            and number.isascii()
+            and number[1:].isdigit()
+        ):
+            # Already international and no pattern to try: normalize() would only drop
+            # the +, and remembering a number costs more than that when calls go to
+            # many numbers.
+            known: str | Rating = number[1:]
+        else:
+            known = product.numbers.get(number) or product.classify(number)
         if known.__class__ is str:
             normalized = known
             if direction == "local":
