@@ -1,6 +1,7 @@
 """Pull N calls from a LES.NET-format CDR file into SQLite, against a raw sqlite3 insert.
 
-    python bench/bench_pull.py [ROWS ...] [--deck N] [--two-pass]   (default 1000000, 100000)
+    python bench/bench_pull.py [ROWS ...] [--deck N] [--two-pass] [--pg ADMIN_URL]
+    (default 1000000 calls, a 100000-prefix deck)
 
 For each size: writes a CDR file in the default LES.NET layout, runs the real
 `pull_cdrs` job on a fresh migrated SQLite database (parse, match, dedupe key,
@@ -10,6 +11,8 @@ unrated, then inserts the very same rows with plain `sqlite3` `executemany`
 (INSERT OR IGNORE on the same unique key, one transaction, same pragmas) into a
 fresh table, and prints the rates and their ratio. The raw figure is what the
 database alone can take: the ratio is the cost of everything else.
+`--pg ADMIN_URL` runs the same on PostgreSQL in a throwaway database, beside a
+raw psycopg `COPY` of the same rows into a table with the same unique key.
 `--two-pass` pulls without rating and rates afterwards (what pull-cdrs did before
 it rated as it stored); `--deck 0` pulls into a product with no deck (no rating).
 """
@@ -22,6 +25,8 @@ import sqlite3
 import sys
 import tempfile
 import time
+import uuid
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -86,8 +91,8 @@ def write_deck(path: Path, prefixes: int) -> None:
             out.write("outbound\n")
 
 
-def setup_store(db: Path, link: Path, deck: int = 0):
-    store = open_store(f"sqlite:///{db}")
+def setup_store(db: Path, link: Path, deck: int = 0, url: str | None = None):
+    store = open_store(url or f"sqlite:///{db}")
     upgrade(store)
     created = START - timedelta(days=1)
     with store.session() as session:
@@ -147,14 +152,53 @@ def raw_insert(db: Path, rows: list[tuple]) -> float:
     return elapsed
 
 
-def run(rows: int, workdir: Path, deck: int, two_pass: bool) -> None:
+def raw_copy(url: str, rows: list[tuple]) -> float:
+    """Seconds for psycopg's COPY of the rows into a bare table with the same unique key."""
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        conn.execute(
+            "CREATE TABLE raw_cdrs (id BIGSERIAL PRIMARY KEY, server TEXT NOT NULL, provider_id "
+            "TEXT NOT NULL, service_id INTEGER, client_id INTEGER, direction TEXT, extension "
+            'TEXT, caller TEXT, number TEXT, "start" BIGINT, answer BIGINT, "end" BIGINT, '
+            "billsec INTEGER, hangup_cause TEXT, raw TEXT, pulled_at BIGINT, status TEXT, "
+            "UNIQUE (server, provider_id))"
+        )
+        conn.commit()
+        t0 = time.perf_counter()
+        with conn.cursor() as cur, cur.copy(f"COPY raw_cdrs ({COLUMNS}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        conn.commit()
+        return time.perf_counter() - t0
+
+
+@contextmanager
+def pg_database(admin_url: str):
+    """A throwaway database on the server of `admin_url`, dropped at the end."""
+    from sqlalchemy import create_engine, make_url, text
+
+    name = f"voipctl_bench_pull_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def run(rows: int, workdir: Path, deck: int, two_pass: bool, pg: str | None = None) -> None:
     link = workdir / f"cdr_{rows}.txt"
     t0 = time.perf_counter()
-    write_file(link, rows)
+    if not link.exists():
+        write_file(link, rows)
     size = link.stat().st_size
     print(f"{rows:,} rows: file written in {time.perf_counter() - t0:.1f}s ({size:,} bytes)")
 
-    store = setup_store(workdir / f"pull_{rows}.db", link, deck)
+    store = setup_store(workdir / f"pull_{rows}.db", link, deck, url=pg)
     config = Config.model_validate({"servers": {"les": {"type": "lesnet"}}})
     until = datetime(2100, 1, 1, tzinfo=UTC)
     t0 = time.perf_counter()
@@ -178,7 +222,10 @@ def run(rows: int, workdir: Path, deck: int, two_pass: bool) -> None:
         unrated = conn.exec_driver_sql("SELECT COUNT(*) FROM cdrs WHERE status IS NULL").scalar()
     store.dispose()
     assert not deck or unrated == 0, unrated
-    raw_s = raw_insert(workdir / f"raw_{rows}.db", [tuple(r) for r in table])
+    if pg:
+        raw_s = raw_copy(pg, [tuple(r) for r in table])
+    else:
+        raw_s = raw_insert(workdir / f"raw_{rows}.db", [tuple(r) for r in table])
 
     what = "pull-cdrs (parse, match, dedupe key, chunked insert)"
     if deck:
@@ -187,7 +234,8 @@ def run(rows: int, workdir: Path, deck: int, two_pass: bool) -> None:
     pull_rate, raw_rate = stored / total_s, rows / raw_s
     print(f"  {what}: {pull_s:.2f}s + {rate_s:.2f}s = {total_s:.2f}s", end="")
     print(f", {pull_rate:,.0f} rows/s")
-    print(f"  raw sqlite3 executemany, same rows and unique key:  {raw_s:.2f}s", end="")
+    raw_what = "raw COPY" if pg else "raw sqlite3 executemany"
+    print(f"  {raw_what}, same rows and unique key:  {raw_s:.2f}s", end="")
     print(f", {raw_rate:,.0f} rows/s")
     print(f"  ratio / raw: {pull_rate / raw_rate:.2f}", end="")
     print(f" (raw is {raw_rate / pull_rate:.1f}x faster)")
@@ -198,10 +246,18 @@ def main(argv: list[str]) -> None:
     parser.add_argument("rows", nargs="*", type=lambda a: int(a.replace("_", "")))
     parser.add_argument("--deck", type=int, default=100_000, help="outbound deck prefixes")
     parser.add_argument("--two-pass", action="store_true", help="rate after the pull")
+    parser.add_argument(
+        "--pg", metavar="ADMIN_URL", help="also on PostgreSQL, in a throwaway database"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="voipctl-bench-") as tmp:
         for rows in args.rows or [1_000_000]:
+            print("SQLite:")
             run(rows, Path(tmp), args.deck, args.two_pass)
+            if args.pg:
+                print("PostgreSQL:")
+                with pg_database(args.pg) as url:
+                    run(rows, Path(tmp), args.deck, args.two_pass, pg=url)
 
 
 if __name__ == "__main__":
