@@ -168,14 +168,14 @@ def rates_override(
 
 
 _RATE_COLUMNS = [
-    ("direction", "DIRECTION"),
-    ("prefix", "PREFIX"),
-    ("description", "DESCRIPTION"),
-    ("rate", "RATE"),
-    ("increment", "INCREMENT"),
-    ("connect_fee", "CONNECT FEE"),
-    ("source", "SOURCE"),
-    ("version", "VERSION"),
+    ("direction", "direction"),
+    ("prefix", "prefix"),
+    ("description", "description"),
+    ("rate", "rate"),
+    ("increment", "increment"),
+    ("connect_fee", "connect fee"),
+    ("source", "source"),
+    ("version", "version"),
 ]
 
 
@@ -211,12 +211,12 @@ def rates_versions(product, fmt):
     render(
         rows,
         [
-            ("id", "ID"),
-            ("effective_from", "EFFECTIVE FROM (UTC)"),
-            ("directions", "DIRECTIONS"),
-            ("rows", "ROWS"),
-            ("in_force", "IN FORCE"),
-            ("source", "SOURCE"),
+            ("id", "id"),
+            ("effective_from", "effective from (UTC)"),
+            ("directions", "directions"),
+            ("rows", "rows"),
+            ("in_force", "in force"),
+            ("source", "source"),
         ],
         fmt,
     )
