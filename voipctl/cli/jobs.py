@@ -96,7 +96,7 @@ def low_balance(dry_run):
 @click.command()
 @dry_run_option
 def autosuspend(dry_run):
-    """Suspend or restore VoIP services by billing.md's decision table.
+    """Suspend or restore VoIP services from each client's credit, owing and overrides.
 
     Only clients with Has VoIP Service = yes; an operator's hold is never
     lifted; a provider that fails is retried on the next run (exit 1).

@@ -138,7 +138,7 @@ def product():
 @product_options
 @format_option
 def product_add(name, fmt, **options):
-    """Create a product; settings not given take the defaults of rating.md.
+    """Create a product; settings not given take the defaults (country code 1, 60/60, ...).
 
     Example: voipctl product add "Canada Metered" --increment 6/6 --free-minutes 100
     """
