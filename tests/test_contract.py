@@ -12,7 +12,8 @@ import json
 import os
 import re
 import sys
-from datetime import UTC, datetime
+import time
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -20,8 +21,10 @@ import click
 import httpx
 import pytest
 import respx
-from sqlalchemy import select
+from sqlalchemy import select, text
 
+from tests.fusionpbx_env import TENANT, db_mode_config
+from tests.fusionpbx_env import service as fusion_service
 from voipctl.cli import load_command, run
 from voipctl.config import FusionPBXServer, LesnetServer, VodiaServer, load_config
 from voipctl.errors import ProviderAuthError, ProviderError
@@ -892,3 +895,21 @@ def test_a_failing_server_fails_alone_exit_1_naming_it_without_secrets(world, si
     assert "sim_lesnet: stored 0" in result.stdout  # the other server still ran
     for secret in sim.env().values():
         assert secret not in result.output
+
+
+def test_fusionpbx_database_reads_time_out_instead_of_hanging(fusion_db, monkeypatch):
+    # providers.md: timeouts on every request, connect and read. A v_xml_cdr held by a
+    # lock (FusionPBX's own maintenance, a stuck transaction) must not hang the job.
+    fusion_db.add_domain(TENANT)
+    config = db_mode_config(monkeypatch, fusion_db.url, timeout_s=1)
+    adapter = FusionPBXAdapter("fusion1", config)
+    since = datetime(2026, 3, 2, tzinfo=UTC)
+    with fusion_db.engine.connect() as holder, holder.begin():
+        holder.execute(text("LOCK TABLE v_xml_cdr IN ACCESS EXCLUSIVE MODE"))
+        started = time.monotonic()
+        with pytest.raises(ProviderError) as caught:
+            list(adapter.fetch_cdrs(fusion_service(), since, since + timedelta(hours=1)))
+        waited = time.monotonic() - started
+    assert waited < 10, waited
+    assert "fusion1" in str(caught.value) and "v_xml_cdr" in str(caught.value)
+    assert list(adapter.fetch_cdrs(fusion_service(), since, since + timedelta(hours=1))) == []

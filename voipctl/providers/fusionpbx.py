@@ -28,7 +28,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
@@ -212,6 +212,17 @@ class FusionPBXAdapter(ProviderAdapter):
             self._engine = create_engine(
                 url, poolclass=NullPool, connect_args={"connect_timeout": connect_timeout}
             )
+            # The read timeout: a statement blocked by a lock on FusionPBX's tables would
+            # otherwise hang the job (and hold its lock) forever. Set per session rather
+            # than as a startup option, which connection poolers such as PgBouncer refuse.
+            timeout_ms = max(1, int(self.config.timeout_s * 1000))
+
+            @event.listens_for(self._engine, "connect")
+            def _read_timeout(dbapi_conn, _record):
+                with dbapi_conn.cursor() as cursor:
+                    cursor.execute(f"SET statement_timeout = {timeout_ms}")
+                dbapi_conn.commit()
+
         return self._engine
 
     def _db_error(self, exc: SQLAlchemyError, doing: str) -> ProviderError:
