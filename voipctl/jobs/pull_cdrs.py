@@ -36,6 +36,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 
 from voipctl.config import Config
 from voipctl.errors import (
@@ -476,22 +477,24 @@ class _Writer:
         return stored
 
     def _insert_driver(self, conn: Connection, params: list[tuple]) -> int:
-        """Insert the rows' values through the driver; returns how many the database took."""
-        cursor = conn.connection.driver_connection.cursor()
+        """Insert the rows' values through the driver; returns how many the database took.
+
+        Statements go through `exec_driver_sql`, so a database error is SQLAlchemy's
+        (voipctl reports it as a database error); so does a failed COPY.
+        """
+        if self.store.dialect != "postgresql":
+            # sqlite3 sums the rows each execution inserted in rowcount.
+            return conn.exec_driver_sql(self.driver_sql, params).rowcount
+        conn.exec_driver_sql(self.pg_create)
+        dbapi = conn.connection.driver_connection
         try:
-            if self.store.dialect != "postgresql":
-                # sqlite3 sums the rows each execution inserted in rowcount.
-                cursor.executemany(self.driver_sql, params)
-                return cursor.rowcount
-            cursor.execute(self.pg_create)
-            with cursor.copy(self.pg_copy) as copy:
+            with dbapi.cursor() as cursor, cursor.copy(self.pg_copy) as copy:
                 write = copy.write_row
                 for row in params:
                     write(row)
-            cursor.execute(self.driver_sql)
-            return cursor.rowcount
-        finally:
-            cursor.close()
+        except dbapi.Error as exc:
+            raise DBAPIError.instance(self.pg_copy, None, exc, dbapi.Error) from None
+        return conn.exec_driver_sql(self.driver_sql).rowcount
 
     def _count_new(self, rows: list[dict[str, Any]]) -> int:
         ids = [row["provider_id"] for row in rows]
