@@ -261,3 +261,18 @@ def test_a_negative_override_rate_is_named_not_taken_for_an_option(cli):
     misspelt = cli("rates", "override", "Standard", "1212", "0.01", "--incremnt", "6")
     assert misspelt.exit_code == 2
     assert "No such option '--incremnt'" in misspelt.stderr
+
+
+def test_doctor_accepts_a_capture_dir_that_the_first_email_will_create(cli, tmp_path):
+    target = tmp_path / "mail" / "out"
+    body = f'[email]\ncapture_dir = "{target}"\n'
+    result = cli("doctor", config=_config(tmp_path, body))
+    smtp = next(line for line in result.stdout.splitlines() if "smtp" in line)
+    assert smtp.startswith("ok"), smtp
+    assert "made on first use" in smtp
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    body = f'[email]\ncapture_dir = "{blocked / "mail"}"\n'
+    result = cli("doctor", config=_config(tmp_path, body))
+    smtp = next(line for line in result.stdout.splitlines() if "smtp" in line)
+    assert smtp.startswith("FAIL"), smtp

@@ -189,6 +189,19 @@ def check_smtp(config: Config, *, timeout_s: float = SMTP_TIMEOUT_S) -> Check:
         directory = Path(email.capture_dir)
         if directory.is_dir() and os.access(directory, os.W_OK):
             return Check(True, "smtp", f"emails are written to {directory} (capture_dir)")
+        # The first email creates the directory (and its parents): fine if that can be done.
+        parent = next((p for p in directory.parents if p.exists()), None)
+        if (
+            not directory.exists()
+            and parent is not None
+            and parent.is_dir()
+            and os.access(parent, os.W_OK)
+        ):
+            return Check(
+                True,
+                "smtp",
+                f"emails will be written to {directory} (capture_dir, made on first use)",
+            )
         return Check(False, "smtp", f"capture_dir {directory} is not a writable directory")
     where = f"{email.smtp_host}:{email.smtp_port}"
     timeout = min(timeout_s, email.timeout_s)
