@@ -691,6 +691,13 @@ REFUSALS = [
         "$VOIPCTL_EMAIL__SMTP_PORT: email.smtp_port: input should be a valid integer",
     ),
     ("", {"VOIPCTL_EMAIL__SMTP_HOTS": "x"}, "$VOIPCTL_EMAIL__SMTP_HOTS: email.smtp_hots: unknown"),
+    ('[billing]\nbackend = "whmcs"\n', {}, "c.toml: whmcs.url: required with [billing] backend"),
+    (
+        '[billing]\nbackend = "whmcs"\n[whmcs]\nurl = "https://billing.example.com"\n',
+        {},
+        "c.toml: whmcs.identifier_env and whmcs.secret_env: required",
+    ),
+    ('[servers.v]\nurl = "https://v.example"\n', {}, "c.toml: servers.v.type: required key"),
     (
         '[servers.v]\ntype = "vodia"\nurl = "https://v.example"\n',
         {"VOIPCTL_SERVERS__V__TIMEOUT_S": "soon"},

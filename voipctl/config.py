@@ -325,6 +325,11 @@ def _format_validation_error(
             lines.append(f"{source}: {key}: {hint}")
         elif err["type"] == "missing":
             lines.append(f"{source}: {key}: required key is missing")
+        elif err["type"] == "union_tag_not_found":
+            # A server table without `type`: name the key, not pydantic's discriminator.
+            lines.append(
+                f"{source}: {key}.type: required key is missing (fusionpbx, vodia or lesnet)"
+            )
         else:
             given = err.get("input")
             shown = "" if isinstance(given, dict | list) else f", got {given!r}"
@@ -368,6 +373,20 @@ def _check_servers(config: Config) -> None:
             raise ConfigError(
                 f'{where}: suspend = "command" needs suspend_command and unsuspend_command'
             )
+
+
+def _check_billing(config: Config) -> None:
+    """The WHMCS backend's keys are checked when the file is loaded, not at the first API call."""
+    if config.billing.backend != "whmcs":
+        return
+    where = f"{config.source}: whmcs"
+    if not config.whmcs.url:
+        raise ConfigError(f'{where}.url: required with [billing] backend = "whmcs"')
+    if not (config.whmcs.identifier_env and config.whmcs.secret_env):
+        raise ConfigError(
+            f"{where}.identifier_env and whmcs.secret_env: required with [billing] backend = "
+            '"whmcs": name the environment variables holding the API credentials'
+        )
 
 
 def _load_env_file(path: str) -> None:
@@ -420,5 +439,6 @@ def load_config(
         raise ConfigError(_format_validation_error(source, exc, from_env)) from None
     config.source = source
     _check_servers(config)
+    _check_billing(config)
     _check_secrets(config)
     return config
