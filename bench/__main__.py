@@ -159,7 +159,7 @@ def run_extra(script: str, quick: bool) -> dict:
     out = (proc.stdout.strip().splitlines() or [""])[-15:]
     result = {
         "scenario": script,
-        "params": {"argv": argv[2:]},
+        "params": {"argv": argv[3:]},
         "wall_s": time.perf_counter() - started,
         "output": out,
     }
