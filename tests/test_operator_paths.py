@@ -276,3 +276,25 @@ def test_doctor_accepts_a_capture_dir_that_the_first_email_will_create(cli, tmp_
     result = cli("doctor", config=_config(tmp_path, body))
     smtp = next(line for line in result.stdout.splitlines() if "smtp" in line)
     assert smtp.startswith("FAIL"), smtp
+
+
+def test_ctrl_c_during_a_demo_step_stops_the_demo(monkeypatch, tmp_path):
+    # run() turns Ctrl-C into status 130; the demo used to carry on with its next step.
+    from voipctl.demo import run_demo
+
+    monkeypatch.chdir(tmp_path)
+    saved = dict(os.environ)
+    calls: list[list[str]] = []
+
+    def run_command(argv: list[str]) -> int:
+        calls.append(argv)
+        return 130 if len(calls) == 2 else run(argv)
+
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_demo(run_command, lambda line: None, days=1)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    assert len(calls) == 2
+    assert calls[0][2:] == ["db", "upgrade"]

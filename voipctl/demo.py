@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from voipctl.errors import EXIT_INTERRUPTED
 from voipctl.sim import SimConfig, Simulator
 
 # Any voipctl command line -> its exit status (voipctl.cli.run).
@@ -131,6 +132,9 @@ def run_demo(run_command: RunCommand, echo: Echo, *, days: int = 3) -> DemoResul
                 code = run_command(["--config", str(config), *args])
         else:
             code = run_command(["--config", str(config), *args])
+        if code == EXIT_INTERRUPTED:
+            # Ctrl-C during a step stops the demo, not just that step.
+            raise KeyboardInterrupt
         if code != 0:
             echo(f"   (exit status {code})")
             if must:

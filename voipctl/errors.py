@@ -10,6 +10,8 @@ EXIT_OK = 0
 EXIT_FAILURES = 1
 EXIT_USAGE = 2
 EXIT_LOCKED = 75
+# Ctrl-C: what a shell reports for a process ended by SIGINT (128 + 2).
+EXIT_INTERRUPTED = 130
 
 
 class VoipctlError(Exception):

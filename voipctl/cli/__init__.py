@@ -17,12 +17,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from voipctl import __version__
 from voipctl.cli.app import App
 from voipctl.cli.logsetup import setup_logging
-from voipctl.errors import EXIT_FAILURES, EXIT_USAGE, VoipctlError
+from voipctl.errors import EXIT_FAILURES, EXIT_INTERRUPTED, EXIT_USAGE, VoipctlError
 
 log = logging.getLogger("voipctl")
-
-# What a shell reports for a process ended by SIGINT (128 + 2).
-EXIT_INTERRUPTED = 130
 
 # Flags that may stand anywhere on the line (`voipctl autobill -q` in a crontab).
 _ANYWHERE_FLAGS = {"-v", "--verbose", "-q", "--quiet", "-vv"}
