@@ -225,7 +225,8 @@ def world(cli, tmp_path, monkeypatch, sim):
               "--server", fields["server"], "--domain", fields["domain"],
               "--billed", fields["billed"], *extra))  # fmt: skip
     ok(vc("pull-cdrs", "--since", sim.start_at.isoformat()))
-    vc("rate")  # exit 1 when some calls have no rate; the calls are rated all the same
+    # Exit 1: some calls have no rate (the simulator dials abroad); the rest are rated.
+    vc.first_rate = vc("rate", "-v")
     return vc
 
 
@@ -920,3 +921,14 @@ def test_fusionpbx_database_reads_time_out_instead_of_hanging(fusion_db, monkeyp
     assert waited < 10, waited
     assert "fusion1" in str(caught.value) and "v_xml_cdr" in str(caught.value)
     assert list(adapter.fetch_cdrs(fusion_service(), since, since + timedelta(hours=1))) == []
+
+
+def test_rate_counts_each_status_and_exits_1_only_when_calls_enter_no_rate(world):
+    first = world.first_rate
+    assert first.exit_code == 1, first.output
+    counts = dict(re.findall(r"(\w+) (\d+)", first.stdout.split("rated:", 1)[1]))
+    assert int(counts["no_rate"]) >= 1, first.stdout
+    assert "no_rate" in first.stderr
+    again = world("rate", "-v")  # the same calls tried again, still no_rate: not news
+    assert again.exit_code == 0, again.output
+    assert f"no_rate {counts['no_rate']}" in again.stdout
