@@ -321,24 +321,37 @@ def test_json_documents_have_the_keys_and_types_of_cli_md(world, name):
     assert_money_and_times(doc)
 
 
-@pytest.mark.parametrize(
-    ("number", "status", "cost_is_null"),
-    [
-        ("abc", "invalid_number", True),
-        ("011861055448553", "no_rate", True),
-        ("2112", "internal", False),
-    ],
-)
-def test_rates_quote_prefix_rate_null_cost_null_only_for_no_rate_and_invalid(
-    world, number, status, cost_is_null
+# rating.md §6 statuses through `rates quote`: (product, number, seconds, status).
+# `prefix` and `rate` are null when no row matched; `cost` is null only for no_rate and
+# invalid_number, and "0"-valued for the statuses that cost nothing.
+QUOTE_STATUSES = [
+    ("Q", "18005550100", 60, "suppressed"),
+    ("Q", "14165550100", 60, "excluded"),
+    ("Q", "2112", 60, "internal"),
+    ("Q", "abc", 60, "invalid_number"),
+    ("Q", "15195550100", 0, "unanswered"),
+    ("U", "15195550100", 60, "unmetered"),
+    ("Q", "011861055448553", 60, "no_rate"),
+]
+
+
+@pytest.mark.parametrize(("product", "number", "seconds", "status"), QUOTE_STATUSES)
+def test_rates_quote_prefix_rate_and_cost_by_status(
+    cli, tmp_path, product, number, seconds, status
 ):
-    doc = as_json(world("rates", "quote", "Standard", number, "30", "--format", "json"))
+    deck = tmp_path / "deck.csv"
+    deck.write_text("prefix,rate\n1,0.0200\n")
+    ok(cli("product", "add", "Q", "--suppress", "1800xxxxxxx", "--exclude", "1416xxxxxxx"))
+    ok(cli("product", "add", "U", "--unmetered"))
+    for name in ("Q", "U"):
+        ok(cli("rates", "import", name, str(deck), "--effective", "2000-01-01"))
+    doc = as_json(cli("rates", "quote", product, number, str(seconds), "--format", "json"))
     assert doc["status"] == status
     assert doc["prefix"] is None and doc["rate"] is None
-    if cost_is_null:
+    if status in ("no_rate", "invalid_number"):
         assert doc["cost"] is None
     else:
-        assert Decimal(doc["cost"]) == 0
+        assert MONEY_TEXT.match(doc["cost"]) and Decimal(doc["cost"]) == 0
 
 
 def test_client_show_services_have_id_server_product_suspended(world):
