@@ -945,3 +945,18 @@ def test_rate_counts_each_status_and_exits_1_only_when_calls_enter_no_rate(world
     again = world("rate", "-v")  # the same calls tried again, still no_rate: not news
     assert again.exit_code == 0, again.output
     assert f"no_rate {counts['no_rate']}" in again.stdout
+
+
+def test_owing_is_unpaid_invoices_due_and_paying_one_leaves_the_ledger(cli):
+    ok(cli("client", "add", "7", "--first-name", "A", "--last-name", "B", "--email", "a@b.example"))
+    ok(cli("credit", "add", "7", "20.00", "--reference", "p-1"))
+    ok(cli("invoice", "add", "7", "3.00", "--number", "INV-1"))  # no due date: due at once
+    ok(cli("invoice", "add", "7", "4.00", "--number", "INV-2", "--due", "2999-01-01"))
+    ok(cli("invoice", "add", "7", "5.00", "--number", "INV-3", "--due", "2000-01-01"))
+    assert as_json(cli("balance", "7", "--format", "json"))["owing"] == "8.00"
+    paid = as_json(cli("invoice", "pay", "INV-1", "--format", "json"))
+    assert paid["status"] == "paid" and UTC_TEXT.match(paid["paid_at"])
+    after = as_json(cli("balance", "7", "--format", "json"))
+    assert (after["credit"], after["owing"]) == ("20.0000", "5.00")
+    unpaid = as_json(cli("invoice", "list", "--client", "7", "--unpaid", "--format", "json"))
+    assert sorted(i["number"] for i in unpaid) == ["INV-2", "INV-3"]
