@@ -960,3 +960,15 @@ def test_owing_is_unpaid_invoices_due_and_paying_one_leaves_the_ledger(cli):
     assert (after["credit"], after["owing"]) == ("20.0000", "5.00")
     unpaid = as_json(cli("invoice", "list", "--client", "7", "--unpaid", "--format", "json"))
     assert sorted(i["number"] for i in unpaid) == ["INV-2", "INV-3"]
+
+
+def test_service_remove_ends_pulls_and_keeps_cdrs_and_ledger(world, sim):
+    before = as_json(world("cdrs", "42", "--format", "json", "--all", "--service", "1"))
+    ledger = as_json(world("statement", "42", "--format", "json"))["entries"]
+    assert before
+    removed = as_json(world("service", "remove", "1", "--format", "json"))
+    assert removed["id"] == 1 and removed["active"] is False and removed["ended_at"]
+    pulled = ok(world("pull-cdrs", "--since", sim.start_at.isoformat(), "--dry-run")).stdout
+    assert "sim_vodia" not in pulled and "sim_lesnet" in pulled
+    assert as_json(world("cdrs", "42", "--format", "json", "--all", "--service", "1")) == before
+    assert as_json(world("statement", "42", "--format", "json"))["entries"] == ledger
