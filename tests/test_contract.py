@@ -972,3 +972,19 @@ def test_service_remove_ends_pulls_and_keeps_cdrs_and_ledger(world, sim):
     assert "sim_vodia" not in pulled and "sim_lesnet" in pulled
     assert as_json(world("cdrs", "42", "--format", "json", "--all", "--service", "1")) == before
     assert as_json(world("statement", "42", "--format", "json"))["entries"] == ledger
+
+
+def test_manual_suspend_acts_through_the_provider_and_twice_is_a_no_op(world, sim, store):
+    first = world("suspend", "--service", "1", "--reason", "fraud check")
+    assert first.exit_code == 0, first.output
+    assert sim.vodia_state["rucken.sim.example/trunk/106"] == {"dis": "true"}
+    again = world("suspend", "--service", "1")
+    assert again.exit_code == 0 and "already suspended" in again.stdout, again.output
+    with store.session() as session:
+        events = session.execute(select(models.SuspensionEvent)).scalars().all()
+    assert [(e.service_id, e.action, e.reason) for e in events] == [(1, "suspend", "fraud check")]
+    # An operator's hold beats the decision table: autosuspend leaves it.
+    ok(world("autosuspend"))
+    assert sim.vodia_state["rucken.sim.example/trunk/106"] == {"dis": "true"}
+    ok(world("unsuspend", "--service", "1"))
+    assert sim.vodia_state["rucken.sim.example/trunk/106"] == {"dis": "false"}
