@@ -90,12 +90,7 @@ sip_uris = st.one_of(
     json_values,
 )
 ITEM_FIELDS = {
-    # Line breaks in an id: see test_a_vodia_id_with_a_line_break_stays_on_one_line.
-    "id": st.integers()
-    | st.text(
-        st.characters(blacklist_characters="\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"), max_size=10
-    )
-    | st.none(),
+    "id": st.integers() | st.text(max_size=10) | json_values,
     "from": sip_uris,
     "to": sip_uris,
     "start": epochs,
@@ -193,12 +188,8 @@ def test_a_vodia_cdr_without_an_id_is_a_clear_error(ident):
         list(adapter.fetch_cdrs(VODIA_SERVICE, SINCE, UNTIL))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="vodia: the CDR id goes into the error message as is; a line break in it "
-    "forges a second 'voipctl: error:' line (found by fuzzing; module under construction)",
-)
 def test_a_vodia_id_with_a_line_break_stays_on_one_line():
+    # Found by fuzzing: the id went into the message as is, forging a second error line.
     item = {**GOOD_ITEM, "id": "7\nvoipctl: error: forged", "start": "abc"}
     adapter = vodia(lambda request: httpx.Response(200, json=[item]))
     with adapter, pytest.raises(VoipctlError) as caught:

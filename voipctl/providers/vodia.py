@@ -195,6 +195,8 @@ class VodiaAdapter(ProviderAdapter):
         "trunks"}.
         """
         ident = item.get("id", "?") if isinstance(item, dict) else "?"
+        # Shown in one-line errors: a line break in it would forge a second error line.
+        ident = " ".join(str(ident).split())[:80]
         try:
             if not isinstance(item, dict):
                 raise TypeError("not a JSON object")
