@@ -590,8 +590,10 @@ SUMMARY_RULES = [
 
 
 @pytest.mark.parametrize("job", ["autobill", "low-balance", "autosuspend", "rate", "pull-cdrs"])
-def test_summary_line_printing_rules(world, monkeypatch, job):
-    ok(world("credit", "add", "42", "100.00"))  # every job succeeds: exit 0
+def test_summary_line_printing_rules(world, monkeypatch, sim, tmp_path, job):
+    # Out of credit, so the first autosuspend and low-balance act (a trunk disabled, emails
+    # written); the deck below rates every call, so `rate` has nothing left at no_rate.
+    ok(world("credit", "adjust", "42", "-100.00", "--note", "test: out of credit"))
     ok(world("rates", "import", "Standard", _world_deck(world), "--effective", "2000-01-01"))
     for tty, flags, printed in SUMMARY_RULES:
         monkeypatch.setattr(sys.stdout, "isatty", lambda tty=tty: tty)
@@ -601,6 +603,14 @@ def test_summary_line_printing_rules(world, monkeypatch, job):
         assert bool(lines) == printed, (tty, flags, result.stdout)
         if not printed:
             assert result.stdout == "", (tty, flags)
+        if not tty and "-v" not in flags:
+            # cron mails whatever a job writes, stderr included: a success under cron is silent.
+            assert result.stderr == "", (flags, result.stderr)
+    # The runs did something (under cron, silently).
+    if job == "autosuspend":
+        assert sim.vodia_state["rucken.sim.example/trunk/106"] == {"dis": "true"}
+    if job == "low-balance":
+        assert list((tmp_path / "emails").glob("*.eml"))
 
 
 def _world_deck(world) -> str:
