@@ -848,7 +848,7 @@ def test_adapters_refused_credentials_and_4xx_are_not_retried(provider_env, kind
     if status in (401, 403):
         assert isinstance(caught.value, ProviderAuthError)
         assert "credentials were refused" in message
-    assert route.call_count <= 1  # never retried (Vodia's basic auth may stop before the GET)
+    assert route.call_count == 1  # never retried
 
 
 # --- progress: on stderr when it is a terminal, none otherwise -------------------------------
