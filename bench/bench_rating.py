@@ -3,6 +3,7 @@
     python bench/bench_rating.py                       # 1,000,000 CDRs, 100,000-prefix deck,
                                                        # 300,000-row deck import
     python bench/bench_rating.py --cdrs 100000 --deck 10000 --deck-rows 30000   # quick
+    python bench/bench_rating.py --pg ADMIN_URL        # also rating on PostgreSQL, beside COPY
 
 Each figure is printed with the rows per second of a raw `sqlite3` executemany
 insert of the same rows into a table of the same shape, measured in the same run,
@@ -107,6 +108,73 @@ def cdr_rows(n: int, deck: list[str], services: list[int], rng: random.Random):
         )
 
 
+def pg_rating(args: argparse.Namespace, rng: random.Random) -> None:
+    """Rating on PostgreSQL: COPY the CDRs into `cdrs` (the reference), then `voipctl rate`."""
+    import psycopg
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_pull import pg_database
+
+    with pg_database(args.pg) as url, tempfile.TemporaryDirectory() as tmp:
+        store = open_store(url)
+        upgrade(store)
+        with store.session() as session:
+            session.add(Product(id=2, name="Rate", free_minutes=args.free_minutes, created_at=T0))
+            session.add(
+                Client(
+                    id=42,
+                    first_name="Bench",
+                    last_name="Mark",
+                    email="bench@example.com",
+                    currency="CAD",
+                    created_at=T0,
+                    updated_at=T0,
+                )
+            )
+            session.flush()
+            for i in range(args.services):
+                session.add(
+                    Service(
+                        product_id=2,
+                        client_id=42,
+                        server="bench",
+                        server_type="lesnet",
+                        domain_field=f"peer{i}",
+                        created_at=T0,
+                    )
+                )
+        with store.session() as session:
+            services = list(session.scalars(select(Service.id).order_by(Service.id)))
+        deck = prefixes(args.deck, rng)
+        deck_csv = Path(tmp) / "rate.csv"
+        write_deck(deck_csv, deck, rng)
+        import_deck_file(store, "Rate", deck_csv, effective_from=T0)
+        rows = [(*row, 0) for row in cdr_rows(args.cdrs, deck, services, rng)]
+        with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+            started = time.perf_counter()
+            with (
+                conn.cursor() as cur,
+                cur.copy(
+                    "COPY cdrs (server, provider_id, service_id, client_id, direction, number, "
+                    "start, answer, billsec, pulled_at, rerate_count) FROM STDIN"
+                ) as copy,
+            ):
+                for row in rows:
+                    copy.write_row(row)
+            conn.commit()
+            copy_s = time.perf_counter() - started
+        started = time.perf_counter()
+        report = rate_cdrs(store)
+        rate_s = time.perf_counter() - started
+        store.dispose()
+        per_s = args.cdrs / rate_s
+        print(
+            f"PostgreSQL rating: {args.cdrs} CDRs in {rate_s:.2f} s = {per_s:,.0f} CDRs/s; "
+            f"raw COPY of the same rows {args.cdrs / copy_s:,.0f} rows/s; "
+            f"ratio {copy_s / rate_s:.2f}; {report.line()}"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cdrs", type=int, default=1_000_000, help="CDRs to rate")
@@ -117,8 +185,15 @@ def main(argv: list[str] | None = None) -> int:
         "--free-minutes", type=int, default=0, help="free minutes of the rated product"
     )
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--pg",
+        metavar="ADMIN_URL",
+        help="also rate on PostgreSQL (throwaway database), beside a raw COPY of the CDRs",
+    )
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
+    if args.pg:
+        pg_rating(args, random.Random(args.seed))
 
     with tempfile.TemporaryDirectory() as tmp:
         tmpdir = Path(tmp)
