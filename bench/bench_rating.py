@@ -108,6 +108,38 @@ def cdr_rows(n: int, deck: list[str], services: list[int], rng: random.Random):
         )
 
 
+def setup_accounts(store, args: argparse.Namespace) -> list[int]:
+    """Products Import and Rate, client 42 and its services; returns the service ids."""
+    with store.session() as session:
+        session.add(Product(id=1, name="Import", created_at=T0))
+        session.add(Product(id=2, name="Rate", free_minutes=args.free_minutes, created_at=T0))
+        session.add(
+            Client(
+                id=42,
+                first_name="Bench",
+                last_name="Mark",
+                email="bench@example.com",
+                currency="CAD",
+                created_at=T0,
+                updated_at=T0,
+            )
+        )
+        session.flush()
+        for i in range(args.services):
+            session.add(
+                Service(
+                    product_id=2,
+                    client_id=42,
+                    server="bench",
+                    server_type="lesnet",
+                    domain_field=f"peer{i}",
+                    created_at=T0,
+                )
+            )
+    with store.session() as session:
+        return list(session.scalars(select(Service.id).order_by(Service.id)))
+
+
 def pg_rating(args: argparse.Namespace, rng: random.Random) -> None:
     """Rating on PostgreSQL: COPY the CDRs into `cdrs` (the reference), then `voipctl rate`."""
     import psycopg
@@ -118,33 +150,7 @@ def pg_rating(args: argparse.Namespace, rng: random.Random) -> None:
     with pg_database(args.pg) as url, tempfile.TemporaryDirectory() as tmp:
         store = open_store(url)
         upgrade(store)
-        with store.session() as session:
-            session.add(Product(id=2, name="Rate", free_minutes=args.free_minutes, created_at=T0))
-            session.add(
-                Client(
-                    id=42,
-                    first_name="Bench",
-                    last_name="Mark",
-                    email="bench@example.com",
-                    currency="CAD",
-                    created_at=T0,
-                    updated_at=T0,
-                )
-            )
-            session.flush()
-            for i in range(args.services):
-                session.add(
-                    Service(
-                        product_id=2,
-                        client_id=42,
-                        server="bench",
-                        server_type="lesnet",
-                        domain_field=f"peer{i}",
-                        created_at=T0,
-                    )
-                )
-        with store.session() as session:
-            services = list(session.scalars(select(Service.id).order_by(Service.id)))
+        services = setup_accounts(store, args)
         deck = prefixes(args.deck, rng)
         deck_csv = Path(tmp) / "rate.csv"
         write_deck(deck_csv, deck, rng)
@@ -200,34 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         db = tmpdir / "bench.db"
         store = open_store(f"sqlite:///{db}")
         upgrade(store)
-        with store.session() as session:
-            session.add(Product(id=1, name="Import", created_at=T0))
-            session.add(Product(id=2, name="Rate", free_minutes=args.free_minutes, created_at=T0))
-            session.add(
-                Client(
-                    id=42,
-                    first_name="Bench",
-                    last_name="Mark",
-                    email="bench@example.com",
-                    currency="CAD",
-                    created_at=T0,
-                    updated_at=T0,
-                )
-            )
-            session.flush()
-            for i in range(args.services):
-                session.add(
-                    Service(
-                        product_id=2,
-                        client_id=42,
-                        server="bench",
-                        server_type="lesnet",
-                        domain_field=f"peer{i}",
-                        created_at=T0,
-                    )
-                )
-        with store.session() as session:
-            services = list(session.scalars(select(Service.id).order_by(Service.id)))
+        services = setup_accounts(store, args)
 
         # 1. Deck import: voipctl rates import vs raw sqlite3 of the same rows.
         big = tmpdir / "import.csv"
