@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import dotenv
+from dotenv.parser import parse_stream
 from pydantic import BaseModel, ConfigDict, Field, FilePath, ValidationError, field_validator
 
 from voipctl.errors import ConfigError
@@ -315,6 +316,11 @@ def _format_validation_error(
             (name for k, name in (from_env or {}).items() if key == k or key.startswith(k + ".")),
             None,
         )
+        if env_name is None and "." in key:
+            # A table that exists only because a variable named a key in it
+            # (VOIPCTL_SERVERS__NEW__URL makes servers.new): name that variable.
+            parent = key.rsplit(".", 1)[0] + "."
+            env_name = next((n for k, n in (from_env or {}).items() if k.startswith(parent)), None)
         source = f"${env_name}" if env_name else file_source
         if err["type"] == "extra_forbidden":
             hint = "unknown key"
@@ -390,10 +396,24 @@ def _check_billing(config: Config) -> None:
 
 
 def _load_env_file(path: str) -> None:
+    """Load a secrets file; a line that is not `NAME=value` is refused with its line number.
+
+    python-dotenv skips such a line with a warning of its own, and the secret on
+    it would then be reported missing far from its cause.
+    """
     try:
+        with open(path, encoding="utf-8") as fh:
+            for binding in parse_stream(fh):
+                if binding.error:
+                    raise ConfigError(
+                        f"{path}:{binding.original.line}: not a NAME=value line "
+                        "(the value is not shown: it may be a secret)"
+                    )
         dotenv.load_dotenv(path, override=False)
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 (byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
 
 
 def load_config(
