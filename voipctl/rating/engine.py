@@ -724,8 +724,6 @@ _ROW_COLUMNS = (
     f"service_id, {', '.join(RATING_COLUMNS)}"
 )
 _OLD = 10  # where the stored rating starts in a selected row
-# The values of one UPDATE row, in order: the rating, rated_at, the CDR's id.
-_NEW_COLUMNS = f"{', '.join(RATING_COLUMNS)}, rated_at, id"
 _UNRATED = (None,) * len(RATING_COLUMNS)
 
 
@@ -750,26 +748,6 @@ class _Batch:
 
     def _cursor(self):
         return self.session.connection().connection.driver_connection.cursor()
-
-    def _update_pg(self, cursor: Any, updates: list[tuple]) -> None:
-        """PostgreSQL: COPY the new ratings into a temporary table, then one UPDATE ... FROM.
-
-        One statement per chunk instead of one per call (even pipelined, those
-        cost the server a parse, bind and execute each).
-        """
-        cursor.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS rate_cdrs_out ON COMMIT DELETE ROWS AS "
-            f"SELECT {_NEW_COLUMNS} FROM cdrs WITH NO DATA"
-        )
-        with cursor.copy(f"COPY rate_cdrs_out ({_NEW_COLUMNS}) FROM STDIN") as copy:
-            write = copy.write_row
-            for values in updates:
-                write(values)
-        cursor.execute(
-            f"UPDATE cdrs SET {', '.join(f'{c} = o.{c}' for c in (*RATING_COLUMNS, 'rated_at'))} "
-            "FROM rate_cdrs_out o WHERE cdrs.id = o.id"
-        )
-        cursor.execute("DELETE FROM rate_cdrs_out")  # a transaction may hold several chunks
 
     def _rated(self, count: int) -> None:
         self.pending += count
@@ -896,10 +874,7 @@ class _Batch:
                 if old_cost != new_cost:
                     corrections.append((row, old_cost, new_cost))
         if updates:
-            if self.lock:
-                self._update_pg(cursor, updates)
-            else:
-                cursor.executemany(self.update_sql, updates)
+            cursor.executemany(self.update_sql, updates)
             report.changed += len(updates)
         for row, old_cost, new_cost in corrections:
             _correct_charge(self.session, row[9], row, old_cost, new_cost, cursor)
