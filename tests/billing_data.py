@@ -84,6 +84,29 @@ def add_invoice(session: Session, client_id: int, amount: str, number: str) -> N
     session.flush()
 
 
+def call_row(
+    service: Service, cost: Decimal, *, status: str = "rated", prefix: str = "call"
+) -> dict:
+    """One rated call of `service` (starting at a second of its own) as a `cdrs` row."""
+    i = next(_second)
+    start = T0 + timedelta(seconds=i)
+    return {
+        "server": service.server,
+        "provider_id": f"{prefix}-{service.id}-{i}",
+        "service_id": service.id,
+        "client_id": service.client_id,
+        "direction": "outbound",
+        "number": "15195550100",
+        "start": start,
+        "billsec": 60,
+        "pulled_at": start,
+        "status": status,
+        "cost": cost if status == "rated" else None,
+        "billable_seconds": 60,
+        "rerate_count": 0,
+    }
+
+
 def add_calls(
     store: Store,
     service: Service,
@@ -93,27 +116,7 @@ def add_calls(
     prefix: str = "call",
 ) -> None:
     """Rated calls of one service with the given costs, inserted through Core in chunks."""
-    rows = []
-    for cost in costs:
-        i = next(_second)
-        start = T0 + timedelta(seconds=i)
-        rows.append(
-            {
-                "server": service.server,
-                "provider_id": f"{prefix}-{service.id}-{i}",
-                "service_id": service.id,
-                "client_id": service.client_id,
-                "direction": "outbound",
-                "number": "15195550100",
-                "start": start,
-                "billsec": 60,
-                "pulled_at": start,
-                "status": status,
-                "cost": cost if status == "rated" else None,
-                "billable_seconds": 60,
-                "rerate_count": 0,
-            }
-        )
+    rows = [call_row(service, cost, status=status, prefix=prefix) for cost in costs]
     with store.session() as session:
         for chunk in range(0, len(rows), 5000):
             session.execute(insert(Cdr), rows[chunk : chunk + 5000])

@@ -122,7 +122,6 @@ def test_client_option_bills_only_that_client(store, cli):
 
 def test_more_calls_than_a_chunk_become_several_charges(store, cli, monkeypatch):
     monkeypatch.setattr(autobill, "CHUNK", 7)
-    monkeypatch.setattr(autobill, "IN_BATCH", {"sqlite": 3, "postgresql": 3})
     rng = random.Random(6)
     _, costs, _ = _setup(store, rng, clients=(42,), calls=30)
     assert cli("autobill").exit_code == 0
@@ -140,3 +139,62 @@ def test_a_run_holding_the_lock_makes_the_second_exit_75_at_once(store, cli):
     assert r.exit_code == 75
     assert r.stderr.count("\n") == 1 and "another run holds the" in r.stderr
     assert _charges(store) == []
+
+
+def test_many_services_with_interleaved_calls_are_billed_once(store, cli, monkeypatch):
+    # Calls of eight services take turns by id, as the calls of one pull do; charges
+    # of at most 12 calls, transactions of at most 25: several of each.
+    monkeypatch.setattr(autobill, "CHUNK", 12)
+    monkeypatch.setattr(autobill, "BATCH", 25)
+    rng = random.Random(8)
+    clients = range(50, 58)
+    services, costs, _ = _setup(store, rng, clients=clients, calls=0)
+    for round_ in range(6):
+        for cid in clients:
+            more = random_costs(rng, 5)
+            costs[cid] += more
+            add_calls(store, services[cid], more, prefix=f"r{round_}")
+    add_calls(store, services[50], [Decimal(0)] * 3, status="no_rate", prefix="norate")
+
+    planned = autobill.plan(store)
+    r = cli("autobill", "-v")
+    assert r.exit_code == 0, r.output
+    assert "autobill: 24 charges, 240 calls" in r.stdout
+    with store.session() as s:
+        refs = list(s.scalars(select(LedgerEntry.reference).order_by(LedgerEntry.id)))
+        for cid in clients:
+            assert ledger.balance(s, cid) == -sum(costs[cid])
+            # The unmetered service's calls (of the first client) stay unbilled.
+            assert ledger.unbilled_cost(s, cid) == (Decimal("3.00") if cid == 50 else 0)
+        per_charge = s.execute(
+            select(Cdr.billed_entry_id, func.count(), func.sum(Cdr.cost))
+            .where(Cdr.billed_entry_id.is_not(None))
+            .group_by(Cdr.billed_entry_id)
+        ).all()
+        entries = {e.id: e for e in s.scalars(select(LedgerEntry))}
+    assert refs == [c.reference for c in planned]
+    assert [c.cdr_count for c in planned] == [12, 12, 6] * len(clients)
+    assert len(per_charge) == len(entries) == 24
+    for entry_id, count, cost in per_charge:
+        assert (entries[entry_id].cdr_count, entries[entry_id].amount) == (count, -cost)
+    r = cli("autobill", "-v")
+    assert "0 charges, 0 calls" in r.stdout
+    assert len(_charges(store)) == 24
+    check_invariants(store)
+
+
+def test_a_failing_charge_leaves_its_service_for_the_next_run_and_bills_the_others(store, cli):
+    rng = random.Random(9)
+    services, costs, _ = _setup(store, rng, clients=(42, 43))
+    # A ledger row already holding the reference 43's charge will get, with another
+    # amount: the ledger refuses it, and only that service is left unbilled.
+    ref = autobill.plan_service(store, services[43].id, 43)[0].reference
+    with store.session() as s:
+        ledger.post(s, client_id=43, kind="adjustment", amount=Decimal(1), reference=ref)
+    r = cli("autobill")
+    assert r.exit_code == 1
+    assert f"service {services[43].id} of client 43" in r.stderr
+    with store.session() as s:
+        assert ledger.balance(s, 42) == -sum(costs[42])
+        assert ledger.unbilled_cost(s, 42) == Decimal("3.00")  # the unmetered calls
+        assert ledger.unbilled_cost(s, 43) == sum(costs[43])

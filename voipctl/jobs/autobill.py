@@ -1,18 +1,27 @@
 """autobill: rated, unbilled calls of metered services become ledger charges.
 
-One charge per service and run (per chunk of CHUNK calls when a service has
-more). The charge and the marking of its CDRs (`billed_entry_id`) are one
-database transaction, so a run killed at any instant has either done both or
-neither, and the next run bills exactly what is left.
+One charge per service and run (per CHUNK calls when a service has more). The
+charge and the marking of its CDRs (`billed_entry_id`, one set-based UPDATE over
+the service's id range) are in one database transaction, so a run killed at any
+instant has done both or neither, and the next run bills exactly what is left.
+The charges of several services share a transaction, up to BATCH calls, so a
+run commits a few times rather than once per service; each charge has its own
+savepoint, so one service's failure does not undo the others.
+
+Sums and counts come from GROUP BY queries on `ix_cdrs_unbilled`, a partial
+index holding only rated, unbilled calls (by service, id, with the cost): the
+work is proportional to what is left to bill, never to the table.
 
 The charge's reference is made from the CDRs it bills (service, first and last
-id, count, and a digest of every id and cost), not from the run: a replay of
+id, count, and a digest of the cost and id sums), not from the run: a replay of
 the same work can only find the same reference, which the ledger takes once.
+A CDR once billed stays billed (re-rating corrects its charge, never clears the
+mark), so two different sets of calls never share a first id and a reference.
 
-Race-proofing: the CDRs of a chunk are read with FOR UPDATE on PostgreSQL (rows
-locked until commit, so a concurrent re-rate waits) and inside BEGIN IMMEDIATE
-on SQLite; the UPDATE that marks them still requires `billed_entry_id IS NULL`
-and must touch exactly the rows that were summed, or the chunk is rolled back.
+Race-proofing: on SQLite a charge's sums are read inside BEGIN IMMEDIATE (no
+other writer until commit). On PostgreSQL the marking UPDATE returns the count
+and cost sum of exactly the rows it marked; if a concurrent re-rate changed
+them since they were summed, the charge is rolled back (BillingRace).
 """
 
 from __future__ import annotations
@@ -23,7 +32,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, select, type_coerce, update
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from voipctl import money
@@ -31,19 +40,34 @@ from voipctl.billing.backend import BillingBackend
 from voipctl.errors import VoipctlError
 from voipctl.jobs.runner import RunState
 from voipctl.store.engine import Store
-from voipctl.store.models import Cdr, Product, Service
+from voipctl.store.models import UNBILLED_CDR, Product, Service
 
 log = logging.getLogger(__name__)
 
-# CDRs per charge: one charge per service and run for any normal day's traffic.
+# Most CDRs in one charge: one charge per service and run for any normal day's traffic.
 CHUNK = 50_000
-# Ids per `IN (...)` of the marking UPDATE: under SQLite's old bound-parameter limit
-# (999), and under PostgreSQL's (65535) with room to spare.
-IN_BATCH = {"sqlite": 900, "postgresql": 20_000}
+# Most CDRs per transaction: the charges of small services go together up to this, so
+# a run over thousands of services commits a few hundred times, not once per service,
+# and a commit stays small (a service with more calls is a transaction of its own).
+BATCH = 2_000
+
+# The terms of ix_cdrs_unbilled, written literally so both planners can use it.
+_UNBILLED = f"{UNBILLED_CDR} AND cost IS NOT NULL"
+
+
+def _cdrs(session: Session) -> str:
+    """The table, on SQLite bound to ix_cdrs_unbilled.
+
+    Without statistics SQLite prefers ix_cdrs_status (every rated call ever);
+    INDEXED BY pins the partial index, and fails loudly should it stop matching.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        return "cdrs INDEXED BY ix_cdrs_unbilled"
+    return "cdrs"
 
 
 class BillingRace(VoipctlError):
-    """The CDRs of a chunk changed between summing and marking them; nothing was written."""
+    """The CDRs of a charge changed between summing and marking them; nothing was written."""
 
 
 @dataclass(frozen=True)
@@ -59,142 +83,256 @@ class Charge:
     last_id: int
 
 
-def _unbilled(service_id: int):
-    return (
-        Cdr.service_id == service_id,
-        Cdr.status == "rated",
-        Cdr.billed_entry_id.is_(None),
-        Cdr.cost.is_not(None),
-    )
+@dataclass(frozen=True)
+class _Sums:
+    """The unbilled calls of one charge, as the database summed them."""
+
+    service_id: int
+    count: int
+    units: int
+    first_id: int
+    last_id: int
+    id_sum: int
 
 
-def services_to_bill(session: Session, client_id: int | None = None) -> list[tuple[int, int]]:
-    """(service id, client id) of metered services with rated, unbilled CDRs."""
-    has_unbilled = (
-        select(Cdr.id)
-        .where(
-            Cdr.service_id == Service.id,
-            Cdr.status == "rated",
-            Cdr.billed_entry_id.is_(None),
-            Cdr.cost.is_not(None),
-        )
-        .exists()
-    )
+def reference_for(sums: _Sums) -> str:
+    """The charge's idempotency key, from the CDRs it bills."""
+    digest = hashlib.sha256(
+        f"{sums.service_id}:{sums.first_id}:{sums.last_id}:{sums.count}:"
+        f"{sums.units}:{sums.id_sum}".encode()
+    ).hexdigest()[:16]
+    return f"autobill:s{sums.service_id}:{sums.first_id}-{sums.last_id}:n{sums.count}:{digest}"
+
+
+def _metered(session: Session, client_id: int | None, service_id: int | None) -> dict[int, int]:
+    """service id -> client id of the metered services to bill."""
     query = (
         select(Service.id, Service.client_id)
         .join(Product, Product.id == Service.product_id)
-        .where(Product.metered.is_(True), has_unbilled)
-        .order_by(Service.client_id, Service.id)
+        .where(Product.metered.is_(True))
     )
     if client_id is not None:
         query = query.where(Service.client_id == client_id)
-    return [(row[0], row[1]) for row in session.execute(query)]
+    if service_id is not None:
+        query = query.where(Service.id == service_id)
+    return {row[0]: row[1] for row in session.execute(query)}
 
 
-def reference_for(service_id: int, rows: list[tuple[int, int]]) -> str:
-    """The charge's idempotency key, from the (id, cost units) of the CDRs it bills."""
-    digest = hashlib.sha256()
-    for cdr_id, units in rows:
-        digest.update(f"{cdr_id}:{units};".encode())
-    return (
-        f"autobill:s{service_id}:{rows[0][0]}-{rows[-1][0]}:n{len(rows)}:{digest.hexdigest()[:16]}"
-    )
+def _in_list(services: dict[int, int]) -> str:
+    # Integers from the database, written inline: one statement text per run and no
+    # bound-parameter limit, however many services there are.
+    return ",".join(str(int(s)) for s in sorted(services))
 
 
-def _chunk(session: Session, service_id: int, *, lock: bool) -> list[tuple[int, int]]:
-    # Costs are read as the stored integer units: summed exactly, converted once.
-    query = (
-        select(Cdr.id, type_coerce(Cdr.cost, BigInteger))
-        .where(*_unbilled(service_id))
-        .order_by(Cdr.id)
-        .limit(CHUNK)
-    )
-    if lock:
-        query = query.with_for_update()
-    return [(row[0], row[1]) for row in session.execute(query)]
+@dataclass(frozen=True)
+class _Task:
+    """One charge to make: the service's unbilled calls with low < id <= high."""
+
+    service_id: int
+    client_id: int
+    low: int
+    high: int
+    count: int  # as planned; the transaction sums again
 
 
-def _charge_of(client_id: int, service_id: int, rows: list[tuple[int, int]]) -> Charge:
-    total = sum(units for _, units in rows)
+def _tasks(session: Session, services: dict[int, int]) -> list[_Task]:
+    """One charge per service (one per CHUNK calls beyond that), in (client, service) order.
+
+    One GROUP BY over the partial index counts each service's calls up to the
+    newest id now; calls stored while the run goes wait for the next run.
+    """
+    high = session.scalar(text("SELECT max(id) FROM cdrs"))
+    if high is None:
+        return []
+    counts = session.execute(
+        text(
+            f"SELECT service_id, count(*) FROM {_cdrs(session)} "
+            f"WHERE service_id IN ({_in_list(services)}) AND {_UNBILLED} AND id <= :high "
+            "GROUP BY service_id"
+        ),
+        {"high": high},
+    ).all()
+    tasks = []
+    for service_id, count in sorted(counts, key=lambda r: (services[r[0]], r[0])):
+        low = 0
+        while count > CHUNK:
+            # The id of the CHUNK-th call: an index seek, for the rare huge backlog.
+            cut = session.scalar(
+                text(
+                    f"SELECT id FROM {_cdrs(session)} WHERE service_id = :s AND {_UNBILLED} "
+                    "AND id > :low ORDER BY id LIMIT 1 OFFSET :skip"
+                ),
+                {"s": service_id, "low": low, "skip": CHUNK - 1},
+            )
+            tasks.append(_Task(service_id, services[service_id], low, cut, CHUNK))
+            low, count = cut, count - CHUNK
+        tasks.append(_Task(service_id, services[service_id], low, high, count))
+    return tasks
+
+
+def _batches(tasks: list[_Task]) -> Iterator[list[_Task]]:
+    """Consecutive tasks of at most BATCH calls together (a bigger task alone)."""
+    batch: list[_Task] = []
+    held = 0
+    for task in tasks:
+        if batch and held + task.count > BATCH:
+            yield batch
+            batch, held = [], 0
+        batch.append(task)
+        held += task.count
+    if batch:
+        yield batch
+
+
+def _sums(session: Session, task: _Task) -> _Sums | None:
+    """The task's unbilled calls as they are now (None if none is left)."""
+    row = session.execute(
+        text(
+            "SELECT count(*), sum(cost), min(id), max(id), sum(id) "
+            f"FROM {_cdrs(session)} WHERE service_id = :s AND {_UNBILLED} "
+            "AND id > :low AND id <= :high"
+        ),
+        {"s": task.service_id, "low": task.low, "high": task.high},
+    ).one()
+    if not row[0]:
+        return None
+    return _Sums(task.service_id, *(int(v) for v in row))
+
+
+def _charge_of(client_id: int, sums: _Sums) -> Charge:
     return Charge(
         client_id=client_id,
-        service_id=service_id,
-        cdr_count=len(rows),
-        amount=-money.from_units(total),
-        reference=reference_for(service_id, rows),
-        first_id=rows[0][0],
-        last_id=rows[-1][0],
+        service_id=sums.service_id,
+        cdr_count=sums.count,
+        amount=-money.from_units(sums.units),
+        reference=reference_for(sums),
+        first_id=sums.first_id,
+        last_id=sums.last_id,
     )
 
 
-def _batches(ids: list[int], size: int) -> Iterator[list[int]]:
-    for start in range(0, len(ids), size):
-        yield ids[start : start + size]
+_MARK = (
+    "UPDATE {cdrs} SET billed_entry_id = :entry "
+    f"WHERE service_id = :service AND {_UNBILLED} AND id BETWEEN :first AND :last"
+)
+
+
+def _mark(session: Session, sums: _Sums, entry_id: int) -> None:
+    """Mark the summed CDRs billed by `entry_id`; BillingRace if they are not what was summed."""
+    mark = _MARK.format(cdrs=_cdrs(session))
+    params = {
+        "entry": entry_id,
+        "service": sums.service_id,
+        "first": sums.first_id,
+        "last": sums.last_id,
+    }
+    if session.get_bind().dialect.name == "postgresql":
+        # READ COMMITTED: a re-rate may have committed since the sums were read. The
+        # rows the UPDATE marked are the truth; they must add up to the charge.
+        row = session.execute(
+            text(
+                f"WITH marked AS ({mark} RETURNING cost) "
+                "SELECT count(*), coalesce(sum(cost), 0) FROM marked"
+            ),
+            params,
+        ).one()
+        marked, units = int(row[0]), int(row[1])
+    else:
+        # Under BEGIN IMMEDIATE nothing else has written since the sums were read.
+        marked, units = session.execute(text(mark), params).rowcount, sums.units
+    if (marked, units) != (sums.count, sums.units):
+        raise BillingRace(
+            f"{sums.count} CDRs summed to {money.fmt(sums.units, units=True)} but "
+            f"{marked} marked, summing to {money.fmt(units, units=True)}; "
+            "nothing was written, run autobill again"
+        )
+
+
+def _bill_batch(
+    store: Store, backend: BillingBackend, batch: list[_Task], failures: list[str]
+) -> list[Charge]:
+    """One transaction: the charges of a batch of tasks, each with its CDRs marked."""
+    charges = []
+    with store.session() as session:
+        for task in batch:
+            sums = _sums(session, task)
+            if sums is None:
+                continue
+            charge = _charge_of(task.client_id, sums)
+            try:
+                # A savepoint per charge: a service that fails is left for the next
+                # run without undoing the others of the batch.
+                with session.begin_nested():
+                    entry_id = backend.post_charge(
+                        session,
+                        client_id=task.client_id,
+                        service_id=task.service_id,
+                        amount=charge.amount,
+                        reference=charge.reference,
+                        note=(
+                            f"usage: {charge.cdr_count} calls "
+                            f"(CDR {charge.first_id}..{charge.last_id})"
+                        ),
+                        cdr_count=charge.cdr_count,
+                    )
+                    _mark(session, sums, entry_id)
+            except VoipctlError as exc:
+                failures.append(f"service {task.service_id} of client {task.client_id}: {exc}")
+                continue
+            charges.append(charge)
+    return charges
+
+
+def _plan(store: Store, client_id: int | None, service_id: int | None) -> list[_Task]:
+    with store.sessions() as session:
+        services = _metered(session, client_id, service_id)
+        tasks = _tasks(session, services) if services else []
+        session.rollback()
+    return tasks
+
+
+def bill(
+    store: Store,
+    backend: BillingBackend,
+    *,
+    client_id: int | None = None,
+    service_id: int | None = None,
+    failures: list[str] | None = None,
+) -> list[Charge]:
+    """Bill the rated, unbilled CDRs of metered services: one transaction per batch.
+
+    A charge that fails is appended to `failures` (raised when none is given).
+    """
+    found: list[str] = [] if failures is None else failures
+    charges: list[Charge] = []
+    for batch in _batches(_plan(store, client_id, service_id)):
+        charges += _bill_batch(store, backend, batch, found)
+    if failures is None and found:
+        raise VoipctlError(found[0])
+    return charges
+
+
+def plan(
+    store: Store, *, client_id: int | None = None, service_id: int | None = None
+) -> list[Charge]:
+    """What `bill` would charge, read only (the dry run)."""
+    tasks = _plan(store, client_id, service_id)
+    with store.sessions() as session:
+        found = [_sums(session, task) for task in tasks]
+        session.rollback()
+    return [_charge_of(t.client_id, s) for t, s in zip(tasks, found, strict=True) if s]
 
 
 def bill_service(
     store: Store, backend: BillingBackend, service_id: int, client_id: int
 ) -> list[Charge]:
-    """Bill every rated, unbilled CDR of one service: one transaction per chunk."""
-    charges = []
-    while True:
-        with store.session() as session:
-            rows = _chunk(session, service_id, lock=True)
-            if not rows:
-                break
-            charge = _charge_of(client_id, service_id, rows)
-            entry_id = backend.post_charge(
-                session,
-                client_id=client_id,
-                service_id=service_id,
-                amount=charge.amount,
-                reference=charge.reference,
-                note=f"usage: {charge.cdr_count} calls (CDR {charge.first_id}..{charge.last_id})",
-                cdr_count=charge.cdr_count,
-            )
-            marked = 0
-            size = IN_BATCH.get(store.dialect, 900)
-            for batch in _batches([cdr_id for cdr_id, _ in rows], size):
-                result = session.execute(
-                    update(Cdr)
-                    .where(Cdr.id.in_(batch), Cdr.billed_entry_id.is_(None))
-                    .values(billed_entry_id=entry_id)
-                    .execution_options(synchronize_session=False)
-                )
-                marked += result.rowcount
-            if marked != len(rows):
-                # Raising rolls back the charge together with the marks.
-                raise BillingRace(
-                    f"service {service_id}: {len(rows)} CDRs summed but {marked} marked; "
-                    "nothing was written, run autobill again"
-                )
-        charges.append(charge)
-        if len(rows) < CHUNK:
-            break
-    return charges
+    """Bill every rated, unbilled CDR of one service (of client `client_id`)."""
+    return bill(store, backend, client_id=client_id, service_id=service_id)
 
 
 def plan_service(store: Store, service_id: int, client_id: int) -> list[Charge]:
-    """What `bill_service` would charge, read only (the dry run)."""
-    charges = []
-    with store.sessions() as session:
-        last = 0
-        while True:
-            query = (
-                select(Cdr.id, type_coerce(Cdr.cost, BigInteger))
-                .where(*_unbilled(service_id), Cdr.id > last)
-                .order_by(Cdr.id)
-                .limit(CHUNK)
-            )
-            rows = [(row[0], row[1]) for row in session.execute(query)]
-            if not rows:
-                break
-            charges.append(_charge_of(client_id, service_id, rows))
-            last = rows[-1][0]
-            if len(rows) < CHUNK:
-                break
-        session.rollback()
-    return charges
+    """What `bill_service` would charge, read only."""
+    return plan(store, client_id=client_id, service_id=service_id)
 
 
 def run_autobill(
@@ -209,19 +347,13 @@ def run_autobill(
 
     A service that fails is reported through `run.fail` and the others still run.
     """
-    with store.sessions() as session:
-        services = services_to_bill(session, client_id)
-        session.rollback()
-    charges: list[Charge] = []
-    for service_id, owner in services:
-        try:
-            if dry_run:
-                charges += plan_service(store, service_id, owner)
-            else:
-                charges += bill_service(store, backend, service_id, owner)
-        except VoipctlError as exc:
-            run.fail(f"service {service_id} of client {owner}: {exc}")
-    if not dry_run:
+    if dry_run:
+        charges = plan(store, client_id=client_id)
+    else:
+        failures: list[str] = []
+        charges = bill(store, backend, client_id=client_id, failures=failures)
+        for failure in failures:
+            run.fail(failure)
         for failure in backend.push_charges(store):
             run.fail(failure)
     run.summary.update(

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -185,6 +186,10 @@ class Service(Base):
     ended_at: Mapped[datetime | None] = mapped_column(UTCTime)
 
 
+# The rows of ix_cdrs_unbilled; a query must repeat these terms literally to use it.
+UNBILLED_CDR = "status = 'rated' AND billed_entry_id IS NULL"
+
+
 class Cdr(Base):
     """One call detail record, as the provider gave it and as it was rated and billed."""
 
@@ -195,6 +200,16 @@ class Cdr(Base):
         Index("ix_cdrs_service_start", "service_id", "start"),
         Index("ix_cdrs_status", "status"),
         Index("ix_cdrs_billed_entry", "billed_entry_id"),
+        # autobill's work list: only rated calls not yet billed, by service in id order,
+        # with the cost so its sums never touch the table. Rows leave it as they are billed.
+        Index(
+            "ix_cdrs_unbilled",
+            "service_id",
+            "id",
+            "cost",
+            sqlite_where=text(UNBILLED_CDR),
+            postgresql_where=text(UNBILLED_CDR),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 08:16:04.660693
+Create Date: 2026-11-26 09:42:14.255082
 """
 
 import sqlalchemy as sa
@@ -299,6 +299,13 @@ def upgrade() -> None:
         batch_op.create_index("ix_cdrs_client_start", ["client_id", "start"], unique=False)
         batch_op.create_index("ix_cdrs_service_start", ["service_id", "start"], unique=False)
         batch_op.create_index("ix_cdrs_status", ["status"], unique=False)
+        batch_op.create_index(
+            "ix_cdrs_unbilled",
+            ["service_id", "id", "cost"],
+            unique=False,
+            sqlite_where=sa.text("status = 'rated' AND billed_entry_id IS NULL"),
+            postgresql_where=sa.text("status = 'rated' AND billed_entry_id IS NULL"),
+        )
 
     op.create_table(
         "rates",
@@ -351,6 +358,11 @@ def downgrade() -> None:
     op.drop_table("suspension_events")
     op.drop_table("rates")
     with op.batch_alter_table("cdrs", schema=None) as batch_op:
+        batch_op.drop_index(
+            "ix_cdrs_unbilled",
+            sqlite_where=sa.text("status = 'rated' AND billed_entry_id IS NULL"),
+            postgresql_where=sa.text("status = 'rated' AND billed_entry_id IS NULL"),
+        )
         batch_op.drop_index("ix_cdrs_status")
         batch_op.drop_index("ix_cdrs_service_start")
         batch_op.drop_index("ix_cdrs_client_start")
