@@ -127,8 +127,9 @@ class Rating(NamedTuple):
 _new_rating = tuple.__new__
 _INVALID = Rating("invalid_number", None, billable_seconds=None, free_seconds=None, cost=None)
 _INTERNAL_INVALID = Rating("internal", None)
-# Distinct numbers whose classification a product keeps (about 200 bytes each).
-NUMBER_CACHE = 200_000
+# Distinct numbers whose classification a product keeps (about 150 bytes each, so
+# under 10 MB a product): calls repeat numbers, a million distinct ones start over.
+NUMBER_CACHE = 50_000
 # "+" and 8-15 digits: the lengths normalize() takes as international as they are.
 _INTERNATIONAL_LENGTHS = (MIN_DIGITS, MAX_DIGITS + 1)
 
@@ -190,7 +191,7 @@ class ProductContext:
             known = normalized
         numbers = self.numbers
         if len(numbers) >= NUMBER_CACHE:
-            numbers.clear()  # bounded memory: a million distinct numbers start over
+            numbers.clear()  # bounded memory
         numbers[number] = known
         return known
 
