@@ -306,3 +306,16 @@ def test_the_international_shortcut_gives_what_classify_gives(store, tmp_path):
         product.patterns = True  # the slow way: every number through classify()
         assert rate_all() == shortcut
         assert {r.status for r in shortcut} == {"rated", "internal", "invalid_number"}
+
+
+def test_lesnet_repeated_rows_count_on_past_two(tmp_path):
+    from test_lesnet import SINCE, UNTIL, make, svc
+    from test_lesnet import write as write_file
+
+    line = "2026-11-20 09:15:02,12046664021,15195550100,65,D4E3CD2BFC791,12046664021"
+    other = "2026-11-20 09:15:02,12046664021,15195550199,65,D4E3CD2BFC791,12046664021"
+    path = write_file(tmp_path, line, other, line, line, other, name="rows.txt")
+    with make() as adapter:
+        ids = [r.provider_id for r in adapter.fetch_cdrs(svc(link=str(path)), SINCE, UNTIL)]
+    assert [i.rsplit("-", 1)[1] for i in ids] == ["0", "0", "1", "2", "1"]
+    assert ids[0].rsplit("-", 1)[0] == ids[2].rsplit("-", 1)[0] != ids[1].rsplit("-", 1)[0]

@@ -218,8 +218,13 @@ class ProductContext:
 
     def _rows(self, raw_rows, direction: str, source: str, version_id: int | None, factor: int):
         default_a, default_b = self.increments[direction]
+        # One "A/B" text per increment, shared by the rows: a deck has a handful.
+        texts: dict[tuple[int, int], str] = {}
         for prefix, description, rate, inc_a, inc_b, fee in raw_rows:
             a, b = inc_a or default_a, inc_b or default_b
+            text_ab = texts.get((a, b))
+            if text_ab is None:
+                text_ab = texts[(a, b)] = f"{a}/{b}"
             yield RateRow(
                 prefix,
                 description or "",
@@ -230,7 +235,7 @@ class ProductContext:
                 source,
                 version_id,
                 factor,
-                f"{a}/{b}",
+                text_ab,
             )
 
     def matcher(self, session: Session, direction: str, at: int) -> PrefixMatcher:
