@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import func, select
 
 from tests.billing_data import add_calls, add_client, add_product, add_service, random_costs
@@ -141,11 +142,19 @@ def test_a_run_holding_the_lock_makes_the_second_exit_75_at_once(store, cli):
     assert _charges(store) == []
 
 
-def test_many_services_with_interleaved_calls_are_billed_once(store, cli, monkeypatch):
-    # Calls of eight services take turns by id, as the calls of one pull do; charges
-    # of at most 12 calls, transactions of at most 25: several of each.
-    monkeypatch.setattr(autobill, "CHUNK", 12)
-    monkeypatch.setattr(autobill, "BATCH", 25)
+@pytest.mark.parametrize(
+    ("chunk", "batch", "charges"),
+    [
+        (1000, 70, 8),  # one charge per service, two services per transaction
+        (12, 2000, None),  # a backlog: windows of 12 consecutive calls across services
+    ],
+)
+def test_many_services_with_interleaved_calls_are_billed_once(
+    store, cli, monkeypatch, chunk, batch, charges
+):
+    # Calls of eight services take turns by id, as the calls of one pull do.
+    monkeypatch.setattr(autobill, "CHUNK", chunk)
+    monkeypatch.setattr(autobill, "BATCH", batch)
     rng = random.Random(8)
     clients = range(50, 58)
     services, costs, _ = _setup(store, rng, clients=clients, calls=0)
@@ -159,7 +168,7 @@ def test_many_services_with_interleaved_calls_are_billed_once(store, cli, monkey
     planned = autobill.plan(store)
     r = cli("autobill", "-v")
     assert r.exit_code == 0, r.output
-    assert "autobill: 24 charges, 240 calls" in r.stdout
+    assert f"autobill: {len(planned)} charges, 240 calls" in r.stdout
     with store.session() as s:
         refs = list(s.scalars(select(LedgerEntry.reference).order_by(LedgerEntry.id)))
         for cid in clients:
@@ -173,13 +182,17 @@ def test_many_services_with_interleaved_calls_are_billed_once(store, cli, monkey
         ).all()
         entries = {e.id: e for e in s.scalars(select(LedgerEntry))}
     assert refs == [c.reference for c in planned]
-    assert [c.cdr_count for c in planned] == [12, 12, 6] * len(clients)
-    assert len(per_charge) == len(entries) == 24
+    if charges is not None:
+        assert [c.cdr_count for c in planned] == [30] * charges
+    else:
+        # Each window's calls are those of 12 consecutive ids, split between services.
+        assert len(planned) > 20 and max(c.cdr_count for c in planned) <= 12
+    assert len(per_charge) == len(entries) == len(planned)
     for entry_id, count, cost in per_charge:
         assert (entries[entry_id].cdr_count, entries[entry_id].amount) == (count, -cost)
     r = cli("autobill", "-v")
     assert "0 charges, 0 calls" in r.stdout
-    assert len(_charges(store)) == 24
+    assert len(_charges(store)) == len(planned)
     check_invariants(store)
 
 

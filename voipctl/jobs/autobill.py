@@ -135,47 +135,69 @@ class _Task:
     count: int  # as planned; the transaction sums again
 
 
-def _tasks(session: Session, services: dict[int, int]) -> list[_Task]:
-    """One charge per service (one per CHUNK calls beyond that), in (client, service) order.
+def _batches(session: Session, services: dict[int, int]) -> list[list[_Task]]:
+    """The run's charges, grouped in transactions, in id and (client, service) order.
 
-    One GROUP BY over the partial index counts each service's calls up to the
-    newest id now; calls stored while the run goes wait for the next run.
+    One GROUP BY over the partial index counts each service's calls per bucket of
+    ids (an eighth of CHUNK ids), up to the newest id now: calls stored while the
+    run goes wait for the next run. Up to CHUNK calls in all: one charge per
+    service, small services sharing a transaction up to BATCH calls. More (a
+    backlog): windows of consecutive ids holding at most CHUNK calls, each one
+    transaction with one charge per service in it, so that a transaction rewrites
+    one stretch of the table rather than a page here and there across all of it.
     """
     high = session.scalar(text("SELECT max(id) FROM cdrs"))
     if high is None:
         return []
-    counts = session.execute(
+    size = max(1, CHUNK // 8)
+    rows = session.execute(
         text(
-            f"SELECT service_id, count(*) FROM {_cdrs(session)} "
+            f"SELECT service_id, id / {size}, count(*) FROM {_cdrs(session)} "
             f"WHERE service_id IN ({_in_list(services)}) AND {_UNBILLED} AND id <= :high "
-            "GROUP BY service_id"
+            "GROUP BY 1, 2"
         ),
         {"high": high},
     ).all()
-    tasks = []
-    for service_id, count in sorted(counts, key=lambda r: (services[r[0]], r[0])):
-        low = 0
-        while count > CHUNK:
-            # The id of the CHUNK-th call: an index seek, for the rare huge backlog.
-            cut = session.scalar(
-                text(
-                    f"SELECT id FROM {_cdrs(session)} WHERE service_id = :s AND {_UNBILLED} "
-                    "AND id > :low ORDER BY id LIMIT 1 OFFSET :skip"
-                ),
-                {"s": service_id, "low": low, "skip": CHUNK - 1},
-            )
-            tasks.append(_Task(service_id, services[service_id], low, cut, CHUNK))
-            low, count = cut, count - CHUNK
-        tasks.append(_Task(service_id, services[service_id], low, high, count))
-    return tasks
+    if sum(r[2] for r in rows) <= CHUNK:
+        counts: dict[int, int] = {}
+        for service_id, _, count in rows:
+            counts[service_id] = counts.get(service_id, 0) + count
+        tasks = [_Task(sid, services[sid], 0, high, n) for sid, n in counts.items()]
+        return list(_grouped(sorted(tasks, key=lambda t: (t.client_id, t.service_id)), BATCH))
+    buckets: dict[int, dict[int, int]] = {}
+    for service_id, bucket, count in rows:
+        held = buckets.setdefault(int(bucket), {})
+        held[service_id] = held.get(service_id, 0) + count
+    batches = []
+    window: dict[int, int] = {}
+    first = last = 0
+    for bucket in sorted(buckets):
+        if window and sum(window.values()) + sum(buckets[bucket].values()) > CHUNK:
+            batches.append(_window(services, window, first * size - 1, (last + 1) * size - 1))
+            window = {}
+        if not window:
+            first = bucket
+        last = bucket
+        for service_id, count in buckets[bucket].items():
+            window[service_id] = window.get(service_id, 0) + count
+    if window:
+        batches.append(
+            _window(services, window, first * size - 1, min(high, (last + 1) * size - 1))
+        )
+    return batches
 
 
-def _batches(tasks: list[_Task]) -> Iterator[list[_Task]]:
-    """Consecutive tasks of at most BATCH calls together (a bigger task alone)."""
+def _window(services: dict[int, int], counts: dict[int, int], low: int, high: int) -> list[_Task]:
+    tasks = [_Task(sid, services[sid], low, high, n) for sid, n in counts.items()]
+    return sorted(tasks, key=lambda t: (t.client_id, t.service_id))
+
+
+def _grouped(tasks: list[_Task], limit: int) -> Iterator[list[_Task]]:
+    """Consecutive tasks of at most `limit` calls together (a bigger task alone)."""
     batch: list[_Task] = []
     held = 0
     for task in tasks:
-        if batch and held + task.count > BATCH:
+        if batch and held + task.count > limit:
             yield batch
             batch, held = [], 0
         batch.append(task)
@@ -283,12 +305,12 @@ def _bill_batch(
     return charges
 
 
-def _plan(store: Store, client_id: int | None, service_id: int | None) -> list[_Task]:
+def _plan(store: Store, client_id: int | None, service_id: int | None) -> list[list[_Task]]:
     with store.sessions() as session:
         services = _metered(session, client_id, service_id)
-        tasks = _tasks(session, services) if services else []
+        batches = _batches(session, services) if services else []
         session.rollback()
-    return tasks
+    return batches
 
 
 def bill(
@@ -305,7 +327,7 @@ def bill(
     """
     found: list[str] = [] if failures is None else failures
     charges: list[Charge] = []
-    for batch in _batches(_plan(store, client_id, service_id)):
+    for batch in _plan(store, client_id, service_id):
         charges += _bill_batch(store, backend, batch, found)
     if failures is None and found:
         raise VoipctlError(found[0])
@@ -316,7 +338,7 @@ def plan(
     store: Store, *, client_id: int | None = None, service_id: int | None = None
 ) -> list[Charge]:
     """What `bill` would charge, read only (the dry run)."""
-    tasks = _plan(store, client_id, service_id)
+    tasks = [task for batch in _plan(store, client_id, service_id) for task in batch]
     with store.sessions() as session:
         found = [_sums(session, task) for task in tasks]
         session.rollback()
