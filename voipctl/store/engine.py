@@ -18,6 +18,8 @@ from voipctl.errors import ConfigError, SchemaOutOfDate, VoipctlError
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Page cache bound per SQLite connection, in KiB (PRAGMA cache_size takes it negated).
+SQLITE_CACHE_KIB = 65_536
 
 
 @dataclass
@@ -94,6 +96,14 @@ def _sqlite_setup(engine: Engine) -> None:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        # The default 2 MB page cache holds a fraction of cdrs' indexes at a million
+        # calls: bulk jobs then re-read and spill pages for every chunk. The cache is
+        # per connection and grows only as pages are used, up to this bound.
+        cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+        # Sorts and GROUP BY temp b-trees (autobill's sums) in memory, not a temp file.
+        cursor.execute("PRAGMA temp_store=MEMORY")
+        # No mmap_size: at a million calls it saved autobill nothing measurable and
+        # added the mapped file to the resident memory (+200 MB).
         cursor.close()
 
     @event.listens_for(engine, "begin")
