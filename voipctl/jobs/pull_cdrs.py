@@ -307,6 +307,14 @@ def _pull_server(
         log.info("%s: %s read up to %s", pull.server, scope.key, newest)
 
 
+def _inert(value: str | None) -> str | None:
+    """Text as both databases can hold it: PostgreSQL refuses NUL in text, so it
+    becomes U+FFFD (on SQLite too, so the same call reads the same everywhere)."""
+    if value is not None and "\x00" in value:
+        return value.replace("\x00", "\ufffd")
+    return value
+
+
 def _rows(
     records: Iterable[CallRecord], server: str, only: ServiceInfo, clients: dict[int, int]
 ) -> Iterator[dict[str, Any]]:
@@ -321,18 +329,18 @@ def _rows(
         service_id = rec.service_id if rec.service_id is not None else only.id
         yield {
             "server": server,
-            "provider_id": rec.provider_id,
+            "provider_id": _inert(rec.provider_id),
             "service_id": service_id,
             "client_id": clients[service_id],
             "direction": rec.direction,
-            "extension": rec.extension,
-            "caller": rec.caller,
-            "number": rec.number,
+            "extension": _inert(rec.extension),
+            "caller": _inert(rec.caller),
+            "number": _inert(rec.number),
             "start": int(rec.start.timestamp()),
             "answer": int(rec.answer.timestamp()) if rec.answer is not None else None,
             "end": int(rec.end.timestamp()) if rec.end is not None else None,
             "billsec": rec.billsec,
-            "hangup_cause": rec.hangup_cause,
+            "hangup_cause": _inert(rec.hangup_cause),
             "raw": raw.json if (raw := rec.raw).__class__ is RawRecord else dumps(raw),
             "pulled_at": pulled_at,
             "status": None,
