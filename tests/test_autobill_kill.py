@@ -65,7 +65,7 @@ def _dry_run_seconds(db_url: str, cwd: Path) -> float:
 
 def _kill_loop(store, db_url: str, tmp_path: Path, kills: int, seed: int) -> dict[str, int]:
     rng = random.Random(seed)
-    services = _setup(store, rng, services=120, calls=200)
+    made = _setup(store, rng, services=120, calls=200)
     whole = _dry_run_seconds(db_url, tmp_path)
     mid_run = done = before_work = 0
     attempts = 0
@@ -93,7 +93,7 @@ def _kill_loop(store, db_url: str, tmp_path: Path, kills: int, seed: int) -> dic
             before_work += 1
         # New rated calls arrive between runs, as `voipctl rate` would add them: every
         # service has some, so each run has as many charges to write as the first.
-        for service in services:
+        for service in made:
             add_calls(store, service, random_costs(rng, 10), prefix=f"k{attempts}")
 
     final = run_autobill_to_end(db_url, tmp_path)
@@ -116,6 +116,35 @@ def test_killed_at_random_instants_then_run_again_bills_each_call_once(store, db
 def test_killed_many_times(store, db_url, tmp_path):
     counts = _kill_loop(store, db_url, tmp_path, kills=80, seed=12)
     print(f"autobill kill -9 (slow): {counts}")
+
+
+@pytest.mark.slow
+def test_killed_between_windows_of_a_backlog_bills_each_call_once(store, db_url, tmp_path):
+    # Over 50,000 calls to bill: autobill cuts them into windows of consecutive ids,
+    # one transaction each. Each run is killed as soon as its first window shows
+    # committed, so the kill lands while the next window is being written.
+    rng = random.Random(13)
+    made = _setup(store, rng, services=50, calls=1200)
+    between = 0
+    for attempt in range(4):
+        _, billed_before, _, _ = _billing_state(store)
+        proc = start_autobill(db_url, tmp_path)
+        while proc.poll() is None and _billing_state(store)[1] == billed_before:
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        check_invariants(store)
+        total, billed, _, _ = _billing_state(store)
+        between += billed_before < billed < total
+        for service in made:
+            add_calls(store, service, random_costs(rng, 1200), prefix=f"w{attempt}")
+    final = run_autobill_to_end(db_url, tmp_path)
+    assert final.returncode == 0, final.stderr
+    total, billed, charged, cost = _billing_state(store)
+    assert billed == total and charged == -cost
+    assert check_invariants(store).billed_cdrs == total
+    assert between >= 1, "no kill landed between two windows"
+    print(f"autobill kill -9 between windows: {between} of 4")
 
 
 def test_two_runs_started_at_once_never_bill_a_call_twice(store, db_url, tmp_path):
