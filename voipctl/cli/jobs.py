@@ -38,7 +38,8 @@ def _finish(job: str, state: RunState, summary: str) -> int:
 def autobill(client_id, dry_run):
     """Charge rated, unbilled calls of metered services to the ledger.
 
-    One charge per service and run; each call is marked billed by its charge in
+    One charge per service and run (a backlog of over 50,000 calls: one per
+    service in each window of 50,000); each call is marked billed by its charge in
     the same transaction, so a run killed at any point and run again bills each
     call exactly once. A second run while one is going exits 75.
 

@@ -1,12 +1,14 @@
 """autobill: rated, unbilled calls of metered services become ledger charges.
 
-One charge per service and run (per CHUNK calls when a service has more). The
-charge and the marking of its CDRs (`billed_entry_id`, one set-based UPDATE over
-the service's id range) are in one database transaction, so a run killed at any
-instant has done both or neither, and the next run bills exactly what is left.
-The charges of several services share a transaction, up to BATCH calls, so a
-run commits a few times rather than once per service; each charge has its own
-savepoint, so one service's failure does not undo the others.
+One charge per service and run. The charge and the marking of its CDRs
+(`billed_entry_id`, one set-based UPDATE over the service's id range) are in
+one database transaction, so a run killed at any instant has done both or
+neither, and the next run bills exactly what is left. The charges of several
+services share a transaction, up to BATCH calls, so a run commits a few times
+rather than once per service; each charge has its own savepoint, so one
+service's failure does not undo the others. A run of more than CHUNK calls (a
+backlog) is cut into windows of consecutive ids of at most CHUNK calls, each
+one transaction with one charge per service in it (see `_batches`).
 
 Sums and counts come from GROUP BY queries on `ix_cdrs_unbilled`, a partial
 index holding only rated, unbilled calls (by service, id, with the cost): the
