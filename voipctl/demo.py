@@ -115,6 +115,13 @@ def run_demo(run_command: RunCommand, echo: Echo, *, days: int = 3) -> DemoResul
     os.environ.update(sim.env())
     os.environ.setdefault("SIM_FUSION_DB_URL", "postgresql://fusionpbx.invalid/fusionpbx")
     config = _config(directory, sim)
+    # The same secrets in a .env beside the configuration (mode 600), so the database
+    # can be explored afterwards with `--env-file`, as an operator's jobs would run.
+    env_file = directory / ".env"
+    env_file.touch(mode=0o600)
+    env_file.write_text(
+        "".join(f"{name}={os.environ[name]}\n" for name in (*sim.env(), "SIM_FUSION_DB_URL"))
+    )
     db = directory / "voipctl.db"
     (directory / "deck.csv").write_text(DECK)
     echo(f"voipctl demo: working in {directory}")
@@ -201,7 +208,7 @@ def run_demo(run_command: RunCommand, echo: Echo, *, days: int = 3) -> DemoResul
     echo(f"emails:        {directory / 'emails'} ({len(emails)} files)")
     for path in emails:
         echo(f"  {path.name}")
-    echo(f"explore it:    voipctl --config {config} cdrs 101")
+    echo(f"explore it:    voipctl --config {config} --env-file {env_file} cdrs 101")
     if failed:
         echo(f"steps that failed: {', '.join(failed)}")
     return DemoResult(directory, f"sqlite:///{db}", emails, failed)
