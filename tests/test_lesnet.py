@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -20,6 +21,7 @@ from voipctl.errors import (
     ProviderError,
     ProviderUnavailable,
 )
+from voipctl.providers import lesnet
 from voipctl.providers.base import ServiceInfo
 from voipctl.providers.lesnet import LesnetAdapter, _TimeParser
 
@@ -121,6 +123,99 @@ def test_identical_rows_are_two_calls_and_keep_their_ids_when_the_file_grows(tmp
     assert len(set(ids1)) == 2
     assert ids1[0].endswith("-0") and ids1[1].endswith("-1")
     assert ids2[:2] == ids1 and ids2[2] not in ids1
+
+
+def _ids_remembering_every_row(rows: list[str]) -> list[str]:
+    """The ids as reading the file once remembering every row's digest gives them."""
+    seen: dict[bytes, int] = {}
+    ids = []
+    for row in rows:
+        date, caller, number, seconds, peer, did = row.split(",")
+        start = int(datetime.fromisoformat(date).replace(tzinfo=TORONTO).timestamp())
+        digest = hashlib.blake2b(
+            f"{start}|{caller}|{number}|{seconds}|{peer}|{did}".encode(), digest_size=12
+        ).digest()
+        occurrence = seen.get(digest, 0)
+        seen[digest] = occurrence + 1
+        ids.append(f"{start:x}-{digest.hex()}-{occurrence}")
+    return ids
+
+
+@pytest.fixture
+def occurrence_stores(monkeypatch):
+    """Every digest store a reading makes, with the most digests it held at once."""
+    made = []
+
+    class Watched(lesnet._Occurrences):
+        def __init__(self, *, bounded):
+            super().__init__(bounded=bounded)
+            self.most = 0
+            made.append(self)
+
+        def number(self, start, digest):
+            occurrence = super().number(start, digest)
+            self.most = max(self.most, len(self.seen) + len(self.repeats))
+            return occurrence
+
+    monkeypatch.setattr(lesnet, "_Occurrences", Watched)
+    return made
+
+
+def _row(second: int, number: str) -> str:
+    stamp = datetime(2026, 11, 20, 9, 0, 0) + timedelta(seconds=second)
+    return f"{stamp:%Y-%m-%d %H:%M:%S},12046664021,{number},65,D4E3CD2BFC791,12046664021"
+
+
+def test_a_sorted_file_remembers_one_second_and_keeps_its_ids(tmp_path, occurrence_stores):
+    # 2,000 seconds, each with two different calls and one repeated: 4 rows, 3 digests.
+    rows = []
+    for second in range(2000):
+        rows += [_row(second, "15195550100")] * 2
+        rows += [_row(second, "15195550101"), _row(second, "15195550102")]
+    path = write(tmp_path, *rows)
+    with make() as adapter:
+        ids = [r.provider_id for r in adapter.fetch_cdrs(svc(link=str(path)), SINCE, UNTIL)]
+    assert ids == _ids_remembering_every_row(rows)
+    assert len(set(ids)) == len(rows)
+    [store] = occurrence_stores  # read once
+    assert store.bounded and store.most <= 4
+
+
+def test_an_unsorted_file_is_read_again_and_numbers_like_before(tmp_path, occurrence_stores):
+    # The repeated call comes back after later seconds, then after an earlier one.
+    rows = [
+        _row(5, "15195550100"),
+        _row(6, "15195550101"),
+        _row(7, "15195550102"),
+        _row(5, "15195550100"),
+        _row(9, "15195550103"),
+        _row(1, "15195550104"),
+        _row(5, "15195550100"),
+        _row(6, "15195550101"),
+    ]
+    path = write(tmp_path, *rows)
+    with make() as adapter:
+        ids = [r.provider_id for r in adapter.fetch_cdrs(svc(link=str(path)), SINCE, UNTIL)]
+        again = [r.provider_id for r in adapter.fetch_cdrs(svc(link=str(path)), SINCE, UNTIL)]
+    assert ids == _ids_remembering_every_row(rows) == again
+    assert len(set(ids)) == len(rows)
+    assert [i.rsplit("-", 1)[1] for i in ids] == ["0", "0", "0", "1", "0", "0", "2", "1"]
+    # Each reading: a bounded pass that stops at the 4th row, then a full one.
+    assert [s.bounded for s in occurrence_stores] == [True, False, True, False]
+
+
+@respx.mock
+def test_an_unsorted_link_that_changes_between_readings_is_an_error(occurrence_stores):
+    first = [_row(5, "15195550100"), _row(6, "15195550101"), _row(1, "15195550102")]
+    changed = [_row(5, "15195550100"), _row(5, "15195550100"), _row(1, "15195550102")]
+    route = respx.get(LINK).mock(
+        side_effect=[
+            httpx.Response(200, text="\n".join([HEADER, *rows]) + "\n") for rows in (first, changed)
+        ]
+    )
+    with make() as adapter, pytest.raises(ProviderUnavailable, match="changed while being read"):
+        list(adapter.fetch_cdrs(svc(), SINCE, UNTIL))
+    assert route.call_count == 2
 
 
 def test_a_mapped_call_id_is_the_dedupe_key(tmp_path):

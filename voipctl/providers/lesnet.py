@@ -18,7 +18,9 @@ Dedupe key: the `call_id` column when the map has one; otherwise
 `START-HASH-N`: the start (epoch seconds, hex), a hash of the row's normalised
 fields and its occurrence number among identical rows of the file (two equal
 calls in one second are two calls), so that each day's file, which repeats the
-earlier days, stores nothing twice.
+earlier days, stores nothing twice. A file in time order is read remembering
+the rows of one second only; one that is not is read a second time remembering
+every row (same ids, more memory).
 
 Suspend levers (`suspend` in the config):
 - `manual` (default): LES.NET has no suspend API. `suspend`/`unsuspend` raise
@@ -357,13 +359,45 @@ class LesnetAdapter(ProviderAdapter):
     def _read(
         self, link: str, matcher: _Matcher, since: datetime, until: datetime
     ) -> Iterator[CallRecord]:
+        # A file in time order (the usual) needs the digests of one second only. On the
+        # first start that goes backwards, the rows of the earlier seconds are needed
+        # again: the file is read anew remembering every row, and the records already
+        # given are not given twice. Their ids are the same in both readings (and the
+        # same as one reading remembering everything), which the second reading checks.
+        given = 0
+        ids = hashlib.blake2b(digest_size=16)
+        try:
+            for record in self._read_pass(link, matcher, since, until, _Occurrences(bounded=True)):
+                given += 1
+                ids.update(record.provider_id.encode() + b"\n")
+                yield record
+            return
+        except _OutOfOrder:
+            pass
+        log.info("CDR link %s is not in time order: reading it again", shown_link(link))
+        again = hashlib.blake2b(digest_size=16)
+        records = self._read_pass(link, matcher, since, until, _Occurrences(bounded=False))
+        for record in itertools.islice(records, given):
+            again.update(record.provider_id.encode() + b"\n")
+        if again.digest() != ids.digest():
+            raise ProviderUnavailable(
+                self.name,
+                f"CDR link {shown_link(link)}: the file changed while being read; "
+                "the next run reads it again",
+            )
+        yield from records
+
+    def _read_pass(
+        self,
+        link: str,
+        matcher: _Matcher,
+        since: datetime,
+        until: datetime,
+        occurrences: _Occurrences,
+    ) -> Iterator[CallRecord]:
         since_ts, until_ts = int(since.timestamp()), int(until.timestamp())
         parse_time = _TimeParser(self.format.time_format, self.zone).parse
         shown = shown_link(link)
-        # Digests of the rows read so far (a set: most rows occur once), and how many
-        # times each repeated one was seen (a million-row file: ~80 MB, not ~90 in one dict).
-        seen: set[bytes] = set()
-        repeats: dict[bytes, int] = {}
         with self._lines(link) as lines:
             first = next(lines, None)
             if first is None:
@@ -426,12 +460,7 @@ class LesnetAdapter(ProviderAdapter):
                         f"{start}|{caller}|{number}|{seconds}|{peer}|{did}".encode(),
                         digest_size=12,
                     ).digest()
-                    if digest in seen:
-                        occurrence = repeats.get(digest, 1)
-                        repeats[digest] = occurrence + 1
-                    else:
-                        seen.add(digest)
-                        occurrence = 0
+                    occurrence = occurrences.number(start, digest)
                     provider_id = f"{start:x}-{digest.hex()}-{occurrence}"
                 start_dt = datetime.fromtimestamp(start, UTC)
                 yield CallRecord(
@@ -508,6 +537,44 @@ class LesnetAdapter(ProviderAdapter):
         answer = self.http.json("POST", url, json=body)
         balance = answer.get("balance") if isinstance(answer, dict) else None
         return "LES.NET API reached" + (f" (balance {balance})" if balance is not None else "")
+
+
+class _OutOfOrder(Exception):
+    """A start earlier than the one before it, met while remembering one second only."""
+
+
+class _Occurrences:
+    """Occurrence numbers of row digests: how many identical rows came before.
+
+    Identical rows share their start (it is part of the digest), so while the
+    starts do not go backwards only the current second's digests are kept
+    (`bounded`): a sorted million-row file holds a handful, not a million. A
+    start that goes backwards raises `_OutOfOrder` then, since the rows of the
+    earlier seconds are forgotten. Unbounded, every digest is kept.
+    """
+
+    def __init__(self, *, bounded: bool):
+        self.bounded = bounded
+        self.second: int | None = None
+        # A set (most rows occur once) and a dict for the repeated ones: a
+        # million-row file unbounded is ~80 MB, not ~90 in one dict.
+        self.seen: set[bytes] = set()
+        self.repeats: dict[bytes, int] = {}
+
+    def number(self, start: int, digest: bytes) -> int:
+        """0 for the first row with this digest, 1 for the next identical one, ..."""
+        if self.bounded and start != self.second:
+            if self.second is not None and start < self.second:
+                raise _OutOfOrder
+            self.second = start
+            self.seen.clear()
+            self.repeats.clear()
+        if digest in self.seen:
+            occurrence = self.repeats.get(digest, 1)
+            self.repeats[digest] = occurrence + 1
+            return occurrence
+        self.seen.add(digest)
+        return 0
 
 
 class _RawTemplate:
