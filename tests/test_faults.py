@@ -93,6 +93,20 @@ class Tally:
             fh.write(json.dumps(doc) + "\n")
 
 
+def _outcome_counts(conn) -> dict[str, int]:
+    """What a run of the whole pipeline left: calls, billed calls, emails, suspended services."""
+    return {
+        "cdrs": conn.execute(text("SELECT COUNT(*) FROM cdrs")).scalar_one(),
+        "billed": conn.execute(
+            text("SELECT COUNT(*) FROM cdrs WHERE billed_entry_id IS NOT NULL")
+        ).scalar_one(),
+        "emails": conn.execute(text("SELECT COUNT(*) FROM outbox")).scalar_one(),
+        "suspended": conn.execute(
+            text("SELECT COUNT(*) FROM services WHERE suspended = :t"), {"t": True}
+        ).scalar_one(),
+    }
+
+
 class World:
     """Clients on a simulated Vodia PBX (one tenant each) and a LES.NET account, a deck,
     SMTP to a sink; jobs run as separate processes."""
@@ -277,16 +291,7 @@ class World:
         try:
             with store.engine.connect() as conn:
                 self.identical = identical_call_excess(conn)
-                counts = {
-                    "cdrs": conn.execute(text("SELECT COUNT(*) FROM cdrs")).scalar_one(),
-                    "billed": conn.execute(
-                        text("SELECT COUNT(*) FROM cdrs WHERE billed_entry_id IS NOT NULL")
-                    ).scalar_one(),
-                    "emails": conn.execute(text("SELECT COUNT(*) FROM outbox")).scalar_one(),
-                    "suspended": conn.execute(
-                        text("SELECT COUNT(*) FROM services WHERE suspended = :t"), {"t": True}
-                    ).scalar_one(),
-                }
+                counts = _outcome_counts(conn)
         finally:
             store.dispose()
         return counts
@@ -325,16 +330,7 @@ class World:
         store = open_store(self.db_url)
         try:
             with store.engine.connect() as conn:
-                return {
-                    "cdrs": conn.execute(text("SELECT COUNT(*) FROM cdrs")).scalar_one(),
-                    "billed": conn.execute(
-                        text("SELECT COUNT(*) FROM cdrs WHERE billed_entry_id IS NOT NULL")
-                    ).scalar_one(),
-                    "emails": conn.execute(text("SELECT COUNT(*) FROM outbox")).scalar_one(),
-                    "suspended": conn.execute(
-                        text("SELECT COUNT(*) FROM services WHERE suspended = :t"), {"t": True}
-                    ).scalar_one(),
-                }
+                return _outcome_counts(conn)
         finally:
             store.dispose()
 
