@@ -7,6 +7,7 @@ needed, so no configuration object ever carries a password in its repr.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tomllib
@@ -403,13 +404,14 @@ def _load_env_file(path: str) -> None:
     """
     try:
         with open(path, encoding="utf-8") as fh:
-            for binding in parse_stream(fh):
-                if binding.error:
-                    raise ConfigError(
-                        f"{path}:{binding.original.line}: not a NAME=value line "
-                        "(the value is not shown: it may be a secret)"
-                    )
-        dotenv.load_dotenv(path, override=False)
+            content = fh.read()
+        for binding in parse_stream(io.StringIO(content)):
+            if binding.error:
+                raise ConfigError(
+                    f"{path}:{binding.original.line}: not a NAME=value line "
+                    "(the value is not shown: it may be a secret)"
+                )
+        dotenv.load_dotenv(stream=io.StringIO(content), override=False)
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 (byte {exc.start})") from None
     except OSError as exc:
