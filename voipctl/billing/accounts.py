@@ -21,7 +21,7 @@ from voipctl.billing import ledger
 from voipctl.billing.backend import BillingBackend, LocalBackend
 from voipctl.catalog import check_amount, client_view, get_client, product_names, service_view
 from voipctl.errors import DuplicateReference, NotFound, UsageError
-from voipctl.store.models import Cdr, Client, Invoice, LedgerEntry, Service
+from voipctl.store.models import Client, Invoice, LedgerEntry, Service
 
 _MAX_REFERENCE = 200
 
@@ -237,13 +237,7 @@ def figures(
             .group_by(LedgerEntry.client_id)
         ).all()
     )
-    unbilled = dict(
-        session.execute(
-            select(Cdr.client_id, func.sum(Cdr.cost))
-            .where(Cdr.client_id.in_(ids), Cdr.status == "rated", Cdr.billed_entry_id.is_(None))
-            .group_by(Cdr.client_id)
-        ).all()
-    )
+    unbilled = ledger.unbilled_costs(session, ids)
     owing = dict(
         session.execute(
             select(Invoice.client_id, func.sum(Invoice.amount))

@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session
 
 from voipctl import money
 from voipctl.billing.backend import BillingBackend
+from voipctl.billing.ledger import unbilled_table
 from voipctl.errors import VoipctlError
 from voipctl.jobs.runner import RunState
 from voipctl.store.engine import Store
@@ -55,17 +56,6 @@ BATCH = 2_000
 
 # The terms of ix_cdrs_unbilled, written literally so both planners can use it.
 _UNBILLED = f"{UNBILLED_CDR} AND cost IS NOT NULL"
-
-
-def _cdrs(session: Session) -> str:
-    """The table, on SQLite bound to ix_cdrs_unbilled.
-
-    Without statistics SQLite prefers ix_cdrs_status (every rated call ever);
-    INDEXED BY pins the partial index, and fails loudly should it stop matching.
-    """
-    if session.get_bind().dialect.name == "sqlite":
-        return "cdrs INDEXED BY ix_cdrs_unbilled"
-    return "cdrs"
 
 
 class BillingRace(VoipctlError):
@@ -154,7 +144,7 @@ def _batches(session: Session, services: dict[int, int]) -> list[list[_Task]]:
     size = max(1, CHUNK // 8)
     rows = session.execute(
         text(
-            f"SELECT service_id, id / {size}, count(*) FROM {_cdrs(session)} "
+            f"SELECT service_id, id / {size}, count(*) FROM {unbilled_table(session)} "
             f"WHERE service_id IN ({_in_list(services)}) AND {_UNBILLED} AND id <= :high "
             "GROUP BY 1, 2"
         ),
@@ -213,7 +203,7 @@ def _sums(session: Session, task: _Task) -> _Sums | None:
     row = session.execute(
         text(
             "SELECT count(*), sum(cost), min(id), max(id), sum(id) "
-            f"FROM {_cdrs(session)} WHERE service_id = :s AND {_UNBILLED} "
+            f"FROM {unbilled_table(session)} WHERE service_id = :s AND {_UNBILLED} "
             "AND id > :low AND id <= :high"
         ),
         {"s": task.service_id, "low": task.low, "high": task.high},
@@ -243,7 +233,7 @@ _MARK = (
 
 def _mark(session: Session, sums: _Sums, entry_id: int) -> None:
     """Mark the summed CDRs billed by `entry_id`; BillingRace if they are not what was summed."""
-    mark = _MARK.format(cdrs=_cdrs(session))
+    mark = _MARK.format(cdrs=unbilled_table(session))
     params = {
         "entry": entry_id,
         "service": sums.service_id,

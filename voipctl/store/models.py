@@ -188,6 +188,8 @@ class Service(Base):
 
 # The rows of ix_cdrs_unbilled; a query must repeat these terms literally to use it.
 UNBILLED_CDR = "status = 'rated' AND billed_entry_id IS NULL"
+# Calls `voipctl rate` has to look at: never rated, or left without a rate to try again.
+PENDING_CDR = "status IS NULL OR status IN ('no_rate', 'invalid_number')"
 
 
 class Cdr(Base):
@@ -198,8 +200,15 @@ class Cdr(Base):
         UniqueConstraint("server", "provider_id"),
         Index("ix_cdrs_client_start", "client_id", "start"),
         Index("ix_cdrs_service_start", "service_id", "start"),
-        Index("ix_cdrs_status", "status"),
-        Index("ix_cdrs_billed_entry", "billed_entry_id"),
+        # `voipctl rate`'s work list: only calls not rated yet or to be tried again, so a
+        # call rated as it is pulled (the usual) never enters it. Nothing looks CDRs up by
+        # status or by billed entry otherwise; every index on this table is paid per call.
+        Index(
+            "ix_cdrs_pending",
+            "id",
+            sqlite_where=text(PENDING_CDR),
+            postgresql_where=text(PENDING_CDR),
+        ),
         # autobill's work list: only rated calls not yet billed, by service in id order,
         # with the cost so its sums never touch the table. Rows leave it as they are billed.
         Index(

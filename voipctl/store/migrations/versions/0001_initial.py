@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 09:42:14.255082
+Create Date: 2026-11-26 10:51:18.766786
 """
 
 import sqlalchemy as sa
@@ -295,10 +295,15 @@ def upgrade() -> None:
         sa.UniqueConstraint("server", "provider_id", name=op.f("uq_cdrs_server_provider_id")),
     )
     with op.batch_alter_table("cdrs", schema=None) as batch_op:
-        batch_op.create_index("ix_cdrs_billed_entry", ["billed_entry_id"], unique=False)
         batch_op.create_index("ix_cdrs_client_start", ["client_id", "start"], unique=False)
+        batch_op.create_index(
+            "ix_cdrs_pending",
+            ["id"],
+            unique=False,
+            sqlite_where=sa.text("status IS NULL OR status IN ('no_rate', 'invalid_number')"),
+            postgresql_where=sa.text("status IS NULL OR status IN ('no_rate', 'invalid_number')"),
+        )
         batch_op.create_index("ix_cdrs_service_start", ["service_id", "start"], unique=False)
-        batch_op.create_index("ix_cdrs_status", ["status"], unique=False)
         batch_op.create_index(
             "ix_cdrs_unbilled",
             ["service_id", "id", "cost"],
@@ -363,10 +368,13 @@ def downgrade() -> None:
             sqlite_where=sa.text("status = 'rated' AND billed_entry_id IS NULL"),
             postgresql_where=sa.text("status = 'rated' AND billed_entry_id IS NULL"),
         )
-        batch_op.drop_index("ix_cdrs_status")
         batch_op.drop_index("ix_cdrs_service_start")
+        batch_op.drop_index(
+            "ix_cdrs_pending",
+            sqlite_where=sa.text("status IS NULL OR status IN ('no_rate', 'invalid_number')"),
+            postgresql_where=sa.text("status IS NULL OR status IN ('no_rate', 'invalid_number')"),
+        )
         batch_op.drop_index("ix_cdrs_client_start")
-        batch_op.drop_index("ix_cdrs_billed_entry")
 
     op.drop_table("cdrs")
     with op.batch_alter_table("services", schema=None) as batch_op:
