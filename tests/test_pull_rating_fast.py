@@ -273,7 +273,7 @@ def test_lesnet_raw_json_by_template_is_what_json_gives(keys, row):
         assert len(set(keys)) < len(keys) or len(row) != len(keys)
 
 
-def test_the_international_shortcut_gives_what_classify_gives(store, tmp_path):
+def test_the_international_and_plain_digit_shortcuts_give_what_classify_gives(store, tmp_path):
     _setup(store, tmp_path)
     start = int(T0.timestamp())
     numbers = [
@@ -289,6 +289,15 @@ def test_the_international_shortcut_gives_what_classify_gives(store, tmp_path):
         "++15195550100",
         "+",
         "15195550100",
+        "011442071234567",
+        "0114420712345678901",
+        "123456789012345",
+        "1234567890123456",
+        "5195550100",
+        "12345678901",
+        "١٢٣٤٥٦٧٨٩٠١",
+        "1234567",
+        "911",
     ]
     with store.sessions() as session:
         rater = Rater(session)

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from voipctl import money
 from voipctl.rating.cost import billable_seconds, cost_units, exact_cost, markup_factor
 from voipctl.rating.matcher import PrefixMatcher, RateRow
-from voipctl.rating.numbers import NumberRules, normalize
+from voipctl.rating.numbers import MAX_DIGITS, NumberRules, normalize, plain_digits_kept
 from voipctl.rating.patterns import PatternSet
 
 NANP = NumberRules()
@@ -206,3 +206,29 @@ def test_override_wins_on_the_same_prefix():
 )
 def test_the_bulk_fast_path_gives_what_the_traced_steps_give(raw, rules):
     assert normalize(raw, rules) == normalize(raw, rules, [])
+
+
+@given(
+    number=st.text(alphabet="0123456789", min_size=7, max_size=16),
+    exit_code=st.sampled_from(["", "0", "00", "011", "810"]),
+    national_prefix=st.sampled_from([None, "", "0", "1", "8"]),
+    prepend=st.booleans(),
+    nanp=st.booleans(),
+    area=st.sampled_from([None, "519"]),
+    internal=st.integers(min_value=0, max_value=12),
+)
+def test_plain_digits_the_bulk_shortcut_takes_normalise_to_themselves(
+    number, exit_code, national_prefix, prepend, nanp, area, internal
+):
+    rules = NumberRules(
+        country_code="44",
+        exit_code=exit_code,
+        national_prefix=national_prefix,
+        prepend_country_code=prepend,
+        nanp_10_digit=nanp,
+        area_code=area,
+        max_internal_digits=internal,
+    )
+    shortest, barred = plain_digits_kept(rules)
+    if shortest <= len(number) <= MAX_DIGITS and not number.startswith(barred):
+        assert normalize(number, rules) == (None, number, number)

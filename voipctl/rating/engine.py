@@ -45,7 +45,13 @@ from voipctl.errors import NotFound
 from voipctl.rating import deck
 from voipctl.rating.cost import MARKUP_DENOMINATOR, billable_seconds, cost_units, markup_factor
 from voipctl.rating.matcher import PrefixMatcher, RateRow
-from voipctl.rating.numbers import MAX_DIGITS, MIN_DIGITS, NumberRules, normalize
+from voipctl.rating.numbers import (
+    MAX_DIGITS,
+    MIN_DIGITS,
+    NumberRules,
+    normalize,
+    plain_digits_kept,
+)
 from voipctl.rating.patterns import PatternSet
 from voipctl.store.engine import Store
 from voipctl.store.models import PENDING_CDR, Client, Product, Service
@@ -162,8 +168,12 @@ class ProductContext:
     # Raw number -> what `classify` made of it: calls to one number are common.
     numbers: dict[str | None, str | Rating] = field(init=False, default_factory=dict)
 
+    # Plain-digit numbers that normalise to themselves: (shortest length, barred starts).
+    plain: tuple[int, tuple[str, ...]] = field(init=False, default=(MAX_DIGITS + 1, ()))
+
     def __post_init__(self) -> None:
         self.patterns = bool(self.exclude.patterns or self.suppress.patterns)
+        self.plain = plain_digits_kept(self.rules)
 
     def classify(self, number: str | None) -> str | Rating:
         """What the number alone decides (rating.md §6, up to `invalid_number`), remembered.
@@ -432,6 +442,17 @@ class Rater:
             # the +, and remembering a number costs more than that when calls go to
             # many numbers.
             known: str | Rating = number[1:]
+        elif (
+            not product.patterns
+            and number
+            and product.plain[0] <= len(number) <= MAX_DIGITS
+            and number.isascii()
+            and number.isdigit()
+            and not number.startswith(product.plain[1])
+        ):
+            # Plain digits already in international form (a NANP 1+10 digits, say):
+            # normalize() would give them back unchanged (plain_digits_kept).
+            known = number
         else:
             known = product.numbers.get(number) or product.classify(number)
         if known.__class__ is str:

@@ -84,6 +84,21 @@ def _no_step(rule: str, number: str) -> None:
     pass
 
 
+def plain_digits_kept(rules: NumberRules) -> tuple[int, tuple[str, ...]]:
+    """When a number of plain digits is already normalised: (shortest length, barred starts).
+
+    A number of ASCII digits only, of that length up to MAX_DIGITS, starting with
+    none of the barred prefixes, passes every step of `normalize` unchanged and
+    valid (no separators, no +, no exit code, no national prefix to replace, not
+    10 or 7 digits, longer than an extension): bulk rating takes it as it is.
+    """
+    shortest = max(11, rules.max_internal_digits + 1, MIN_DIGITS)
+    barred = [rules.exit_code]
+    if rules.prepend_country_code:
+        barred.append(rules.national_prefix or "")
+    return shortest, tuple(prefix for prefix in barred if prefix)
+
+
 def normalize(
     raw: str | None, rules: NumberRules, trace: list[dict[str, str]] | None = None
 ) -> Normalized:
