@@ -56,7 +56,7 @@ from voipctl.store.models import Cdr, PullWatermark, Service
 
 log = logging.getLogger(__name__)
 
-CHUNK_SIZE = 5_000
+CHUNK_SIZE = 10_000
 PROVIDER_ID_MAX = 200  # cdrs.provider_id
 JOB = "pull-cdrs"
 
