@@ -145,6 +145,7 @@ EXTRA_ARGS: dict[str, tuple[list[str], list[str] | None]] = {
     "bench_rating": ([], ["--cdrs", "100000", "--deck", "10000", "--deck-rows", "30000"]),
     "bench_cdrs": (["1000000", "2000"], ["200000", "100"]),
     "bench_fusionpbx_db": (["--rows", "200000"], ["--rows", "20000"]),
+    "bench_floor": (["200000"], ["20000"]),
 }
 
 
