@@ -162,7 +162,7 @@ def test_driver_path_core_path_and_rate_job_store_the_same_rows(store, tmp_path,
     fast = pull_cdrs(store, config, server="fast", rate=True, adapter_factory=factory, until=END)
     hook = PullRater(store)
     try:
-        # A plain function: the writer cannot see `rate_rows`, so the Core path runs.
+        # A plain function: the writer cannot see `rater_for`, so the Core path runs.
         core = pull_cdrs(
             store,
             config,

@@ -28,8 +28,9 @@ Two ways in:
 from __future__ import annotations
 
 import logging
+import operator
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -517,6 +518,12 @@ class Rater:
 PULL_COLUMNS = (*RATING_COLUMNS, "rated_at")
 _PULL_UNRATED = (None,) * len(PULL_COLUMNS)
 _MONEY_AT = tuple(PULL_COLUMNS.index(name) for name in ("rate", "connect_fee", "cost"))
+# What PullRater reads of each call, in this order.
+_PULL_READS = ("service_id", "direction", "number", "billsec", "start", "answer", "status")
+
+
+def _pull_fields(row: dict[str, Any]) -> tuple:
+    return tuple(row.get(key) for key in _PULL_READS)
 
 
 class PullRater:
@@ -528,11 +535,12 @@ class PullRater:
         finally:
             hook.close()
 
-    Two ways to use it: `rate_rows(rows)` gives, per row dict, the values of
+    Three ways to use it: `rate_rows(rows)` gives, per row dict, the values of
     `columns` ready for the driver (money in integer units, `rated_at` epoch
-    seconds), which pull-cdrs appends to each row's insert values; calling the
-    hook fills the same columns into each row dict in place, money as Decimal
-    (for a Core insert). Three kinds of call are left unrated for `voipctl rate`:
+    seconds); `rater_for(keys)` gives the same function for rows as tuples of
+    `keys` (what pull-cdrs uses: it appends the values to each row's insert
+    tuple); calling the hook fills the same columns into each row dict in place,
+    money as Decimal (for a Core insert). Three kinds of call are left unrated for `voipctl rate`:
     calls of products with no deck loaded yet (rating.md §5 rates in the pull
     "when the product's deck is loaded"), calls of products with free minutes (a
     pull re-reads its overlap, and a duplicate dropped by the unique key must not
@@ -547,7 +555,19 @@ class PullRater:
         self.rater = Rater(self.session)
 
     def rate_rows(self, rows: list[dict[str, Any]]) -> list[tuple]:
-        """The values of `columns` for each row (all None for a row left unrated)."""
+        """The values of `columns` for each row dict (all None for a row left unrated)."""
+        return self.rate_fields(map(_pull_fields, rows))
+
+    def rater_for(self, keys: Sequence[str]) -> Callable[[list[tuple]], list[tuple]]:
+        """`rate_rows` for rows given as tuples of the cdrs columns `keys`, in that order."""
+        fields = operator.itemgetter(*(keys.index(key) for key in _PULL_READS))
+        return lambda rows: self.rate_fields(map(fields, rows))
+
+    def rate_fields(self, calls: Iterable[tuple]) -> list[tuple]:
+        """The values of `columns` for each call given as a tuple of `_PULL_READS`.
+
+        A call whose status is already set (by someone else) is left unrated here.
+        """
         rated_at = int(datetime.now(UTC).timestamp())
         rater = self.rater
         rate = rater.rate
@@ -558,11 +578,10 @@ class PullRater:
         out: list[tuple] = []
         append = out.append
         try:
-            for row in rows:
-                if row.get("status") is not None:  # set by someone else: kept as it is
-                    append(tuple(row.get(name) for name in PULL_COLUMNS))
+            for service_id, direction, number, billsec, start, answer, status in calls:
+                if status is not None:
+                    append(unrated)
                     continue
-                service_id = row["service_id"]
                 ctx = contexts.get(service_id) or service(service_id)
                 product = ctx.product
                 if product.free_seconds or not product.versions:
@@ -570,11 +589,11 @@ class PullRater:
                     continue
                 rating = rate(
                     product,
-                    row["direction"],
-                    row["number"],
-                    row["billsec"] or 0,
-                    _epoch(row["start"]),
-                    row.get("answer") is not None,
+                    direction,
+                    number,
+                    billsec or 0,
+                    start if start.__class__ is int else _epoch(start),
+                    answer is not None,
                     ctx,
                     service_id,
                 )
