@@ -328,7 +328,10 @@ def test_dst_end_day_shows_the_repeated_hour_twice_in_order(store, cli):
 def test_unknown_client_bad_date_and_bad_zone(store, cli):
     r = cli("cdrs", "999")
     assert r.exit_code == 2
-    assert r.stderr.strip() == "voipctl: error: client 999 does not exist"
+    assert (
+        r.stderr.strip()
+        == "voipctl: error: no client 999 (add it with `voipctl client add 999 ...`)"
+    )
     with store.session() as s:
         add_client(s, 42)
         add_client(s, 43, "Mars/Olympus_Mons")
@@ -356,10 +359,13 @@ def test_json_lists_are_streamed_exactly_as_one_document(items, capsys):
 
 def test_ids_too_large_for_the_database_are_not_found(cli, calls):
     for args, message in [
-        (("cdrs", str(2**63)), f"client {2**63} does not exist"),
+        (("cdrs", str(2**63)), f"no client {2**63} (add it with `voipctl client add {2**63} ...`)"),
         (("cdrs", "42", "--service", str(2**31)), f"service {2**31} does not exist"),
         (("explain", str(2**63)), f"CDR {2**63} does not exist"),
-        (("statement", str(2**64)), f"client {2**64} does not exist"),
+        (
+            ("statement", str(2**64)),
+            f"no client {2**64} (add it with `voipctl client add {2**64} ...`)",
+        ),
     ]:
         r = cli(*args)
         assert r.exit_code == 2, r.output

@@ -161,6 +161,10 @@ def test_default_period_is_this_month_so_far_in_the_clients_zone():
 
 def test_errors(cli, book):
     r = cli("statement", "999")
-    assert r.exit_code == 2 and r.stderr.strip() == "voipctl: error: client 999 does not exist"
+    assert (
+        r.exit_code == 2
+        and r.stderr.strip()
+        == "voipctl: error: no client 999 (add it with `voipctl client add 999 ...`)"
+    )
     r = cli("statement", "42", "--from", "2026-11-30", "--to", "2026-11-01")
     assert r.exit_code == 2 and r.stderr.strip() == "voipctl: error: --to is before --from"

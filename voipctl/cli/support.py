@@ -5,13 +5,14 @@ from __future__ import annotations
 import click
 
 from voipctl import money
+from voipctl.catalog import get_client
 from voipctl.cli.app import get_app
 from voipctl.cli.options import document_format_option, format_option, parse_day_or_time
 from voipctl.cli.output import render, render_one
 from voipctl.support import cdrs as cdr_view
 from voipctl.support import explain as explaining
 from voipctl.support import statement as statements
-from voipctl.support.common import UTC_ZONE, client_zone, load_client, local_time
+from voipctl.support.common import UTC_ZONE, client_zone, local_time
 
 raw_option = click.option(
     "--raw",
@@ -73,7 +74,7 @@ def cdrs(
     """
     store = get_app().store()
     with store.session() as session:
-        client = load_client(session, client_id)
+        client = get_client(session, client_id)
         zone = client_zone(client)
         start, end = _period(date_from, date_to, zone)
         query = cdr_view.CdrQuery(
@@ -141,7 +142,7 @@ def statement(client_id, date_from, date_to, fmt, raw):
     """
     store = get_app().store()
     with store.session() as session:
-        client = load_client(session, client_id)
+        client = get_client(session, client_id)
         zone = client_zone(client)
         start, end = _period(date_from, date_to, zone)
         stmt = statements.build_statement(session, client, start, end)

@@ -5,21 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy.orm import Session
-
-from voipctl.catalog import id_fits
-from voipctl.errors import DataError, NotFound
+from voipctl.errors import DataError
 from voipctl.store.models import Client
 
 UTC_ZONE = ZoneInfo("UTC")
-
-
-def load_client(session: Session, client_id: int) -> Client:
-    """The client, or NotFound (exit 2) naming the id."""
-    client = session.get(Client, client_id) if id_fits(client_id) else None
-    if client is None:
-        raise NotFound(f"client {client_id} does not exist")
-    return client
 
 
 def client_zone(client: Client) -> ZoneInfo:
