@@ -540,12 +540,13 @@ class PullRater:
     seconds); `rater_for(keys)` gives the same function for rows as tuples of
     `keys` (what pull-cdrs uses: it appends the values to each row's insert
     tuple); calling the hook fills the same columns into each row dict in place,
-    money as Decimal (for a Core insert). Three kinds of call are left unrated for `voipctl rate`:
-    calls of products with no deck loaded yet (rating.md §5 rates in the pull
-    "when the product's deck is loaded"), calls of products with free minutes (a
-    pull re-reads its overlap, and a duplicate dropped by the unique key must not
-    use up free seconds), and calls that come out `no_rate` or `invalid_number`
-    (so that `voipctl rate` reports them and exits 1 once).
+    money as Decimal (for a Core insert). Three kinds of call are left unrated
+    for `voipctl rate`: calls of products with no deck loaded yet (rating.md §5
+    rates in the pull "when the product's deck is loaded"), calls of products
+    with free minutes (a pull re-reads its overlap, and a duplicate dropped by
+    the unique key must not use up free seconds), and calls that come out
+    `no_rate` or `invalid_number` (so that `voipctl rate` reports them and exits
+    1 once).
     """
 
     columns = PULL_COLUMNS
