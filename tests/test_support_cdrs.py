@@ -148,7 +148,7 @@ def test_service_of_another_client_is_refused(cli, calls):
     assert r.stderr.strip() == "voipctl: error: service 3 belongs to client 7, not 42"
     r = cli("cdrs", "42", "--service", "99")
     assert r.exit_code == 2
-    assert r.stderr.strip() == "voipctl: error: service 99 does not exist"
+    assert r.stderr.strip() == "voipctl: error: no service 99"
 
 
 def test_direction_filter(cli, calls):
@@ -360,7 +360,7 @@ def test_json_lists_are_streamed_exactly_as_one_document(items, capsys):
 def test_ids_too_large_for_the_database_are_not_found(cli, calls):
     for args, message in [
         (("cdrs", str(2**63)), f"no client {2**63} (add it with `voipctl client add {2**63} ...`)"),
-        (("cdrs", "42", "--service", str(2**31)), f"service {2**31} does not exist"),
+        (("cdrs", "42", "--service", str(2**31)), f"no service {2**31}"),
         (("explain", str(2**63)), f"CDR {2**63} does not exist"),
         (
             ("statement", str(2**64)),

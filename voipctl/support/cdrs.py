@@ -19,10 +19,10 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from voipctl import money
-from voipctl.catalog import INT_MAX, id_fits
+from voipctl.catalog import get_service
 from voipctl.errors import UsageError
 from voipctl.rating.engine import STATUSES
-from voipctl.store.models import Cdr, Service
+from voipctl.store.models import Cdr
 from voipctl.support.common import local_time
 
 # Selects the calls not rated yet (status NULL) for --status.
@@ -164,11 +164,7 @@ def _statement(query: CdrQuery):
 def check_query(session: Session, query: CdrQuery) -> None:
     """Refuse options that cannot work, with a one-line reason (exit 2)."""
     if query.service_id is not None:
-        owner = None
-        if id_fits(query.service_id, INT_MAX):
-            owner = session.scalar(select(Service.client_id).where(Service.id == query.service_id))
-        if owner is None:
-            raise UsageError(f"service {query.service_id} does not exist")
+        owner = get_service(session, query.service_id).client_id
         if owner != query.client_id:
             raise UsageError(
                 f"service {query.service_id} belongs to client {owner}, not {query.client_id}"
