@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from voipctl import money
 from voipctl.errors import DuplicateReference
+from voipctl.store.engine import cdrs_through
 from voipctl.store.models import UNBILLED_CDR, Invoice, LedgerEntry
 
 KINDS = ("topup", "charge", "adjustment", "reversal")
@@ -100,18 +101,6 @@ def owing(session: Session, client_id: int, today: date | None = None) -> Decima
     return session.scalar(query) or Decimal(0)
 
 
-def unbilled_table(session: Session) -> str:
-    """The CDR table as the unbilled-call queries name it: on SQLite bound to ix_cdrs_unbilled.
-
-    Without statistics SQLite would walk a client's or service's whole history;
-    INDEXED BY pins the partial index of rated, unbilled calls, and fails loudly
-    should a query stop matching it. Such a query repeats UNBILLED_CDR literally.
-    """
-    if session.get_bind().dialect.name == "sqlite":
-        return "cdrs INDEXED BY ix_cdrs_unbilled"
-    return "cdrs"
-
-
 def unbilled_costs(session: Session, client_ids: Iterable[int]) -> dict[int, Decimal]:
     """Cost of each client's rated calls that autobill has not charged yet (absent: none).
 
@@ -122,9 +111,10 @@ def unbilled_costs(session: Session, client_ids: Iterable[int]) -> dict[int, Dec
     ids = ",".join(str(int(c)) for c in client_ids)
     if not ids:
         return {}
+    table = cdrs_through(session, "ix_cdrs_unbilled")
     rows = session.execute(
         text(
-            f"SELECT client_id, sum(cost) FROM {unbilled_table(session)} "
+            f"SELECT client_id, sum(cost) FROM {table} "
             f"WHERE service_id IN (SELECT id FROM services WHERE client_id IN ({ids})) "
             f"AND client_id IN ({ids}) AND {UNBILLED_CDR} AND cost IS NOT NULL "
             "GROUP BY client_id"

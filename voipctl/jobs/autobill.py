@@ -39,10 +39,9 @@ from sqlalchemy.orm import Session
 
 from voipctl import money
 from voipctl.billing.backend import BillingBackend
-from voipctl.billing.ledger import unbilled_table
 from voipctl.errors import VoipctlError
 from voipctl.jobs.runner import RunState
-from voipctl.store.engine import Store
+from voipctl.store.engine import Store, cdrs_through
 from voipctl.store.models import UNBILLED_CDR, Product, Service
 
 log = logging.getLogger(__name__)
@@ -142,9 +141,10 @@ def _batches(session: Session, services: dict[int, int]) -> list[list[_Task]]:
     if high is None:
         return []
     size = max(1, CHUNK // 8)
+    table = cdrs_through(session, "ix_cdrs_unbilled")
     rows = session.execute(
         text(
-            f"SELECT service_id, id / {size}, count(*) FROM {unbilled_table(session)} "
+            f"SELECT service_id, id / {size}, count(*) FROM {table} "
             f"WHERE service_id IN ({_in_list(services)}) AND {_UNBILLED} AND id <= :high "
             "GROUP BY 1, 2"
         ),
@@ -200,10 +200,11 @@ def _grouped(tasks: list[_Task], limit: int) -> Iterator[list[_Task]]:
 
 def _sums(session: Session, task: _Task) -> _Sums | None:
     """The task's unbilled calls as they are now (None if none is left)."""
+    table = cdrs_through(session, "ix_cdrs_unbilled")
     row = session.execute(
         text(
             "SELECT count(*), sum(cost), min(id), max(id), sum(id) "
-            f"FROM {unbilled_table(session)} WHERE service_id = :s AND {_UNBILLED} "
+            f"FROM {table} WHERE service_id = :s AND {_UNBILLED} "
             "AND id > :low AND id <= :high"
         ),
         {"s": task.service_id, "low": task.low, "high": task.high},
@@ -233,7 +234,7 @@ _MARK = (
 
 def _mark(session: Session, sums: _Sums, entry_id: int) -> None:
     """Mark the summed CDRs billed by `entry_id`; BillingRace if they are not what was summed."""
-    mark = _MARK.format(cdrs=unbilled_table(session))
+    mark = _MARK.format(cdrs=cdrs_through(session, "ix_cdrs_unbilled"))
     params = {
         "entry": entry_id,
         "service": sums.service_id,

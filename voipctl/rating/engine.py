@@ -54,7 +54,7 @@ from voipctl.rating.numbers import (
     plain_digits_kept,
 )
 from voipctl.rating.patterns import PatternSet
-from voipctl.store.engine import Store
+from voipctl.store.engine import Store, cdrs_through
 from voipctl.store.models import PENDING_CDR, Client, Product, Service
 
 log = logging.getLogger(__name__)
@@ -624,13 +624,6 @@ class PullRater:
 _PENDING = f"({PENDING_CDR})"
 
 
-def _pending_cdrs(session: Session) -> str:
-    """The table, on SQLite bound to ix_cdrs_pending (it fails loudly should the index not fit)."""
-    if session.get_bind().dialect.name == "sqlite":
-        return "cdrs INDEXED BY ix_cdrs_pending"
-    return "cdrs"
-
-
 @dataclass
 class RateReport:
     """What one run of `voipctl rate` did."""
@@ -700,7 +693,7 @@ def _services_to_rate(
     table = "cdrs"
     if rerate is None:
         where = _PENDING
-        table = _pending_cdrs(session)
+        table = cdrs_through(session, "ix_cdrs_pending")
     else:
         where = "start >= :lo AND start < :hi"
         params["lo"], params["hi"] = rerate
@@ -819,7 +812,7 @@ class _Batch:
         A call that becomes no_rate in this run lies behind the read position, so
         it is not read a second time.
         """
-        table = _pending_cdrs(self.session)
+        table = cdrs_through(self.session, "ix_cdrs_pending")
         sql = f"SELECT {_ROW_COLUMNS} FROM {table} WHERE {_PENDING} AND id > ?"
         if client_id is not None:
             sql += f" AND client_id = {int(client_id)}"

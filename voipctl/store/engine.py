@@ -84,6 +84,19 @@ class Store:
         self.engine.dispose()
 
 
+def cdrs_through(session: Session, index: str) -> str:
+    """`cdrs` as a FROM clause, read through one of its partial indexes.
+
+    Without statistics SQLite may prefer a wider index (every call ever rated);
+    INDEXED BY pins the partial one, and fails loudly should a query stop
+    matching it (the query repeats the index's WHERE terms literally).
+    PostgreSQL proves the index fits by itself.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        return f"cdrs INDEXED BY {index}"
+    return "cdrs"
+
+
 def _sqlite_setup(engine: Engine) -> None:
     # pysqlite's own transaction handling is turned off so that every transaction
     # starts with BEGIN IMMEDIATE: writers queue on the busy timeout up front
