@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -140,6 +141,14 @@ def open_store(url: str, *, create_dir: bool = True) -> Store:
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
     elif backend == "postgresql":
+        if (
+            parsed.drivername == "postgresql+psycopg"
+            and importlib.util.find_spec("psycopg") is None
+        ):
+            raise ConfigError(
+                "database url: PostgreSQL needs the psycopg driver; "
+                "install it with: pip install 'voipctl[postgresql]'"
+            )
         kwargs["pool_pre_ping"] = True
     else:
         raise ConfigError(f"database url: {backend!r} is not supported (sqlite or postgresql)")
