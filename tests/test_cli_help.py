@@ -56,3 +56,10 @@ def test_client_and_product_commands_are_documented(path):
     assert f"voipctl {' '.join(path)}" in CLIENT_DOCS.read_text(), (
         f"docs/clients.md lacks voipctl {' '.join(path)}"
     )
+
+
+def test_docs_cli_reference_is_current():
+    from voipctl.cli.reference import reference
+
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "cli.md").read_text()
+    assert reference() in docs, "docs/cli.md is stale: python -m voipctl.cli.reference"
