@@ -79,10 +79,7 @@ def _prepare(env: SuspendEnv, kind: str, fields: dict, credit: str, owing: str, 
     else:
         service_id, gateway = env.fusion_service(42)
         if before != "active":
-            env.fusion.execute(
-                "UPDATE v_gateways SET enabled = false WHERE gateway_uuid = CAST(:u AS uuid)",
-                u=gateway,
-            )
+            env.disable_gateway(gateway)
     if before == "auto":
         env.mark_suspended(service_id, "autosuspend")
     elif before == "operator":
@@ -122,7 +119,7 @@ def test_decision_table(request, cli, kind, row, fields, credit, owing, before, 
             "unsuspend": ["api sofia profile external rescan"],
             None: [],
         }[action]
-        assert env.esl.api_commands == expected
+        assert env.lever_commands() == expected
         assert env.fusion.gateway_enabled(gateway) is (not suspended_after)
 
     events = env.events(service_id)
@@ -141,9 +138,9 @@ def test_decision_table(request, cli, kind, row, fields, credit, owing, before, 
         assert f"Amount owing: {Decimal(owing):.2f} CAD" in body
 
     # Run again: the table is satisfied, nothing more is asked or sent.
-    calls_before = (list(env.sim.requests), list(env.esl.api_commands) if env.esl else [])
+    calls_before = (list(env.sim.requests), env.lever_commands() if env.esl else [])
     assert cli("autosuspend", config=env.config).exit_code == 0
-    assert calls_before == (list(env.sim.requests), list(env.esl.api_commands) if env.esl else [])
+    assert calls_before == (list(env.sim.requests), env.lever_commands() if env.esl else [])
     assert len(env.sink.messages) == (1 if email else 0)
     check_invariants(env.store, smtp=env.sink, provider_suspended={service_id: suspended_after})
 
@@ -154,7 +151,8 @@ def test_zero_balance_email_once_per_suspension_across_services(cli, env_full):
     vodia = env.vodia_service(42)
     fusion, gateway = env.fusion_service(42)
     # The FusionPBX lever fails the first time: one service is cut now, the other next run.
-    env.esl.replies[f"sofia profile external killgw {gateway}"] = "-ERR try again later\n"
+    # mod_sofia.c cmd_profile(): the answer while the profile is not running.
+    env.esl.replies[f"sofia profile external killgw {gateway}"] = "Invalid Profile [external]"
     r = cli("autosuspend", config=env.config)
     assert r.exit_code == 1
     assert f"service {fusion} of client 42 on fusion1: suspend FAILED" in r.stderr
