@@ -270,3 +270,34 @@ def test_readme_grants_are_enough_and_needed(fusion_db, limited_role, monkeypatc
             conn.execute(text(f"GRANT UPDATE (enabled) ON v_gateways TO {role}"))
         fusion.suspend(service(gateway_uuid=gw), "r")
     assert fusion_db.gateway_enabled(gw) is False
+
+
+def test_domain_and_extension_levers_read_back(pbx, monkeypatch):
+    with FakeEslServer() as esl:
+        domain = adapter_for("fusion1", config_for(monkeypatch, pbx.url, esl, suspend="domain"))
+        assert domain.state(service()) == LeverState(False, "v_domains.domain_enabled = true")
+        domain.suspend(service(), "r")
+        assert domain.state(service()) == LeverState(True, "v_domains.domain_enabled = false")
+        assert domain.state(service(tenant="nosuch.example")) == LeverState(
+            None, "tenant nosuch.example not found in v_domains"
+        )
+
+        config = config_for(monkeypatch, pbx.url, esl, suspend="extensions")
+        extensions = adapter_for("fusion1", config)
+        assert extensions.state(service()) == LeverState(
+            False, "v_extensions.enabled = true for 2112, 2113"
+        )
+        extensions.suspend(service(), "r")
+        assert extensions.state(service()) == LeverState(
+            True, "v_extensions.enabled = false for every billed extension"
+        )
+        # One extension enabled by hand: calls go through, so not suspended.
+        pbx.execute(
+            "UPDATE v_extensions SET enabled = :t WHERE extension = '2113' AND domain_uuid = :d",
+            t=pbx.true,
+            d=pbx.domain_uuid(TENANT),
+        )
+        assert extensions.state(service()) == LeverState(
+            False, "v_extensions.enabled = true for 2113"
+        )
+        assert esl.api_commands == []  # neither lever needs the event socket

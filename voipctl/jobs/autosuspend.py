@@ -222,7 +222,8 @@ def _emails(config: Config, backend: BillingBackend, plan: Planned):
         except Exception as exc:  # noqa: BLE001 - the provider acted: its record must stay
             outcome.warnings.append(f"the billing backend was not told: {exc}")
         variables = client_variables(client, credit=plan.credit, owing=plan.owing)
-        if outcome.action == "suspend" and plan.decision.for_credit:
+        # A correction re-applies a suspension the client was already told of.
+        if outcome.action == "suspend" and plan.decision.for_credit and not plan.correction:
             episode = _episode(session, client.id)
             backend.queue_alert(
                 session,
