@@ -67,6 +67,8 @@ class SuspendEnv:
             'type = "lesnet"\nsuspend = "manual"\n'
         )
         if fusion is not None and esl is not None:
+            # FreeSWITCH runs the enabled gateways; a rescan reads the database.
+            esl.sofia = fusion.sofia()
             monkeypatch.setenv("FUSION1_DB_URL", fusion.url)
             monkeypatch.setenv("FUSION1_ESL_PASSWORD", esl.password)
             text += (
@@ -124,7 +126,33 @@ class SuspendEnv:
                 tenant=FUSION_TENANT,
                 gateway_uuid=gateway,
             )
-            return service.id, gateway
+            service_id = service.id
+        assert self.esl is not None
+        self.esl.sofia.running[gateway] = "external"
+        return service_id, gateway
+
+    def disable_gateway(self, gateway: str) -> None:
+        """The gateway as a suspend left it: row disabled, FreeSWITCH not running it."""
+        assert self.fusion is not None and self.esl is not None
+        self.fusion.execute(
+            "UPDATE v_gateways SET enabled = false WHERE gateway_uuid = CAST(:u AS uuid)",
+            u=gateway,
+        )
+        self.esl.sofia.running.pop(gateway, None)
+
+    def enable_gateway_by_hand(self, gateway: str) -> None:
+        """What FusionPBX's gateway page does on Enabled = true: the row, then a start."""
+        assert self.fusion is not None and self.esl is not None
+        self.fusion.execute(
+            "UPDATE v_gateways SET enabled = true WHERE gateway_uuid = CAST(:u AS uuid)",
+            u=gateway,
+        )
+        self.esl.sofia.running[gateway] = "external"
+
+    def lever_commands(self) -> list[str]:
+        """The event socket commands that act (the `sofia status` read-backs left out)."""
+        assert self.esl is not None
+        return [c for c in self.esl.api_commands if not c.startswith("api sofia status ")]
 
     def lesnet_service(self, client_id: int) -> int:
         with self.store.session() as s:

@@ -79,10 +79,7 @@ def _prepare(env: SuspendEnv, kind: str, fields: dict, credit: str, owing: str, 
     else:
         service_id, gateway = env.fusion_service(42)
         if before != "active":
-            env.fusion.execute(
-                "UPDATE v_gateways SET enabled = false WHERE gateway_uuid = CAST(:u AS uuid)",
-                u=gateway,
-            )
+            env.disable_gateway(gateway)
     if before == "auto":
         env.mark_suspended(service_id, "autosuspend")
     elif before == "operator":
@@ -122,7 +119,7 @@ def test_decision_table(request, cli, kind, row, fields, credit, owing, before, 
             "unsuspend": ["api sofia profile external rescan"],
             None: [],
         }[action]
-        assert env.esl.api_commands == expected
+        assert env.lever_commands() == expected
         assert env.fusion.gateway_enabled(gateway) is (not suspended_after)
 
     events = env.events(service_id)
@@ -141,9 +138,9 @@ def test_decision_table(request, cli, kind, row, fields, credit, owing, before, 
         assert f"Amount owing: {Decimal(owing):.2f} CAD" in body
 
     # Run again: the table is satisfied, nothing more is asked or sent.
-    calls_before = (list(env.sim.requests), list(env.esl.api_commands) if env.esl else [])
+    calls_before = (list(env.sim.requests), env.lever_commands() if env.esl else [])
     assert cli("autosuspend", config=env.config).exit_code == 0
-    assert calls_before == (list(env.sim.requests), list(env.esl.api_commands) if env.esl else [])
+    assert calls_before == (list(env.sim.requests), env.lever_commands() if env.esl else [])
     assert len(env.sink.messages) == (1 if email else 0)
     check_invariants(env.store, smtp=env.sink, provider_suspended={service_id: suspended_after})
 
@@ -154,7 +151,8 @@ def test_zero_balance_email_once_per_suspension_across_services(cli, env_full):
     vodia = env.vodia_service(42)
     fusion, gateway = env.fusion_service(42)
     # The FusionPBX lever fails the first time: one service is cut now, the other next run.
-    env.esl.replies[f"sofia profile external killgw {gateway}"] = "-ERR try again later\n"
+    # mod_sofia.c cmd_profile(): the answer while the profile is not running.
+    env.esl.replies[f"sofia profile external killgw {gateway}"] = "Invalid Profile [external]"
     r = cli("autosuspend", config=env.config)
     assert r.exit_code == 1
     assert f"service {fusion} of client 42 on fusion1: suspend FAILED" in r.stderr
@@ -288,3 +286,182 @@ def test_a_second_run_while_one_holds_the_lock_exits_75_and_does_nothing(cli, en
     assert r.exit_code == 75
     assert r.stderr.count("\n") == 1 and "autosuspend: another run holds the" in r.stderr
     assert env.vodia_puts() == [] and env.events() == []
+
+
+# -- FusionPBX: the full cycle, with FreeSWITCH's real texts (tests/fakes/esl_server.py) --
+
+
+def _fusion_client(env: SuspendEnv, credit: str = "0") -> tuple[int, str]:
+    env.client(42, credit=credit, first_name="Grace")
+    return env.fusion_service(42)
+
+
+def _spend(env: SuspendEnv, amount: str, ref: str) -> None:
+    with env.store.session() as s:
+        from tests.billing_data import topup
+
+        topup(s, 42, amount, ref)
+
+
+def test_fusion_gateway_run_down_top_up_run_down(cli, env_full):
+    env = env_full
+    service_id, gateway = _fusion_client(env)
+    sofia = env.esl.sofia
+
+    r = cli("autosuspend", "-v", config=env.config)
+    assert r.exit_code == 0, r.output
+    assert f"service {service_id} of client 42 on fusion1: suspended (gateway client42 " in (
+        r.stdout
+    )
+    assert env.service(service_id).suspended
+    assert env.fusion.gateway_enabled(gateway) is False and gateway not in sofia.running
+
+    _spend(env, "10.00", "t1")
+    r = cli("autosuspend", "-v", config=env.config)
+    assert r.exit_code == 0, r.output
+    # "Reload XML [Success]\n+OK scan complete\n" is a success, and FreeSWITCH runs it.
+    assert (
+        f"service {service_id} of client 42 on fusion1: unsuspended (gateway client42 "
+        f"({gateway}) enabled; FreeSWITCH: +OK scan complete; FreeSWITCH runs it "
+        "(State REGED, Status UP)): credit 10.00 above 0.00 and nothing owing"
+    ) in r.stdout
+    assert not env.service(service_id).suspended
+    assert env.fusion.gateway_enabled(gateway) is True and sofia.running[gateway] == "external"
+
+    _spend(env, "-10.00", "t2")
+    assert cli("autosuspend", config=env.config).exit_code == 0
+    assert env.service(service_id).suspended
+    assert env.fusion.gateway_enabled(gateway) is False and gateway not in sofia.running
+    assert env.lever_commands() == [
+        f"api sofia profile external killgw {gateway}",
+        "api sofia profile external rescan",
+        f"api sofia profile external killgw {gateway}",
+    ]
+    assert [e[1:] for e in env.events(service_id)] == [
+        ("suspend", "autosuspend", True),
+        ("unsuspend", "autosuspend", True),
+        ("suspend", "autosuspend", True),
+    ]
+    assert env.subjects() == [("client42@example.com", ZERO_SUBJECT)] * 2
+    check_invariants(env.store, smtp=env.sink, provider_suspended={service_id: True})
+
+
+def test_fusion_refused_rescan_ends_in_a_state_the_next_run_repairs(cli, env_full):
+    env = env_full
+    service_id, gateway = _fusion_client(env)
+    sofia = env.esl.sofia
+    assert cli("autosuspend", config=env.config).exit_code == 0
+    _spend(env, "10.00", "t1")
+
+    sofia.refuse_rescan = True
+    r = cli("autosuspend", "-v", config=env.config)
+    assert r.exit_code == 1
+    assert r.stderr == (
+        f"voipctl: autosuspend: service {service_id} of client 42 on fusion1: unsuspend FAILED: "
+        f"fusion1: gateway client42 ({gateway}): v_gateways.enabled set true, but after "
+        "`-ERR cannot find config for profile external` FreeSWITCH runs no such gateway; "
+        "recorded as before, the next run acts again\n"
+    )
+    # Recorded as it is: the row is enabled, FreeSWITCH carries no calls, voipctl
+    # still holds it suspended and will act again.
+    assert env.service(service_id).suspended
+    assert env.fusion.gateway_enabled(gateway) is True and gateway not in sofia.running
+    assert env.events(service_id)[-1] == (service_id, "unsuspend", "autosuspend", False)
+
+    # The client runs out again before the repair: the enabled row is seen and cut.
+    _spend(env, "-10.00", "t2")
+    r = cli("autosuspend", "-v", config=env.config)
+    assert r.exit_code == 0, r.output
+    assert (
+        "found active on fusion1 while held suspended by autosuspend (v_gateways.enabled = "
+        "true, FreeSWITCH runs no such gateway); suspending again"
+    ) in r.stdout
+    assert env.fusion.gateway_enabled(gateway) is False and env.service(service_id).suspended
+    # A correction of a suspension the client was told of: no second email.
+    assert env.subjects() == [("client42@example.com", ZERO_SUBJECT)]
+
+    # Topped up again with FreeSWITCH fixed: the unsuspend goes through.
+    sofia.refuse_rescan = False
+    _spend(env, "10.00", "t3")
+    assert cli("autosuspend", config=env.config).exit_code == 0
+    assert not env.service(service_id).suspended
+    assert env.fusion.gateway_enabled(gateway) is True and gateway in sofia.running
+    check_invariants(env.store, smtp=env.sink, provider_suspended={service_id: False})
+
+
+def test_refused_rescan_then_a_working_one_unsuspends(cli, env_full):
+    env = env_full
+    service_id, gateway = _fusion_client(env)
+    assert cli("autosuspend", config=env.config).exit_code == 0
+    _spend(env, "10.00", "t1")
+    env.esl.sofia.refuse_rescan = True
+    assert cli("autosuspend", config=env.config).exit_code == 1
+    env.esl.sofia.refuse_rescan = False
+    r = cli("autosuspend", "-v", config=env.config)
+    assert r.exit_code == 0, r.output
+    assert f"service {service_id} of client 42 on fusion1: unsuspended (" in r.stdout
+    assert not env.service(service_id).suspended and gateway in env.esl.sofia.running
+
+
+@pytest.mark.parametrize("holder", ["autosuspend", "operator"])
+def test_gateway_re_enabled_behind_voipctls_back_is_suspended_again(cli, env_full, holder):
+    env = env_full
+    service_id, gateway = _fusion_client(env, credit="0" if holder == "autosuspend" else "50")
+    if holder == "operator":
+        assert cli("suspend", "--service", str(service_id), config=env.config).exit_code == 0
+    else:
+        assert cli("autosuspend", config=env.config).exit_code == 0
+    assert env.fusion.gateway_enabled(gateway) is False
+
+    env.enable_gateway_by_hand(gateway)  # FusionPBX's gateway page: Enabled = true
+    r = cli("autosuspend", "-v", config=env.config)
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    correction = [line for line in lines if "found active" in line]
+    assert correction == [
+        f"service {service_id} of client 42 on fusion1: suspended (gateway client42 ({gateway})"
+        " disabled; FreeSWITCH: +OK gateway marked for deletion.; FreeSWITCH runs no such "
+        f"gateway): found active on fusion1 while held suspended by {holder} "
+        "(v_gateways.enabled = true, FreeSWITCH runs it (State REGED, Status UP)); "
+        "suspending again"
+    ]
+    service = env.service(service_id)
+    assert service.suspended and service.suspended_by == holder
+    assert env.fusion.gateway_enabled(gateway) is False
+    assert gateway not in env.esl.sofia.running
+    # Reconciled: the next run finds nothing to correct and asks nothing.
+    before = env.lever_commands()
+    r = cli("autosuspend", "-v", config=env.config)
+    assert r.exit_code == 0 and "found active" not in r.stdout
+    assert env.lever_commands() == before
+
+
+def test_state_lost_in_a_restore_is_corrected(cli, env_full):
+    env = env_full
+    service_id, gateway = _fusion_client(env)
+    # voipctl's database restored from before the suspension: recorded active, PBX cut.
+    env.disable_gateway(gateway)
+    r = cli("autosuspend", "-v", config=env.config)
+    assert r.exit_code == 0, r.output
+    assert env.service(service_id).suspended  # recorded as the PBX has it
+    assert env.lever_commands() == [f"api sofia profile external killgw {gateway}"]
+
+    # Recorded active while the PBX has it cut and the client is in credit: reported.
+    with env.store.session() as s:
+        from voipctl.store.models import Service
+
+        row = s.get(Service, service_id)
+        row.suspended, row.suspended_by, row.suspend_reason, row.suspended_at = (
+            False,
+            None,
+            None,
+            None,
+        )
+    _spend(env, "10.00", "t1")
+    r = cli("autosuspend", "-v", config=env.config)
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines()[:-1] == [
+        f"service {service_id} of client 42 on fusion1: recorded active but found suspended "
+        "(v_gateways.enabled = false, FreeSWITCH runs no such gateway); left as it is "
+        f"(voipctl unsuspend --service {service_id} restores it)"
+    ]

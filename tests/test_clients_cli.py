@@ -474,6 +474,46 @@ def test_two_services_billing_the_same_extension_are_refused(vc, client42):
     ok(add_service(vc, "fusion1", *domain, "--billed", "2114"))
 
 
+GATEWAY = "9d1f0b6a-3c5e-4d2b-8a61-0f7e2b1c4d55"
+
+
+def test_two_services_on_one_gateway_are_refused(vc, client42):
+    """Suspending one would cut the other off: one lever, one service (docs/billing.md)."""
+    first = as_json(add_fusion_service(vc, "--gateway", GATEWAY, "--format", "json"))
+    domain = ("--domain", "mcon.wat7.ictvoip.ca|5192229000")
+    # Different extensions (allowed for billing), the same gateway: refused.
+    result = add_service(vc, "fusion1", *domain, "--billed", "2114", "--gateway", GATEWAY.upper())
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"voipctl: error: service {first['id']} (client 42) is already suspended through "
+        f"gateway {GATEWAY} on server fusion1: one lever cannot serve two services "
+        '(suspend = "gateway")\n'
+    )
+    other = "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f"
+    second = as_json(add_service(vc, "fusion1", *domain, "--billed", "2114", "--gateway", other,
+                                 "--format", "json"))  # fmt: skip
+    # service set cannot move a service onto another's lever either.
+    result = vc("service", "set", str(second["id"]), "--gateway", GATEWAY)
+    assert result.exit_code == 2 and "is already suspended through gateway" in result.stderr
+    # Once the first service is removed, its gateway is free.
+    ok(vc("service", "remove", str(first["id"])))
+    ok(vc("service", "set", str(second["id"]), "--gateway", GATEWAY))
+
+
+def test_two_services_on_one_vodia_trunk_are_refused(vc, client42):
+    domain = ("--domain", "rucken.wat1.ictvoip.ca | 5484815577")
+    first = as_json(add_service(vc, "vodia1", *domain, "--billed", "8300", "--trunk", "12",
+                                "--format", "json"))  # fmt: skip
+    result = add_service(vc, "vodia1", *domain, "--billed", "8301", "--trunk", "12")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"voipctl: error: service {first['id']} (client 42) is already suspended through "
+        "trunk 12 of rucken.wat1.ictvoip.ca on server vodia1: one lever cannot serve two "
+        'services (suspend = "trunk")\n'
+    )
+    ok(add_service(vc, "vodia1", *domain, "--billed", "8301", "--trunk", "13"))
+
+
 def test_service_set_reparses_and_remove_ends_the_service(vc, client42):
     sid = str(as_json(add_fusion_service(vc, "--format", "json"))["id"])
     doc = as_json(vc("service", "set", sid, "--billed", "2112|2113|2114", "--format", "json"))

@@ -264,3 +264,31 @@ def test_lock_files_can_be_created_beside_sqlite(store):
         assert leftovers == []
     else:
         assert "advisory" in check.detail
+
+
+def test_services_sharing_a_lever_are_a_failing_line(store):
+    """Pairs made before `service add` refused them (docs/billing.md, shared levers)."""
+    from types import SimpleNamespace
+
+    from tests.billing_data import add_client, add_product, add_service
+
+    config = SimpleNamespace(servers={"fusion1": SimpleNamespace(suspend="gateway")})
+    gateway = "9d1f0b6a-3c5e-4d2b-8a61-0f7e2b1c4d55"
+    with store.session() as s:
+        add_client(s, 42)
+        product = add_product(s).id
+        ids = [
+            add_service(s, 42, product, server="fusion1", server_type="fusionpbx",
+                        domain_field="mcon.example.net | 5192229000", tenant="mcon.example.net",
+                        extensions=[ext], gateway_uuid=gateway).id
+            for ext in ("2112", "2113")
+        ]  # fmt: skip
+    check = doctor_lib.check_shared_levers(store, config)
+    assert check == doctor_lib.Check(
+        False,
+        "suspend levers",
+        f"services {ids[0]} and {ids[1]} on fusion1 share gateway {gateway}: "
+        "suspending one cuts the other off; give each its own",
+    )
+    config.servers["fusion1"].suspend = "extensions"  # each service its own lever
+    assert doctor_lib.check_shared_levers(store, config).ok

@@ -8,15 +8,24 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.fakes.esl_server import FakeEslServer
+from tests.fakes.esl_server import FakeEslServer, Sofia
 from voipctl.errors import ConfigError, ProviderAuthError, ProviderError, ProviderUnavailable
-from voipctl.providers.esl import EslClient, esl_for
+from voipctl.providers.esl import (
+    EslClient,
+    GatewayStatus,
+    esl_for,
+    parse_gateway_status,
+    sofia_verdict,
+)
 
 
 def test_auth_and_api_round_trip(esl_server):
     with EslClient("fusion1", esl_server.host, esl_server.port, "ClueCon") as esl:
         assert esl.api("version").startswith("FreeSWITCH Version 1.10")
-        assert esl.api("sofia profile external rescan") == "+OK scan complete\n"
+        # mod_sofia.c cmd_profile(): the reload line comes before the verdict.
+        assert esl.api("sofia profile external rescan") == (
+            "Reload XML [Success]\n+OK scan complete\n"
+        )
     assert esl_server.wait_for(2) == ["api version", "api sofia profile external rescan"]
     assert esl_server.auth_attempts == 1 and esl_server.auth_failures == 0
 
@@ -45,15 +54,87 @@ def test_bad_password_names_server_and_hides_password():
 
 
 def test_err_reply_raises_with_the_reply():
-    replies = {"sofia profile nosuch rescan": "-ERR no such profile\n"}
     with (
-        FakeEslServer(replies=replies) as server,
+        FakeEslServer() as server,
         EslClient("fusion1", server.host, server.port, "ClueCon") as esl,
         pytest.raises(ProviderError) as caught,
     ):
-        esl.api("sofia profile nosuch rescan")
+        esl.api("sofai status")
     assert not isinstance(caught.value, ProviderUnavailable)
-    assert "`sofia profile nosuch rescan` failed: -ERR no such profile" in str(caught.value)
+    assert str(caught.value) == (
+        f"fusion1: event socket 127.0.0.1:{server.port}: `sofai status` failed: "
+        "-ERR sofai Command not found!"
+    )
+
+
+def test_api_response_frame_is_freeswitch_s():
+    """The raw frame: Content-Type then Content-Length, as mod_event_socket.c writes it."""
+    with FakeEslServer() as server, socket.create_connection((server.host, server.port)) as raw:
+        raw.settimeout(2)
+        assert raw.recv(100) == b"Content-Type: auth/request\n\n"
+        raw.sendall(b"auth ClueCon\n\n")
+        assert raw.recv(100) == b"Content-Type: command/reply\nReply-Text: +OK accepted\n\n"
+        raw.sendall(b"api sofia status gateway nosuch\n\n")
+        assert raw.recv(200) == (
+            b"Content-Type: api/response\nContent-Length: 17\n\nInvalid Gateway!\n"
+        )
+
+
+SOFIA_CASES = [
+    ("sofia profile external killgw gw1", "+OK gateway marked for deletion.\n"),
+    ("sofia profile external killgw gw1", "-ERR no such gateway.\n"),
+    ("sofia profile external killgw", "-ERR missing gw name\n"),
+    ("sofia profile external startgw gw1", (
+        "Reload XML [Success]\n+OK start gateway gw1 complete\n"
+    )),
+    ("sofia profile external startgw gw9", (
+        "Reload XML [Success]\n-ERR cannot add gateway gw9 for profile external\n"
+    )),
+    ("sofia profile nosuch rescan", "Invalid Profile [nosuch]"),
+]  # fmt: skip
+
+
+def test_fake_sofia_answers_cmd_profile_texts():
+    configured = {"gw1"}
+    sofia = Sofia({"gw1": "external"}, configured=lambda profile: configured)
+    with FakeEslServer(sofia=sofia) as server, esl_for_fake(server) as esl:
+        for command, expected in SOFIA_CASES:
+            if expected.startswith("-ERR"):
+                with pytest.raises(ProviderError) as caught:
+                    esl.api(command)
+                assert str(caught.value).endswith(f"failed: {expected.strip()}")
+            else:
+                assert esl.api(command) == expected, command
+        status = esl.api("sofia status gateway gw1")
+        assert status.startswith("=" * 97 + "\nName    \tgw1\nProfile \texternal\n")
+        assert parse_gateway_status("fusion1", "gw1", status) == GatewayStatus(True, "REGED", "UP")
+        sofia.refuse_rescan = True
+        refused = esl.api("sofia profile external rescan")
+        assert refused == "Reload XML [Success]\n-ERR cannot find config for profile external\n"
+        assert sofia_verdict(refused) == (False, "-ERR cannot find config for profile external")
+
+
+def esl_for_fake(server: FakeEslServer) -> EslClient:
+    return EslClient("fusion1", server.host, server.port, "ClueCon")
+
+
+def test_sofia_verdict_reads_the_last_line():
+    assert sofia_verdict("Reload XML [Success]\n+OK scan complete\n") == (True, "+OK scan complete")
+    assert sofia_verdict("+OK gateway marked for deletion.\n") == (
+        True,
+        "+OK gateway marked for deletion.",
+    )
+    assert sofia_verdict("Invalid Profile [x]") == (False, "Invalid Profile [x]")
+    assert sofia_verdict("") == (False, "no reply")
+
+
+def test_gateway_status_other_text_is_an_error():
+    assert parse_gateway_status("fusion1", "gw1", "Invalid Gateway!\n") == GatewayStatus(False)
+    with pytest.raises(ProviderError) as caught:
+        parse_gateway_status("fusion1", "gw1", "-USAGE: ...\n")
+    assert str(caught.value) == (
+        "fusion1: event socket: `sofia status gateway gw1` answered '-USAGE: ...'"
+    )
 
 
 def test_api_timeout_is_unavailable():

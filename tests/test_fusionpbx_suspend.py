@@ -14,26 +14,11 @@ from tests.fusionpbx_env import OTHER, TENANT, db_mode_config, service
 from voipctl.config import FusionPBXServer
 from voipctl.errors import ProviderAuthError, ProviderError
 from voipctl.providers import adapter_for
+from voipctl.providers.base import LeverState
 
 
 def config_for(monkeypatch, url: str, esl: FakeEslServer, **overrides) -> FusionPBXServer:
     return db_mode_config(monkeypatch, url, **{"esl_port": esl.port, "timeout_s": 2, **overrides})
-
-
-class StatefulSofia:
-    """sofia killgw/rescan replies that remember which gateways FreeSWITCH runs."""
-
-    def __init__(self, running: set[str]):
-        self.running = set(running)
-
-    def __call__(self, command: str) -> str:
-        words = command.split()
-        if words[3] == "killgw":
-            if words[4] not in self.running:
-                return "-ERR no such gateway.\n"
-            self.running.discard(words[4])
-            return "+OK gateway marked for deletion.\n"
-        return "+OK scan complete\n"
 
 
 @pytest.fixture(params=["boolean", "text"])
@@ -52,49 +37,111 @@ def pbx(request):
 
 
 def test_gateway_suspend_and_unsuspend(pbx, monkeypatch):
-    sofia = StatefulSofia({pbx.gw, pbx.other_gw})
-    replies = {
-        f"sofia profile external killgw {pbx.gw}": sofia,
-        "sofia profile external rescan": sofia,
-    }
-    with FakeEslServer(replies=replies) as esl:
+    sofia = pbx.sofia()
+    with FakeEslServer(sofia=sofia) as esl:
         fusion = adapter_for("fusion1", config_for(monkeypatch, pbx.url, esl))
         # Operators paste uuids in any case; FreeSWITCH knows the gateway lower-cased.
         svc = service(gateway_uuid=pbx.gw.upper())
+        assert fusion.state(svc) == LeverState(
+            False, "v_gateways.enabled = true, FreeSWITCH runs it (State REGED, Status UP)"
+        )
 
         answer = fusion.suspend(svc, "balance below zero")
         assert pbx.gateway_enabled(pbx.gw) == pbx.false
-        assert esl.wait_for(1) == [f"api sofia profile external killgw {pbx.gw}"]
-        assert "disabled" in answer and "+OK gateway marked for deletion." in answer
+        assert esl.wait_for(3)[1:] == [
+            f"api sofia profile external killgw {pbx.gw}",
+            f"api sofia status gateway {pbx.gw}",
+        ]
+        assert answer == (
+            f"gateway mcon-trunk ({pbx.gw}) disabled; FreeSWITCH: +OK gateway marked for "
+            "deletion.; FreeSWITCH runs no such gateway"
+        )
+        assert pbx.gw not in sofia.running and pbx.other_gw in sofia.running
         assert pbx.gateway_enabled(pbx.other_gw) == pbx.true
+        assert fusion.state(svc) == LeverState(
+            True, "v_gateways.enabled = false, FreeSWITCH runs no such gateway"
+        )
 
+        # FreeSWITCH's real rescan reply starts with "Reload XML [Success]": success.
         answer = fusion.unsuspend(svc)
         assert pbx.gateway_enabled(pbx.gw) == pbx.true
-        assert esl.wait_for(2)[1:] == ["api sofia profile external rescan"]
-        assert "enabled" in answer and "+OK scan complete" in answer
+        assert esl.wait_for(6)[4:] == [
+            "api sofia profile external rescan",
+            f"api sofia status gateway {pbx.gw}",
+        ]
+        assert answer == (
+            f"gateway mcon-trunk ({pbx.gw}) enabled; FreeSWITCH: +OK scan complete; "
+            "FreeSWITCH runs it (State REGED, Status UP)"
+        )
+        assert sofia.running[pbx.gw] == "external"
         assert pbx.gateway_enabled(pbx.other_gw) == pbx.true
+
+
+def test_refused_rescan_is_a_partial_effect_the_next_call_repairs(pbx, monkeypatch):
+    sofia = pbx.sofia()
+    with FakeEslServer(sofia=sofia) as esl:
+        fusion = adapter_for("fusion1", config_for(monkeypatch, pbx.url, esl))
+        svc = service(gateway_uuid=pbx.gw)
+        fusion.suspend(svc, "r")
+        sofia.refuse_rescan = True
+        with pytest.raises(ProviderError) as caught:
+            fusion.unsuspend(svc)
+        assert str(caught.value) == (
+            f"fusion1: gateway mcon-trunk ({pbx.gw}): v_gateways.enabled set true, but after "
+            "`-ERR cannot find config for profile external` FreeSWITCH runs no such gateway; "
+            "recorded as before, the next run acts again"
+        )
+        # The row changed and FreeSWITCH did not: read back as it is, not suspended
+        # (a restart would start the gateway), so a suspend acts again.
+        assert pbx.gateway_enabled(pbx.gw) == pbx.true
+        assert fusion.state(svc) == LeverState(
+            False, "v_gateways.enabled = true, FreeSWITCH runs no such gateway"
+        )
+        sofia.refuse_rescan = False
+        assert "enabled; FreeSWITCH: +OK scan complete" in fusion.unsuspend(svc)
+        assert pbx.gw in sofia.running
+
+
+def test_gateway_still_running_after_killgw_is_a_failure(pbx, monkeypatch):
+    # killgw answered +OK, yet FreeSWITCH still shows the gateway: the read-back wins.
+    replies = {f"sofia profile external killgw {pbx.gw}": "+OK gateway marked for deletion.\n"}
+    with FakeEslServer(replies=replies, sofia=pbx.sofia()) as esl:
+        fusion = adapter_for("fusion1", config_for(monkeypatch, pbx.url, esl))
+        with pytest.raises(ProviderError) as caught:
+            fusion.suspend(service(gateway_uuid=pbx.gw), "r")
+    assert "v_gateways.enabled set false, but after `+OK gateway marked for deletion.` " in (
+        str(caught.value)
+    )
+    assert "FreeSWITCH runs it (State REGED, Status UP)" in str(caught.value)
 
 
 def test_gateway_suspend_is_idempotent(pbx, monkeypatch):
-    sofia = StatefulSofia({pbx.gw})
-    with FakeEslServer(replies={f"sofia profile external killgw {pbx.gw}": sofia}) as esl:
+    with FakeEslServer(sofia=pbx.sofia()) as esl:
         fusion = adapter_for("fusion1", config_for(monkeypatch, pbx.url, esl))
         fusion.suspend(service(gateway_uuid=pbx.gw), "r")
         again = fusion.suspend(service(gateway_uuid=pbx.gw), "r")
         assert "gateway was not running" in again
         assert pbx.gateway_enabled(pbx.gw) == pbx.false
-        assert esl.wait_for(2) == [f"api sofia profile external killgw {pbx.gw}"] * 2
+        assert (
+            esl.wait_for(4)
+            == [
+                f"api sofia profile external killgw {pbx.gw}",
+                f"api sofia status gateway {pbx.gw}",
+            ]
+            * 2
+        )
 
 
 def test_gateway_profile_comes_from_its_row(pbx, monkeypatch):
     other_profile = pbx.add_gateway(TENANT, "second", profile="carrier-b")
     no_profile = pbx.add_gateway(TENANT, "third", profile=None)
-    with FakeEslServer() as esl:
+    with FakeEslServer(sofia=pbx.sofia()) as esl:
         fusion = adapter_for("fusion1", config_for(monkeypatch, pbx.url, esl))
         fusion.suspend(service(gateway_uuid=other_profile), "r")
         fusion.unsuspend(service(gateway_uuid=other_profile))
         fusion.suspend(service(gateway_uuid=no_profile), "r")
-        assert esl.wait_for(3) == [
+        commands = [c for c in esl.wait_for(6) if "status gateway" not in c]
+        assert commands == [
             f"api sofia profile carrier-b killgw {other_profile}",
             "api sofia profile carrier-b rescan",
             f"api sofia profile external killgw {no_profile}",
@@ -139,7 +186,7 @@ def test_killgw_answer_without_ok_is_a_failure(pbx, monkeypatch):
 
 def test_esl_password_from_its_variable(pbx, monkeypatch):
     monkeypatch.setenv("FUSION1_ESL_PASSWORD", "s3cret-esl")
-    with FakeEslServer(password="s3cret-esl") as esl:
+    with FakeEslServer(password="s3cret-esl", sofia=pbx.sofia()) as esl:
         config = config_for(monkeypatch, pbx.url, esl, esl_password_env="FUSION1_ESL_PASSWORD")
         adapter_for("fusion1", config).suspend(service(gateway_uuid=pbx.gw), "r")
         assert esl.auth_failures == 0
@@ -223,3 +270,34 @@ def test_readme_grants_are_enough_and_needed(fusion_db, limited_role, monkeypatc
             conn.execute(text(f"GRANT UPDATE (enabled) ON v_gateways TO {role}"))
         fusion.suspend(service(gateway_uuid=gw), "r")
     assert fusion_db.gateway_enabled(gw) is False
+
+
+def test_domain_and_extension_levers_read_back(pbx, monkeypatch):
+    with FakeEslServer() as esl:
+        domain = adapter_for("fusion1", config_for(monkeypatch, pbx.url, esl, suspend="domain"))
+        assert domain.state(service()) == LeverState(False, "v_domains.domain_enabled = true")
+        domain.suspend(service(), "r")
+        assert domain.state(service()) == LeverState(True, "v_domains.domain_enabled = false")
+        assert domain.state(service(tenant="nosuch.example")) == LeverState(
+            None, "tenant nosuch.example not found in v_domains"
+        )
+
+        config = config_for(monkeypatch, pbx.url, esl, suspend="extensions")
+        extensions = adapter_for("fusion1", config)
+        assert extensions.state(service()) == LeverState(
+            False, "v_extensions.enabled = true for 2112, 2113"
+        )
+        extensions.suspend(service(), "r")
+        assert extensions.state(service()) == LeverState(
+            True, "v_extensions.enabled = false for every billed extension"
+        )
+        # One extension enabled by hand: calls go through, so not suspended.
+        pbx.execute(
+            "UPDATE v_extensions SET enabled = :t WHERE extension = '2113' AND domain_uuid = :d",
+            t=pbx.true,
+            d=pbx.domain_uuid(TENANT),
+        )
+        assert extensions.state(service()) == LeverState(
+            False, "v_extensions.enabled = true for 2113"
+        )
+        assert esl.api_commands == []  # neither lever needs the event socket

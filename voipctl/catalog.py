@@ -513,6 +513,61 @@ def _claims_overlap(session: Session, service: Service) -> None:
             )
 
 
+# The suspend levers one service would share with another on the same server: the
+# key each lever acts on (billing.md, "Shared levers"). Per-extension levers are
+# never shared: two services never bill the same extension (_claims_overlap).
+_LEVER_KEYS = {
+    "gateway": lambda s: s.gateway_uuid and ("gateway", s.gateway_uuid.lower()),
+    "domain": lambda s: s.tenant and ("tenant", s.tenant),
+    "trunk": lambda s: s.tenant and s.trunk_id and ("trunk", f"{s.trunk_id} of {s.tenant}"),
+}
+
+
+def lever_key(service: Service, lever: str | None) -> tuple[str, str] | None:
+    """(what, which) the service's suspend lever acts on when another could share it."""
+    key = _LEVER_KEYS.get(lever or "")
+    return (key(service) or None) if key else None
+
+
+def _shares_lever(session: Session, service: Service, lever: str | None) -> None:
+    """Refuse a second service on the lever of another: suspending one cuts both."""
+    mine = lever_key(service, lever)
+    if mine is None:
+        return
+    others = session.scalars(
+        select(Service)
+        .where(
+            Service.server == service.server,
+            Service.active.is_(True),
+            Service.id != (service.id or -1),
+        )
+        .order_by(Service.id)
+    )
+    for other in others:
+        if lever_key(other, lever) == mine:
+            raise UsageError(
+                f"service {other.id} (client {other.client_id}) is already suspended through "
+                f"{mine[0]} {mine[1]} on server {service.server}: one lever cannot serve "
+                f'two services (suspend = "{lever}")'
+            )
+
+
+def shared_levers(session: Session, levers: Mapping[str, str]) -> list[tuple[Service, Service]]:
+    """Pairs of active services on one lever, per server (`levers`: server -> suspend)."""
+    seen: dict[tuple[str, tuple[str, str]], Service] = {}
+    pairs = []
+    for service in session.scalars(
+        select(Service).where(Service.active.is_(True)).order_by(Service.id)
+    ):
+        key = lever_key(service, levers.get(service.server))
+        if key is None:
+            continue
+        first = seen.setdefault((service.server, key), service)
+        if first is not service:
+            pairs.append((first, service))
+    return pairs
+
+
 def get_service(session: Session, service_id: int) -> Service:
     """The service with this id, or NotFound."""
     service = session.get(Service, service_id) if id_fits(service_id, INT_MAX) else None
@@ -530,9 +585,14 @@ def add_service(
     server_type: str,
     domain: str,
     billed: str = "",
+    lever: str | None = None,
     **extras: Any,
 ) -> Service:
-    """A new service of a client on a configured server, its product fields parsed."""
+    """A new service of a client on a configured server, its product fields parsed.
+
+    `lever` is the server's `suspend` setting: a service whose lever another
+    active service already uses is refused.
+    """
     client = get_client(session, client_id)
     prod = get_product(session, product)
     parsed = parse_fields(server_type, domain, billed)
@@ -551,6 +611,7 @@ def add_service(
         **_service_extras(server_type, extras),
     )
     _claims_overlap(session, service)
+    _shares_lever(session, service, lever)
     session.add(service)
     session.flush()
     return service
@@ -563,6 +624,7 @@ def update_service(
     domain: str | None = None,
     billed: str | None = None,
     product: str | None = None,
+    lever: str | None = None,
     **extras: Any,
 ) -> Service:
     """Change a service's fields; the product fields are parsed again as a pair."""
@@ -580,6 +642,7 @@ def update_service(
     for key, value in _service_extras(service.server_type, extras).items():
         setattr(service, key, value)
     _claims_overlap(session, service)
+    _shares_lever(session, service, lever)
     session.flush()
     return service
 

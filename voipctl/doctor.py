@@ -20,6 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from voipctl import providers
+from voipctl.catalog import lever_key, shared_levers
 from voipctl.config import Config, load_config, secret
 from voipctl.errors import ConfigError, VoipctlError
 from voipctl.store.engine import Store, connect_check, open_store
@@ -238,6 +239,27 @@ def check_smtp(config: Config, *, timeout_s: float = SMTP_TIMEOUT_S) -> Check:
     return Check(True, "smtp", f"{where} answered EHLO ({email.security}{login})")
 
 
+def check_shared_levers(store: Store, config: Config) -> Check:
+    """No two active services are suspended through one gateway, tenant or trunk."""
+    levers = {name: server.suspend for name, server in config.servers.items()}
+    try:
+        with store.sessions() as session:
+            pairs = shared_levers(session, levers)
+    except SQLAlchemyError as exc:
+        return Check(False, "suspend levers", _reason(exc))
+    if not pairs:
+        return Check(True, "suspend levers", "no two services share one")
+    first, second = pairs[0]
+    what, which = lever_key(first, levers[first.server]) or ("lever", "?")
+    more = f" (and {len(pairs) - 1} more pairs)" if len(pairs) > 1 else ""
+    return Check(
+        False,
+        "suspend levers",
+        f"services {first.id} and {second.id} on {first.server} share {what} {which}: "
+        f"suspending one cuts the other off; give each its own{more}",
+    )
+
+
 def diagnose(
     config_path: str | None = None,
     *,
@@ -273,6 +295,8 @@ def diagnose(
         try:
             checks.extend(check_database(store))
             checks.append(check_locks(store))
+            if config.servers and any(c.what == "schema" and c.ok for c in checks):
+                checks.append(check_shared_levers(store, config))
         finally:
             store.dispose()
     for name, server_config in sorted(config.servers.items()):

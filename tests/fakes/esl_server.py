@@ -18,21 +18,109 @@ from collections.abc import Callable
 
 Reply = str | Callable[[str], str]
 
-DEFAULT_REPLIES: dict[str, Reply] = {
-    "version": "FreeSWITCH Version 1.10.11-release+git~fake (64bit)",
-    "sofia profile external rescan": "+OK scan complete\n",
-}
+# Every text below is what FreeSWITCH writes, read from signalwire/freeswitch
+# (commit cc93a683ca6e1f8f47c1d6e38bd2daf8fa6a7b1c):
+# - mod_event_socket.c: "Content-Type: auth/request", "Reply-Text: +OK accepted" /
+#   "-ERR invalid" (parse_command, auth), "Content-Type: api/response\nContent-Length: N"
+#   (api_exec), "-ERR <cmd> Command not found!" (api_exec), the disconnect notice
+#   "Disconnected, goodbye.\nSee you at ClueCon! ..." and text/rude-rejection.
+# - mod_sofia.c, cmd_profile(): rescan and startgw write "Reload XML [%s]\n" first
+#   (err is "Success" from switch_xml.c __switch_xml_open_root), then
+#   "+OK scan complete\n" / "-ERR cannot find config for profile %s\n" (rescan),
+#   "+OK start gateway %s complete\n" / "-ERR cannot add gateway %s for profile %s\n"
+#   (startgw); killgw answers "+OK gateway marked for deletion.\n" or
+#   "-ERR no such gateway.\n"; an unknown profile "Invalid Profile [%s]" (no newline).
+# - mod_sofia.c, cmd_status(): `sofia status gateway NAME` prints the block of
+#   GATEWAY_STATUS below, or "Invalid Gateway!\n"; sofia_reg.c
+#   sofia_reg_find_gateway__() skips a gateway marked deleted, so a killed gateway
+#   is "Invalid Gateway!" at once.
+VERSION = "FreeSWITCH Version 1.10.11-release+git~20231222T175158Z~cfa2e0e3c2~64bit"
+RELOAD_OK = "Reload XML [Success]\n"
+LINE = "=" * 97  # cmd_status()'s separator line
+GATEWAY_STATUS = (
+    "{line}\nName    \t{name}\nProfile \t{profile}\nScheme  \tDigest\nRealm   \t"
+    "sip.example.net\nUsername\tacct\nPassword\tyes\nFrom    \t<sip:acct@sip.example.net>\n"
+    "Contact \t<sip:gw+{name}@203.0.113.10:5080;transport=udp;gw={name}>\nExten   \tacct\n"
+    "To      \tsip:acct@sip.example.net\nProxy   \tsip:sip.example.net\nContext \tpublic\n"
+    "Expires \t800\nFreq    \t800\nPing    \t0\nPingFreq\t0\nPingTime\t0.00\n"
+    "PingState\t0/0/0\nState   \tREGED\nStatus  \tUP\nUptime  \t42s\nCallsIN \t0\n"
+    "CallsOUT\t0\nFailedCallsIN\t0\nFailedCallsOUT\t0\n{line}\n"
+)
+
+
+class Sofia:
+    """The part of mod_sofia the levers touch: which gateways run on which profile.
+
+    `running` maps a gateway name (FusionPBX names gateways by their uuid) to its
+    profile. `configured(profile)` gives the gateways the profile's configuration
+    holds at a rescan (FusionPBX's XML handler builds it from the enabled rows of
+    v_gateways); a rescan starts those not yet running and, as FreeSWITCH's does,
+    stops none. `refuse_rescan` makes the rescan fail as config_sofia() does.
+    """
+
+    def __init__(
+        self,
+        running: dict[str, str] | None = None,
+        *,
+        profiles: tuple[str, ...] = ("internal", "external"),
+        configured: Callable[[str], set[str]] | None = None,
+    ):
+        self.running: dict[str, str] = dict(running or {})
+        self.profiles = set(profiles) | set(self.running.values())
+        self.configured = configured
+        self.refuse_rescan = False
+
+    def __call__(self, command: str) -> str | None:
+        words = command.split()
+        if words[:3] == ["sofia", "status", "gateway"] and len(words) == 4:
+            profile = self.running.get(words[3])
+            if profile is None:
+                return "Invalid Gateway!\n"
+            return GATEWAY_STATUS.format(line=LINE, name=words[3], profile=profile)
+        if words[:2] != ["sofia", "profile"] or len(words) < 4:
+            return None
+        profile, verb, args = words[2], words[3], words[4:]
+        if profile not in self.profiles:
+            return f"Invalid Profile [{profile}]"
+        if verb == "killgw":
+            if not args:
+                return "-ERR missing gw name\n"
+            # sofia_reg_find_gateway() looks the name up across every profile.
+            if args[0] not in self.running:
+                return "-ERR no such gateway.\n"
+            del self.running[args[0]]
+            return "+OK gateway marked for deletion.\n"
+        if verb == "startgw":
+            if not args:
+                return "-ERR missing gw name\n"
+            wanted = self.configured(profile) if self.configured else set()
+            if args[0] not in wanted:
+                return f"{RELOAD_OK}-ERR cannot add gateway {args[0]} for profile {profile}\n"
+            self.running[args[0]] = profile
+            return f"{RELOAD_OK}+OK start gateway {args[0]} complete\n"
+        if verb == "rescan":
+            if self.refuse_rescan:
+                return f"{RELOAD_OK}-ERR cannot find config for profile {profile}\n"
+            for name in self.configured(profile) if self.configured else set():
+                self.running.setdefault(name, profile)
+            return f"{RELOAD_OK}+OK scan complete\n"
+        return None
+
+
+DEFAULT_REPLIES: dict[str, Reply] = {"version": VERSION}
 
 
 def _default_reply(command: str) -> str:
-    if " killgw " in command:
-        return "+OK gateway marked for deletion.\n"
+    # mod_event_socket.c api_exec(): an api command no module provides.
+    if command.split()[0] not in ("sofia", "version", "status", "show", "reloadxml"):
+        return f"-ERR {command.split()[0]} Command not found!\n"
     return "+OK\n"
 
 
 class FakeEslServer:
     """Threaded fake event socket. `replies` maps an api command (after `api `) to
-    its body, or to a function of the command; unknown commands answer `+OK`.
+    its body, or to a function of the command; other `sofia` commands are answered
+    by `self.sofia` (a `Sofia`) with FreeSWITCH's texts; anything else `+OK`.
 
     `stall_api=True` reads commands but never answers them (client timeouts);
     `silent=True` accepts connections and never sends `auth/request`;
@@ -47,8 +135,10 @@ class FakeEslServer:
         stall_api: bool = False,
         silent: bool = False,
         reject: bool = False,
+        sofia: Sofia | None = None,
     ):
         self.password = password
+        self.sofia = sofia if sofia is not None else Sofia()
         self.replies: dict[str, Reply] = {**DEFAULT_REPLIES, **(replies or {})}
         self.stall_api = stall_api
         self.silent = silent
@@ -165,11 +255,18 @@ class FakeEslServer:
                 if self.stall_api:
                     continue
                 command = block[len("api ") :]
-                reply = self.replies.get(command, _default_reply)
-                body = (reply(command) if callable(reply) else reply).encode()
+                body = self._answer(command).encode()
                 conn.sendall(
                     b"Content-Type: api/response\nContent-Length: %d\n\n%s" % (len(body), body)
                 )
+
+    def _answer(self, command: str) -> str:
+        reply = self.replies.get(command)
+        if reply is not None:
+            return reply(command) if callable(reply) else reply
+        with self._lock:
+            answer = self.sofia(command)
+        return answer if answer is not None else _default_reply(command)
 
     # -- assertions -----------------------------------------------------------
 

@@ -21,6 +21,8 @@ from typing import Any
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
+from tests.fakes.esl_server import Sofia
+
 
 def _ddl(flag: str) -> list[str]:
     return [
@@ -324,6 +326,39 @@ class FusionDb:
             start=start,
             step=step_s,
             count=count,
+        )
+
+    # -- what FreeSWITCH loads from it -------------------------------------------
+
+    def configured_gateways(self, profile: str) -> set[str]:
+        """The gateways FusionPBX's XML handler gives a profile at a rescan.
+
+        source: fusionpbx/fusionpbx (commit c7a00dcb3e91bd91be17b01df838d6b98321b7e2)
+        app/switch/resources/scripts/app/xml_handler/resources/scripts/configuration/
+        sofia.conf.lua: `from v_gateways where profile = :profile and enabled = true`,
+        each `<gateway name="...">` the lower-cased gateway_uuid.
+        """
+        enabled = "enabled = 'true'" if self.legacy else "enabled = true"
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text(f"SELECT gateway_uuid FROM v_gateways WHERE profile = :p AND {enabled}"),
+                {"p": profile},
+            ).scalars()
+            return {str(u).lower() for u in rows}
+
+    def sofia(self) -> Sofia:
+        """A fake mod_sofia running every enabled gateway, rescans reading this database."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(text("SELECT gateway_uuid, enabled, profile FROM v_gateways")).all()
+        running = {
+            str(u).lower(): profile or "external"
+            for u, enabled, profile in rows
+            if enabled in (True, "true")
+        }
+        return Sofia(
+            running,
+            profiles=("internal", "external", *{p for _, _, p in rows if p}),
+            configured=self.configured_gateways,
         )
 
     # -- inspection -----------------------------------------------------------

@@ -352,6 +352,7 @@ def service_add(client_id, product, server_name, domain, billed, fmt, **options)
             server_type=server_type,
             domain=domain,
             billed=billed,
+            lever=config.servers[server_name].suspend,
             **_extras(options),
         )
         _show_service(session, created, fmt)
@@ -385,9 +386,18 @@ def service_set(service_id, domain, billed, product, fmt, **options):
 
     Example: voipctl service set 7 --billed "2112 | 2113 | 2114"
     """
-    with get_app().store().session() as session:
+    app = get_app()
+    with app.store().session() as session:
+        current = catalog.get_service(session, service_id)
+        server = app.config.servers.get(current.server)
         changed = catalog.update_service(
-            session, service_id, domain=domain, billed=billed, product=product, **_extras(options)
+            session,
+            service_id,
+            domain=domain,
+            billed=billed,
+            product=product,
+            lever=server.suspend if server is not None else None,
+            **_extras(options),
         )
         _show_service(session, changed, fmt)
     server = get_app().config.servers.get(changed.server)

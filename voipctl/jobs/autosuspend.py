@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from voipctl import money
 from voipctl.billing.backend import BillingBackend
 from voipctl.config import Config
+from voipctl.jobs.common import service_info
 from voipctl.jobs.delivery import deliver
 from voipctl.jobs.runner import RunState
 from voipctl.jobs.suspend import AUTOSUSPEND, OPERATOR, Adapters, Outcome, act
@@ -39,6 +40,7 @@ from voipctl.notify.templates import (
     Templates,
     client_variables,
 )
+from voipctl.providers.base import LeverState
 from voipctl.store.engine import Store
 from voipctl.store.models import Client, Service, SuspensionEvent
 
@@ -88,36 +90,77 @@ def decide(client: Client, credit: Decimal, owing: Decimal) -> Decision:
 
 @dataclass(frozen=True)
 class Planned:
-    """One service whose state differs from what the table says."""
+    """One service whose state differs from what the table says, or from the PBX."""
 
     service: Service
     action: str  # suspend | unsuspend
     decision: Decision
     credit: Decimal
     owing: Decimal
+    actor: str = AUTOSUSPEND
+    # Set when the lever read back differs from the record: what was seen.
+    correction: str = ""
 
     def describe(self) -> str:
         s = self.service
         return (
             f"would {self.action} service {s.id} of client {s.client_id} on {s.server}: "
-            f"{self.decision.reason}"
+            f"{self.correction or self.decision.reason}"
         )
 
 
-def plan_client(session: Session, backend: BillingBackend, client: Client) -> list[Planned]:
-    """The services of one client that must change state, and why."""
+def _services(session: Session, client_id: int) -> list[Service]:
+    return list(
+        session.scalars(
+            select(Service)
+            .where(Service.client_id == client_id, Service.active.is_(True))
+            .order_by(Service.id)
+        )
+    )
+
+
+def plan_client(
+    session: Session,
+    backend: BillingBackend,
+    client: Client,
+    observed: dict[int, LeverState] | None = None,
+    services: list[Service] | None = None,
+) -> list[Planned]:
+    """The services of one client that must change state, and why.
+
+    `observed` holds the levers as read back from the PBX (autosuspend's
+    reconciliation); without it the record is taken as the truth.
+    """
     credit = backend.available_credit(session, client.id)
     owing = backend.owing(session, client.id)
     decision = decide(client, credit, owing)
-    if decision.state is None:
-        return []
-    services = session.scalars(
-        select(Service)
-        .where(Service.client_id == client.id, Service.active.is_(True))
-        .order_by(Service.id)
-    )
+    if services is None:
+        services = _services(session, client.id)
     planned = []
     for service in services:
+        seen = (observed or {}).get(service.id)
+        found_active = seen is not None and seen.suspended is False
+        if service.suspended and found_active:
+            # voipctl holds it suspended and the PBX lets calls through (re-enabled
+            # by hand, a PBX restore, a partial effect): cut it again, same holder.
+            correction = (
+                f"found active on {service.server} while held suspended by "
+                f"{service.suspended_by or 'unknown'} ({seen.detail}); suspending again"
+            )
+            if decision.state != ACTIVE or service.suspended_by == OPERATOR:
+                again = Decision(SUSPENDED, service.suspend_reason or decision.reason)
+                planned.append(
+                    Planned(
+                        service,
+                        "suspend",
+                        again,
+                        credit,
+                        owing,
+                        actor=service.suspended_by or AUTOSUSPEND,
+                        correction=correction,
+                    )
+                )
+                continue
         if service.suspended_by == OPERATOR:
             continue  # an operator's hold beats every row
         if decision.state == SUSPENDED and not service.suspended:
@@ -125,6 +168,29 @@ def plan_client(session: Session, backend: BillingBackend, client: Client) -> li
         elif decision.state == ACTIVE and service.suspended and service.suspended_by == AUTOSUSPEND:
             planned.append(Planned(service, "unsuspend", decision, credit, owing))
     return planned
+
+
+def observe(adapters: Adapters, service: Service) -> tuple[LeverState | None, str]:
+    """The lever read back, or (None, a line saying why it could not be read)."""
+    try:
+        return adapters.get(service.server).state(service_info(service)), ""
+    except Exception as exc:  # noqa: BLE001 - reported; the record stays the guide
+        log.debug("reading the lever of service %s failed", service.id, exc_info=True)
+        return None, (
+            f"service {service.id} of client {service.client_id} on {service.server}: "
+            f"lever not read back: {exc}"
+        )
+
+
+def mismatch(service: Service, seen: LeverState | None) -> str:
+    """A line for a service recorded active that the PBX shows suspended, else ''."""
+    if service.suspended or seen is None or seen.suspended is not True:
+        return ""
+    return (
+        f"service {service.id} of client {service.client_id} on {service.server}: "
+        f"recorded active but found suspended ({seen.detail}); left as it is "
+        f"(voipctl unsuspend --service {service.id} restores it)"
+    )
 
 
 def _episode(session: Session, client_id: int) -> int | None:
@@ -156,7 +222,8 @@ def _emails(config: Config, backend: BillingBackend, plan: Planned):
         except Exception as exc:  # noqa: BLE001 - the provider acted: its record must stay
             outcome.warnings.append(f"the billing backend was not told: {exc}")
         variables = client_variables(client, credit=plan.credit, owing=plan.owing)
-        if outcome.action == "suspend" and plan.decision.for_credit:
+        # A correction re-applies a suspension the client was already told of.
+        if outcome.action == "suspend" and plan.decision.for_credit and not plan.correction:
             episode = _episode(session, client.id)
             backend.queue_alert(
                 session,
@@ -224,12 +291,34 @@ def run_autosuspend(
     counts = {"suspended": 0, "unsuspended": 0, "failed": 0, "manual": 0}
     with Adapters(config) as adapters:
         for client_id in client_ids:
-            # Read and decide, then release the database before calling any provider.
+            # Read the services, read their levers back from the PBX (no database
+            # held), then decide; release the database before acting.
             with store.sessions() as session:
                 client = session.get(Client, client_id)
                 if client is None or not client.has_voip_service:
                     continue
-                planned = plan_client(session, backend, client)
+                services = _services(session, client_id)
+            observed: dict[int, LeverState] = {}
+            for service in services:
+                seen, trouble = observe(adapters, service)
+                if trouble:
+                    run.fail(trouble)
+                    lines.append(trouble)
+                    continue
+                if seen is not None:
+                    observed[service.id] = seen
+                    if seen.suspended is None:
+                        log.info("service %s: lever state unknown: %s", service.id, seen.detail)
+            with store.sessions() as session:
+                client = session.get(Client, client_id)
+                if client is None or not client.has_voip_service:
+                    continue
+                planned = plan_client(session, backend, client, observed, services)
+            acted = {plan.service.id for plan in planned}
+            for service in services:
+                line = mismatch(service, observed.get(service.id))
+                if line and service.id not in acted:
+                    lines.append(line)
             for plan in planned:
                 if dry_run:
                     # The dry run's summary counts what it would do, as autobill's does.
@@ -241,7 +330,7 @@ def run_autosuspend(
                     adapters,
                     plan.service,
                     plan.action,
-                    actor=AUTOSUSPEND,
+                    actor=plan.actor,
                     reason=plan.decision.reason,
                     after=_emails(config, backend, plan),
                 )
@@ -249,8 +338,9 @@ def run_autosuspend(
                 if outcome.ok:
                     counts["suspended" if plan.action == "suspend" else "unsuspended"] += 1
                     counts["manual"] += outcome.manual
+                    why = plan.correction or plan.decision.reason
                     # A manual lever's instructions already carry the reason.
-                    lines.append(line if outcome.manual else f"{line}: {plan.decision.reason}")
+                    lines.append(line if outcome.manual else f"{line}: {why}")
                 else:
                     counts["failed"] += 1
                     run.fail(line)

@@ -34,6 +34,19 @@ class ServiceInfo:
     cdr_link: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class LeverState:
+    """What a provider shows of a service's suspend lever when read back.
+
+    `suspended` is True only when nothing of the lever lets calls through, False
+    when something does (a partial effect counts as not suspended, so a suspend
+    acts again), None when the provider cannot tell. `detail` says what was read.
+    """
+
+    suspended: bool | None
+    detail: str
+
+
 class RawRecord(dict):
     """A provider's record (a plain dict to read) that also carries its JSON text.
 
@@ -99,6 +112,13 @@ class ProviderAdapter(ABC):
     @abstractmethod
     def unsuspend(self, service: ServiceInfo) -> str:
         """Restore the service; idempotent; return the provider's answer. Raises on failure."""
+
+    def state(self, service: ServiceInfo) -> LeverState:
+        """Read the lever back from the provider (autosuspend reconciles with it).
+
+        Adapters that cannot read their lever keep this default: unknown.
+        """
+        return LeverState(None, f"{self.type} cannot read its lever back")
 
     # Optional capability: several services read from one feed (a LES.NET CDR link
     # shared by the peers of one account). A run then reads the feed once for all

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from dataclasses import dataclass
 
 from voipctl.config import secret
 from voipctl.errors import ProviderAuthError, ProviderError, ProviderUnavailable
@@ -200,6 +201,50 @@ class EslClient:
             self._buffer += self._recv()
         body, self._buffer = self._buffer[:size], self._buffer[size:]
         return body
+
+
+def sofia_verdict(reply: str) -> tuple[bool, str]:
+    """(ok, the line that says so) for a `sofia profile ...` reply.
+
+    mod_sofia's cmd_profile() writes progress first: `rescan` and `startgw` start
+    with `Reload XML [Success]` (or the XML error), then `+OK scan complete` /
+    `-ERR cannot find config for profile P`. The verdict is the last line; a reply
+    with no `+OK` line (`Invalid Profile [P]`) is a refusal.
+    """
+    lines = [line.strip() for line in reply.strip().splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    return last.startswith("+OK"), last or "no reply"
+
+
+@dataclass(frozen=True)
+class GatewayStatus:
+    """What `sofia status gateway NAME` says: running or not, and its State/Status lines."""
+
+    running: bool
+    state: str = ""
+    status: str = ""
+
+    def describe(self) -> str:
+        if not self.running:
+            return "FreeSWITCH runs no such gateway"
+        return f"FreeSWITCH runs it (State {self.state or '?'}, Status {self.status or '?'})"
+
+
+def parse_gateway_status(server: str, name: str, reply: str) -> GatewayStatus:
+    """Read cmd_status()'s answer: `Invalid Gateway!` or its `Name\tNAME ...` block."""
+    text = reply.strip()
+    if text == "Invalid Gateway!":
+        return GatewayStatus(False)
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("\t")
+        if sep:
+            fields[key.strip()] = value.strip()
+    if fields.get("Name") != name:
+        raise ProviderError(
+            server, f"event socket: `sofia status gateway {name}` answered {text[:200]!r}"
+        )
+    return GatewayStatus(True, fields.get("State", ""), fields.get("Status", ""))
 
 
 def esl_for(name: str, config) -> EslClient:

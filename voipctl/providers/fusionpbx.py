@@ -41,8 +41,13 @@ from voipctl.errors import (
     ProviderError,
     ProviderUnavailable,
 )
-from voipctl.providers.base import CallRecord, ProviderAdapter, ServiceInfo
-from voipctl.providers.esl import esl_for
+from voipctl.providers.base import CallRecord, LeverState, ProviderAdapter, ServiceInfo
+from voipctl.providers.esl import (
+    GatewayStatus,
+    esl_for,
+    parse_gateway_status,
+    sofia_verdict,
+)
 from voipctl.providers.http import HttpClient
 from voipctl.providers.matching import did_key, did_keys
 
@@ -544,7 +549,7 @@ class FusionPBXAdapter(ProviderAdapter):
         except SQLAlchemyError as exc:
             raise self._db_error(exc, doing) from None
 
-    def _gateway(self, service: ServiceInfo, enabled: bool) -> str:
+    def _gateway_uuid(self, service: ServiceInfo) -> str:
         if not service.gateway_uuid:
             raise ProviderError(
                 self.name,
@@ -552,13 +557,16 @@ class FusionPBXAdapter(ProviderAdapter):
                 f"(voipctl service set {service.id} --gateway UUID)",
             )
         try:
-            gateway_uuid = str(uuid.UUID(service.gateway_uuid.strip()))  # lower-case, canonical
+            return str(uuid.UUID(service.gateway_uuid.strip()))  # lower-case, canonical
         except ValueError:
             raise ProviderError(
                 self.name,
                 f"service {service.id}: gateway {service.gateway_uuid!r} is not a uuid",
             ) from None
-        # One transaction around the row and the command: when FreeSWITCH refuses
+
+    def _gateway(self, service: ServiceInfo, enabled: bool) -> str:
+        gateway_uuid = self._gateway_uuid(service)
+        # One transaction around the row and the killgw: when FreeSWITCH refuses
         # the killgw the update is rolled back, so the database never says
         # "disabled" for a gateway that still carries calls.
         with self._db().connect() as conn, conn.begin() as tx:
@@ -578,29 +586,125 @@ class FusionPBXAdapter(ProviderAdapter):
                 )
             profile = (rows[0].profile or "").strip() or DEFAULT_PROFILE
             name = rows[0].gateway or gateway_uuid
-            state = "enabled" if enabled else "disabled"
             if not enabled:
-                reply = self._esl(f"sofia profile {profile} killgw {gateway_uuid}", killgw=True)
-                tx.commit()
-                return f"gateway {name} ({gateway_uuid}) {state}; FreeSWITCH: {reply}"
+                reply = self._killgw(profile, gateway_uuid)
             # rescan reads the gateways from the database: commit before asking.
             tx.commit()
-        reply = self._esl(f"sofia profile {profile} rescan")
-        return f"gateway {name} ({gateway_uuid}) {state}; FreeSWITCH: {reply}"
+        if enabled:
+            reply = self._rescan(profile)
+        # Confirm by observation: what FreeSWITCH runs now, not what its reply said.
+        seen = self._gateway_status(gateway_uuid)
+        where = f"gateway {name} ({gateway_uuid})"
+        if seen.running != enabled:
+            row = "true" if enabled else "false"
+            raise ProviderError(
+                self.name,
+                f"{where}: v_gateways.enabled set {row}, but after `{reply}` "
+                f"{seen.describe()}; recorded as before, the next run acts again",
+            )
+        state = "enabled" if enabled else "disabled"
+        return f"{where} {state}; FreeSWITCH: {reply}; {seen.describe()}"
 
-    def _esl(self, command: str, *, killgw: bool = False) -> str:
+    def _killgw(self, profile: str, gateway_uuid: str) -> str:
+        command = f"sofia profile {profile} killgw {gateway_uuid}"
         with esl_for(self.name, self.config) as esl:
             try:
-                reply = esl.api(command).strip()
+                reply = esl.api(command)
             except ProviderError as exc:
                 # killgw of a gateway FreeSWITCH no longer runs is the state we want.
-                if killgw and "no such gateway" in str(exc).lower():
+                if "-ERR no such gateway" in str(exc):
                     return "gateway was not running"
                 raise
-        if not reply.startswith("+OK"):
+        ok, line = sofia_verdict(reply)
+        if not ok:
             # sofia answers some failures without -ERR ("Invalid Profile [x]").
-            raise ProviderError(self.name, f"event socket: `{command}` answered {reply[:200]!r}")
-        return reply
+            raise ProviderError(self.name, f"event socket: `{command}` answered {line[:200]!r}")
+        return line
+
+    def _rescan(self, profile: str) -> str:
+        """The rescan's verdict line; a refusal is not raised here, the read-back decides."""
+        with esl_for(self.name, self.config) as esl:
+            try:
+                reply = esl.api(f"sofia profile {profile} rescan")
+            except ProviderError as exc:
+                return str(exc).rsplit("failed: ", 1)[-1]
+        return sofia_verdict(reply)[1]
+
+    def _gateway_status(self, gateway_uuid: str) -> GatewayStatus:
+        # FusionPBX names each gateway by its uuid in the sofia configuration.
+        with esl_for(self.name, self.config) as esl:
+            reply = esl.api(f"sofia status gateway {gateway_uuid}")
+        return parse_gateway_status(self.name, gateway_uuid, reply)
+
+    # -- reading the levers back ------------------------------------------------
+
+    def state(self, service: ServiceInfo) -> LeverState:
+        """The lever as FusionPBX and FreeSWITCH show it now (see LeverState)."""
+        lever = self.config.suspend
+        try:
+            if lever == "gateway":
+                return self._gateway_state(service)
+            if lever == "domain":
+                return self._domain_state(service)
+            return self._extensions_state(service)
+        except SQLAlchemyError as exc:
+            raise self._db_error(exc, f"reading the {lever} of service {service.id}") from None
+
+    def _gateway_state(self, service: ServiceInfo) -> LeverState:
+        gateway_uuid = self._gateway_uuid(service)
+        with self._db().connect() as conn:
+            row = conn.execute(
+                text("SELECT enabled FROM v_gateways WHERE gateway_uuid = :gateway"),
+                {"gateway": uuid.UUID(gateway_uuid)},
+            ).first()
+        if row is None:
+            return LeverState(None, f"gateway {gateway_uuid} not found in v_gateways")
+        enabled = _is_true(row.enabled)
+        seen = self._gateway_status(gateway_uuid)
+        # Suspended only when neither the row (a rescan or restart would start it)
+        # nor FreeSWITCH lets it carry calls.
+        return LeverState(
+            not enabled and not seen.running,
+            f"v_gateways.enabled = {'true' if enabled else 'false'}, {seen.describe()}",
+        )
+
+    def _domain_state(self, service: ServiceInfo) -> LeverState:
+        tenant = self._tenant(service)
+        with self._db().connect() as conn:
+            row = conn.execute(
+                text("SELECT domain_enabled FROM v_domains WHERE domain_name = :tenant"),
+                {"tenant": tenant},
+            ).first()
+        if row is None:
+            return LeverState(None, f"tenant {tenant} not found in v_domains")
+        enabled = _is_true(row.domain_enabled)
+        return LeverState(
+            not enabled, f"v_domains.domain_enabled = {'true' if enabled else 'false'}"
+        )
+
+    def _extensions_state(self, service: ServiceInfo) -> LeverState:
+        tenant = self._tenant(service)
+        wanted = sorted(set(service.extensions))
+        if not wanted:
+            return LeverState(None, f"service {service.id} has no billed extensions")
+        with self._db().connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT e.extension, e.enabled FROM v_extensions AS e JOIN v_domains AS d"
+                    " ON d.domain_uuid = e.domain_uuid WHERE d.domain_name = :tenant"
+                    " AND e.extension = ANY(CAST(:extensions AS text[]))"
+                ),
+                {"tenant": tenant, "extensions": wanted},
+            ).all()
+        on = sorted(r.extension for r in rows if _is_true(r.enabled))
+        if len(rows) != len(wanted):
+            return LeverState(None, f"extension(s) of service {service.id} not all in {tenant}")
+        detail = (
+            f"v_extensions.enabled = true for {', '.join(on)}"
+            if on
+            else ("v_extensions.enabled = false for every billed extension")
+        )
+        return LeverState(not on, detail)
 
     def _domain(self, service: ServiceInfo, enabled: bool) -> str:
         tenant = self._tenant(service)
@@ -647,6 +751,13 @@ class FusionPBXAdapter(ProviderAdapter):
                 )
         state = "enabled" if enabled else "disabled"
         return f"extensions {', '.join(found)} of {tenant} {state} (v_extensions.enabled)"
+
+
+def _is_true(value: Any) -> bool:
+    """A FusionPBX flag read back: boolean, or the older text 'true'/'false'."""
+    if isinstance(value, bool):
+        return value
+    return str(value or "").strip().lower() == "true"
 
 
 # -- parsing helpers -----------------------------------------------------------
