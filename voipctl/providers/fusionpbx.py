@@ -5,7 +5,8 @@ Stock FusionPBX has no REST API for CDRs, so there are two ways in (providers.md
 - `mode = "db"`: read `v_xml_cdr` (joined to `v_extensions` for the extension
   number) with a read-only role, streamed through a server-side cursor;
 - `mode = "export"`: `app/xml_cdr/xml_cdr_export.php` with a user's API key,
-  one CSV document per window, streamed line by line.
+  one CSV document per window, streamed line by line and read as FusionPBX
+  writes it, unescaped quotes included (`fusionpbx_export`).
 
 Suspension writes FusionPBX's database (`v_gateways.enabled`,
 `v_domains.domain_enabled` or `v_extensions.enabled`) and, for gateways, tells
@@ -17,11 +18,10 @@ written in kind.
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -43,12 +43,12 @@ from voipctl.errors import (
 )
 from voipctl.providers.base import CallRecord, ProviderAdapter, ServiceInfo
 from voipctl.providers.esl import esl_for
+from voipctl.providers.fusionpbx_export import EXPORT_PATH, lf_lines, read_export
 from voipctl.providers.http import HttpClient
 from voipctl.providers.matching import did_key, did_keys
 
 log = logging.getLogger(__name__)
 
-EXPORT_PATH = "/app/xml_cdr/xml_cdr_export.php"
 CDR_TABLES = ("v_xml_cdr", "v_extensions")
 LEVER_TABLES = {"gateway": "v_gateways", "domain": "v_domains", "extensions": "v_extensions"}
 STREAM_ROWS = 2000  # rows per round trip of the server-side cursor
@@ -424,7 +424,7 @@ class FusionPBXAdapter(ProviderAdapter):
                     )
                 try:
                     first = True
-                    for line in response.iter_lines():
+                    for line in lf_lines(response.iter_text()):
                         if first:
                             first = False
                             _refuse_non_csv(self.name, what, line)
@@ -451,8 +451,10 @@ class FusionPBXAdapter(ProviderAdapter):
         dids = self._did_keys(service)
         lines = self._export_lines(start_epoch, stop_epoch, tenant)
         try:
-            for line_no, row in _csv_rows(self.name, lines):
-                record = self._export_row_to_record(service, dids, tenant, row, line_no)
+            for read in read_export(self.name, lines):
+                # An unreadable record is a data error of that record alone.
+                row = read.fields()
+                record = self._export_row_to_record(service, dids, tenant, row, read.line)
                 if record is not None and since <= record.start < until:
                     yield record
         finally:
@@ -673,31 +675,6 @@ def _refuse_non_csv(server: str, what: str, first_line: str) -> None:
         raise ProviderAuthError(
             server, f"the credentials were refused ({what} answered a web page, not CSV)"
         )
-
-
-def _csv_rows(server: str, lines: Iterable[str]) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line number, row) of the export; the first non-blank line is the header."""
-    reader = csv.reader(lines)
-    header: list[str] | None = None
-    for fields in reader:
-        if not any(f.strip() for f in fields):
-            continue  # FusionPBX ends an empty export with blank lines
-        if header is None:
-            header = [f.strip() for f in fields]
-            if "xml_cdr_uuid" not in header or "start_epoch" not in header:
-                raise ProviderDataError(
-                    server,
-                    f"{EXPORT_PATH} line {reader.line_num}: header lacks xml_cdr_uuid/start_epoch"
-                    " (the key's user needs the xml_cdr_start permission)",
-                )
-            continue
-        if len(fields) != len(header):
-            raise ProviderDataError(
-                server,
-                f"{EXPORT_PATH} line {reader.line_num}: {len(fields)} fields, "
-                f"the header has {len(header)}",
-            )
-        yield reader.line_num, dict(zip(header, fields, strict=True))
 
 
 def _decimal(value: str | None, name: str) -> Decimal | None:
