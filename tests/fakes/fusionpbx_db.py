@@ -337,6 +337,64 @@ class FusionDb:
             count=count,
         )
 
+    def add_default_settings(
+        self,
+        *,
+        method: str = "file",
+        location: str = "/var/cache/fusionpbx",
+        sip_profiles: str | None = None,
+    ) -> None:
+        """v_default_settings with the cache and switch rows FusionPBX installs.
+
+        source: fusionpbx/fusionpbx core/default_settings/app_config.php (the table's
+        columns; cache/method "file" and cache/location "/var/cache/fusionpbx", both
+        enabled) and resources/classes/switch_settings.php (switch/sip_profiles, written
+        disabled); `sip_profiles` given enables that row with the value.
+        """
+        flag = "text" if self.legacy else "boolean"
+        self.execute(
+            f"""
+            CREATE TABLE IF NOT EXISTS v_default_settings (
+                default_setting_uuid uuid PRIMARY KEY,
+                app_uuid uuid,
+                default_setting_category text,
+                default_setting_subcategory text,
+                default_setting_name text,
+                default_setting_value text,
+                default_setting_order numeric,
+                default_setting_enabled {flag},
+                default_setting_description text,
+                insert_date timestamptz,
+                insert_user uuid,
+                update_date timestamptz,
+                update_user uuid
+            )"""
+        )
+        rows = [
+            ("cache", "method", "text", method, True),
+            ("cache", "location", "text", location, True),
+            ("cache", "syslog", "boolean", "false", True),
+            (
+                "switch",
+                "sip_profiles",
+                "dir",
+                sip_profiles or "/etc/freeswitch/sip_profiles",
+                sip_profiles is not None,
+            ),
+        ]
+        for category, subcategory, name, value, enabled in rows:
+            self.execute(
+                "INSERT INTO v_default_settings (default_setting_uuid, default_setting_category,"
+                " default_setting_subcategory, default_setting_name, default_setting_value,"
+                " default_setting_enabled) VALUES (:u, :c, :s, :n, :v, :e)",
+                u=uuid.uuid4(),
+                c=category,
+                s=subcategory,
+                n=name,
+                v=value,
+                e=_flag(enabled, self.legacy),
+            )
+
     # -- inspection -----------------------------------------------------------
 
     def gateway_enabled(self, gateway_uuid: str) -> Any:

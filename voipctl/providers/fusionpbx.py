@@ -43,6 +43,7 @@ from voipctl.errors import (
 )
 from voipctl.providers.base import CallRecord, ProviderAdapter, ServiceInfo
 from voipctl.providers.esl import esl_for
+from voipctl.providers.fusionpbx_cache import CacheClearer, CacheSettings, read_settings, refusal
 from voipctl.providers.fusionpbx_export import EXPORT_PATH, lf_lines, read_export
 from voipctl.providers.http import HttpClient
 from voipctl.providers.matching import did_key, did_keys
@@ -100,6 +101,8 @@ class FusionPBXAdapter(ProviderAdapter):
         self._http: HttpClient | None = None
         self._engine: Engine | None = None
         self._columns: dict[str, dict[str, str]] = {}  # table -> column -> data_type
+        self._cache_known = False  # v_default_settings read (fusionpbx_cache)
+        self._cache_read: CacheSettings | None = None
 
     def close(self) -> None:
         if self._http is not None:
@@ -122,6 +125,10 @@ class FusionPBXAdapter(ProviderAdapter):
             parts.append(f"export at {self.config.url}: API key accepted")
         if self.config.mode == "db" or self.config.db_url_env:
             parts.append(self._check_db())
+            try:
+                self._refuse_unclearable_caches()
+            except SQLAlchemyError as exc:
+                raise self._db_error(exc, "reading v_default_settings") from None
         if self.config.suspend == "gateway":
             with esl_for(self.name, self.config) as esl:
                 version = esl.api("version").strip().splitlines()
@@ -538,6 +545,7 @@ class FusionPBXAdapter(ProviderAdapter):
         lever = self.config.suspend
         doing = f"{'enabling' if enabled else 'disabling'} the {lever} of service {service.id}"
         try:
+            self._refuse_unclearable_caches()
             if lever == "gateway":
                 return self._gateway(service, enabled)
             if lever == "domain":
@@ -584,11 +592,13 @@ class FusionPBXAdapter(ProviderAdapter):
             if not enabled:
                 reply = self._esl(f"sofia profile {profile} killgw {gateway_uuid}", killgw=True)
                 tx.commit()
-                return f"gateway {name} ({gateway_uuid}) {state}; FreeSWITCH: {reply}"
+                cleared = self._clear_caches("gateway")
+                return f"gateway {name} ({gateway_uuid}) {state}; FreeSWITCH: {reply}{cleared}"
             # rescan reads the gateways from the database: commit before asking.
             tx.commit()
+            cleared = self._clear_caches("gateway")
         reply = self._esl(f"sofia profile {profile} rescan")
-        return f"gateway {name} ({gateway_uuid}) {state}; FreeSWITCH: {reply}"
+        return f"gateway {name} ({gateway_uuid}) {state}; FreeSWITCH: {reply}{cleared}"
 
     def _esl(self, command: str, *, killgw: bool = False) -> str:
         with esl_for(self.name, self.config) as esl:
@@ -647,8 +657,52 @@ class FusionPBXAdapter(ProviderAdapter):
                     f"service {service.id}: extension(s) {', '.join(missing)} not found in "
                     f"tenant {tenant}; nothing changed",
                 )
+        cleared = self._clear_caches("extensions", tenant=tenant, extensions=found)
         state = "enabled" if enabled else "disabled"
-        return f"extensions {', '.join(found)} of {tenant} {state} (v_extensions.enabled)"
+        return f"extensions {', '.join(found)} of {tenant} {state} (v_extensions.enabled){cleared}"
+
+    # -- FusionPBX's caches (fusionpbx_cache) -------------------------------------
+
+    def _cache_settings(self) -> CacheSettings | None:
+        if not self._cache_known:
+            with self._db().connect() as conn:
+                self._cache_read = read_settings(conn)
+            self._cache_known = True
+            if self._cache_read is None:
+                log.warning(
+                    "%s: v_default_settings not found: FusionPBX's caches are not cleared",
+                    self.name,
+                )
+        return self._cache_read
+
+    def _refuse_unclearable_caches(self) -> None:
+        reason = refusal(self.name, self.config, self._cache_settings())
+        if reason is not None:
+            raise ProviderError(self.name, reason)
+
+    def _clear_caches(
+        self, lever: str, *, tenant: str | None = None, extensions: list[str] | None = None
+    ) -> str:
+        """After a lever's write: delete what FusionPBX would; "; <what was cleared>" or ""."""
+        settings = self._cache_settings()
+        if settings is None:
+            return ""
+        clearer = CacheClearer(self.name, self.config, settings)
+        if lever == "extensions":
+            with self._db().connect() as conn:
+                pairs = conn.execute(
+                    text(
+                        "SELECT e.extension, coalesce(nullif(e.user_context, ''), d.domain_name)"
+                        " FROM v_extensions AS e JOIN v_domains AS d"
+                        " ON d.domain_uuid = e.domain_uuid WHERE d.domain_name = :tenant"
+                        " AND e.extension = ANY(CAST(:extensions AS text[])) ORDER BY 1"
+                    ),
+                    {"tenant": tenant, "extensions": extensions or []},
+                ).all()
+        with esl_for(self.name, self.config) as esl:
+            if lever == "gateway":
+                return "; " + clearer.sofia_conf(esl)
+            return "; " + clearer.directory(esl, [(row[0], row[1]) for row in pairs])
 
 
 # -- parsing helpers -----------------------------------------------------------
