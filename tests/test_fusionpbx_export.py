@@ -7,6 +7,7 @@ import csv
 import io
 import logging
 import threading
+import uuid
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -15,11 +16,14 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 import respx
+from sqlalchemy import select
 
 from tests.fusionpbx_env import TENANT, service
 from voipctl.config import FusionPBXServer
 from voipctl.errors import ProviderAuthError, ProviderDataError, ProviderUnavailable
 from voipctl.providers import adapter_for
+from voipctl.providers.fusionpbx_export import lf_lines, read_export, split_record
+from voipctl.store.models import Cdr
 
 FIXTURES = Path(__file__).parent / "fixtures" / "fusionpbx"
 BASE = "https://pbx.example.com"
@@ -193,15 +197,116 @@ def test_timeouts_make_the_server_unavailable(adapter):
 
 
 @respx.mock
-def test_malformed_row_names_server_and_line(adapter):
+def test_a_record_cut_short_names_server_and_line(adapter):
     respx.get(EXPORT).mock(return_value=csv_response("malformed"))
     records = adapter.fetch_cdrs(service(), SINCE, UNTIL)
     assert next(records).provider_id == IDS["out"]  # line 2 is fine
     with pytest.raises(ProviderDataError) as caught:
         next(records)
     assert str(caught.value) == (
-        "fusion1: /app/xml_cdr/xml_cdr_export.php line 3: 35 fields, the header has 34"
+        "fusion1: /app/xml_cdr/xml_cdr_export.php line 3: 20 fields, the header has 34"
     )
+
+
+def test_the_record_after_an_unreadable_one_is_read():
+    lines = payload("malformed").decode().split("\n")
+    read = list(read_export("fusion1", lines))
+    assert [(r.line, r.row is not None) for r in read] == [(2, True), (3, False), (4, True)]
+    assert read[1].raw == lines[2] and read[1].error is not None
+    # FusionPBX's own writing of a quote in a name, once refused as "35 fields".
+    assert read[2].row["caller_id_name"] == 'O"Brien, Pat'
+    assert read[2].row["xml_cdr_uuid"] == IDS["in"]
+
+
+REAL_IDS = [str(uuid.uuid5(uuid.NAMESPACE_URL, f"voipctl-export-harness/{i}")) for i in range(8)]
+
+
+@respx.mock
+def test_fusionpbx_s_own_export_with_unescaped_quotes(adapter):
+    """xml_cdr_export.php's real output (xml_cdr_export__real.source) read whole."""
+    respx.get(EXPORT).mock(return_value=csv_response("real_hostile"))
+    records = fetch(adapter, service(extensions=(), dids=(), main_did=None))
+    # FusionPBX sorts by start_stamp desc; the b-leg (CALLS[7]) stays out.
+    assert [r.provider_id for r in records] == REAL_IDS[6::-1]
+    names = {r.provider_id: r.raw["caller_id_name"] for r in records}
+    assert [names[i] for i in REAL_IDS[:7]] == [
+        "Front Desk",
+        "WIRELESS CALLER",
+        'Pat "The Boss", OBrien',
+        'Smith","Jane',
+        '"',
+        'Trailing quote"',
+        "Two\nLines",
+    ]
+    by_id = {r.provider_id: r for r in records}
+    boss = by_id[REAL_IDS[2]]
+    assert (boss.direction, boss.number, boss.billsec, boss.caller) == (
+        "inbound",
+        "+15192229000",
+        45,
+        "4165550199",
+    )
+    assert boss.start == T0 + timedelta(minutes=10)
+    missed = by_id[REAL_IDS[1]]
+    assert (missed.billsec, missed.answer, missed.raw["missed_call"]) == (0, None, "1")
+    assert by_id[REAL_IDS[6]].number == "15195550103" and by_id[REAL_IDS[6]].billsec == 9
+
+
+@respx.mock
+def test_fusionpbx_s_own_empty_export(adapter):
+    respx.get(EXPORT).mock(return_value=csv_response("real_empty"))
+    assert payload("real_empty") == b"\n\n"
+    assert fetch(adapter) == []
+
+
+HEADER = ["xml_cdr_uuid", "start_epoch", "caller_id_name", "caller_id_number", "billsec"]
+ONE = "6513270e-269e-4d37-b2a7-4de452e6b438"
+
+
+@pytest.mark.parametrize(
+    ("name", "number"),
+    [
+        ('Pat "The Boss", OBrien', "4165550199"),
+        ('Smith","Jane', "4165550199"),
+        (",", "4165550199"),
+        ('","', "4165550199"),
+        ('"', ""),
+        ("a\rb\u2028c", "4165550199"),
+    ],
+)
+def test_a_name_with_quotes_and_commas_is_read(name, number):
+    text = f'"{ONE}","1772463900","{name}","{number}","62"'
+    assert split_record(HEADER, text) == [ONE, "1772463900", name, number, "62"]
+
+
+def test_two_free_text_columns_sharing_a_separator_are_ambiguous():
+    header = ["xml_cdr_uuid", "start_epoch", "caller_id_name", "extension_name", "billsec"]
+    with pytest.raises(ValueError) as caught:
+        split_record(header, f'"{ONE}","1772463900","A","B","C","62"')
+    assert str(caught.value) == (
+        "ambiguous: a value holds '\",\"' and it cannot be told which of "
+        "caller_id_name, extension_name it belongs to"
+    )
+
+
+def test_too_many_pieces_that_fit_no_column():
+    header = ["xml_cdr_uuid", "start_epoch", "caller_id_number", "billsec"]
+    with pytest.raises(ValueError) as caught:
+        split_record(header, f'"{ONE}","1772463900","4165550199","62","63"')
+    assert str(caught.value) == "no reading of its 5 quoted pieces fits the header's 4 columns"
+
+
+def test_a_line_break_inside_a_value_joins_the_lines():
+    head = '"xml_cdr_uuid","start_epoch","caller_id_name","caller_id_number","billsec"'
+    text = f'{head}\n"{ONE}","1772463900","Two\nLines","4165550199","62"\n'
+    chunks = [text[i : i + 7] for i in range(0, len(text), 7)]  # split anywhere on the wire
+    [record] = read_export("fusion1", lf_lines(chunks))
+    assert (record.line, record.row["caller_id_name"], record.row["billsec"]) == (
+        2,
+        "Two\nLines",
+        "62",
+    )
+    assert record.raw == f'"{ONE}","1772463900","Two\nLines","4165550199","62"'
 
 
 @respx.mock
@@ -232,6 +337,7 @@ def test_check_asks_a_one_second_window(adapter):
 
 class _ExportHandler(BaseHTTPRequestHandler):
     seen: list[dict[str, list[str]]] = []
+    scenario = "window"
 
     def do_GET(self):  # noqa: N802 - http.server's name
         url = urlsplit(self.path)
@@ -244,7 +350,7 @@ class _ExportHandler(BaseHTTPRequestHandler):
             self.send_header("Location", "/?path=%2Fapp%2Fxml_cdr%2Fxml_cdr_export.php")
             self.end_headers()
         else:
-            body = payload("window")
+            body = payload(self.scenario)
             self.send_response(200)
             self.send_header("Content-Type", "application/octet-binary")
             self.end_headers()  # no Content-Length: PHP streams until it closes
@@ -313,3 +419,60 @@ def test_impossible_values_name_server_and_line(adapter, column, value, error):
     with pytest.raises(ProviderDataError) as caught:
         fetch(adapter)
     assert str(caught.value).startswith(f"fusion1: /app/xml_cdr/xml_cdr_export.php line 2: {error}")
+
+
+def test_pull_cdrs_stores_fusionpbx_s_own_export_whole(cli, store, tmp_path, monkeypatch):
+    """pull-cdrs over HTTP from a server answering xml_cdr_export.php's real output."""
+    handler = type("RealExport", (_ExportHandler,), {"scenario": "real_hostile", "seen": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.setenv("FUSION1_API_KEY", KEY)
+        # The lever's database; pull-cdrs in export mode never connects to it.
+        monkeypatch.setenv("FUSION1_DB_URL", "postgresql://voipctl@127.0.0.1:9/fusionpbx")
+        config = tmp_path / "fusion.toml"
+        config.write_text(
+            f"""
+[servers.fusion1]
+type = "fusionpbx"
+mode = "export"
+url = "http://127.0.0.1:{server.server_address[1]}"
+api_key_env = "FUSION1_API_KEY"
+db_url_env = "FUSION1_DB_URL"
+suspend = "domain"
+timeout_s = 5
+""",
+            encoding="utf-8",
+        )
+        assert cli("product", "add", "Metered", config=config).exit_code == 0
+        client = cli(
+            "client", "add", "42", "--first-name", "Ada", "--last-name", "Lovelace",
+            "--email", "ada@example.com", "--has-voip-service", config=config,
+        )  # fmt: skip
+        assert client.exit_code == 0, client.output
+        added = cli(
+            "service", "add", "--client", "42", "--product", "Metered", "--server", "fusion1",
+            "--domain", f"{TENANT} | 5192229000", "--billed", "2112 | 2113", config=config,
+        )  # fmt: skip
+        assert added.exit_code == 0, added.output
+        window = ("--since", SINCE.isoformat(), "--until", UNTIL.isoformat())
+        pulled = cli("pull-cdrs", "--server", "fusion1", *window, config=config)
+        assert pulled.exit_code == 0, pulled.output
+        with store.session() as session:
+            stored = session.execute(
+                select(Cdr.provider_id, Cdr.direction, Cdr.number).order_by(Cdr.start)
+            ).all()
+        assert [tuple(row) for row in stored] == [
+            (REAL_IDS[0], "outbound", "15195550100"),
+            (REAL_IDS[1], "inbound", "+15192229000"),
+            (REAL_IDS[2], "inbound", "+15192229000"),
+            (REAL_IDS[3], "inbound", "+15192229000"),
+            (REAL_IDS[4], "outbound", "15195550101"),
+            (REAL_IDS[5], "outbound", "15195550102"),
+            (REAL_IDS[6], "outbound", "15195550103"),
+        ]
+        assert KEY not in pulled.output
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -5,7 +5,9 @@ Column names and PostgreSQL types follow FusionPBX's own schema
 `app/gateways/app_config.php`, `core/domains/app_config.php`); this is a
 realistic subset of their columns, with every column providers.md names
 (`leg` is `char(1)`, as FusionPBX declares it for PostgreSQL; providers.md
-counts it among the text columns).
+counts it among the text columns), and every column `app/xml_cdr/xml_cdr_inc.php`
+selects for the export (`record_path`, `record_name`, `waitsec`, ...), so the real
+export script runs against it (tests/fixtures/fusionpbx/export_harness).
 FusionPBX declares `enabled` flags `boolean` since 5.x; older installs (and
 upgraded ones whose columns were never converted) hold the text 'true'/'false':
 `legacy_text_flags=True` builds that variant.
@@ -121,6 +123,9 @@ def _ddl(flag: str) -> list[str]:
             write_codec text,
             remote_media_ip text,
             network_addr text,
+            record_path text,
+            record_name text,
+            record_length numeric,
             leg char(1),
             originating_leg_uuid uuid,
             pdd_ms numeric,
@@ -129,12 +134,16 @@ def _ddl(flag: str) -> list[str]:
             last_arg text,
             voicemail_message boolean,
             missed_call boolean,
+            call_center_queue_uuid uuid,
             cc_side text,
+            waitsec numeric,
             status text,
             call_disposition text,
             hangup_cause text,
             hangup_cause_q850 numeric,
             sip_hangup_disposition text,
+            ring_group_uuid uuid,
+            ivr_menu_uuid uuid,
             json jsonb,
             insert_date timestamptz,
             insert_user uuid,
@@ -236,6 +245,7 @@ class FusionDb:
         *,
         direction: str = "outbound",
         extension_uuid: uuid.UUID | None = None,
+        caller_id_name: str = "Caller",
         caller_id_number: str = "5192229000",
         caller_destination: str | None = None,
         destination_number: str = "15195550100",
@@ -267,7 +277,7 @@ class FusionDb:
                 end_epoch, end_stamp, duration, mduration, billsec, billmsec, leg, status,
                 hangup_cause, hangup_cause_q850, missed_call, insert_date
             ) VALUES (
-                :u, :d, :ext, :call_id, :domain, :direction, :domain, 'Caller', :caller,
+                :u, :d, :ext, :call_id, :domain, :direction, :domain, :caller_name, :caller,
                 :caller_destination, :caller, :dest, :start_epoch, :start, :answer,
                 :answer_epoch, :end_epoch, :end, :duration, :duration * 1000, :billsec,
                 :billsec * 1000, :leg, :status, :cause, 16, :missed, now()
@@ -278,6 +288,7 @@ class FusionDb:
             call_id=f"{uuid.uuid4().hex}@10.0.0.5",
             domain=domain,
             direction=direction,
+            caller_name=caller_id_name,
             caller=caller_id_number,
             caller_destination=caller_destination,
             dest=destination_number,
@@ -360,6 +371,64 @@ class FusionDb:
             profiles=("internal", "external", *{p for _, _, p in rows if p}),
             configured=self.configured_gateways,
         )
+
+    def add_default_settings(
+        self,
+        *,
+        method: str = "file",
+        location: str = "/var/cache/fusionpbx",
+        sip_profiles: str | None = None,
+    ) -> None:
+        """v_default_settings with the cache and switch rows FusionPBX installs.
+
+        source: fusionpbx/fusionpbx core/default_settings/app_config.php (the table's
+        columns; cache/method "file" and cache/location "/var/cache/fusionpbx", both
+        enabled) and resources/classes/switch_settings.php (switch/sip_profiles, written
+        disabled); `sip_profiles` given enables that row with the value.
+        """
+        flag = "text" if self.legacy else "boolean"
+        self.execute(
+            f"""
+            CREATE TABLE IF NOT EXISTS v_default_settings (
+                default_setting_uuid uuid PRIMARY KEY,
+                app_uuid uuid,
+                default_setting_category text,
+                default_setting_subcategory text,
+                default_setting_name text,
+                default_setting_value text,
+                default_setting_order numeric,
+                default_setting_enabled {flag},
+                default_setting_description text,
+                insert_date timestamptz,
+                insert_user uuid,
+                update_date timestamptz,
+                update_user uuid
+            )"""
+        )
+        rows = [
+            ("cache", "method", "text", method, True),
+            ("cache", "location", "text", location, True),
+            ("cache", "syslog", "boolean", "false", True),
+            (
+                "switch",
+                "sip_profiles",
+                "dir",
+                sip_profiles or "/etc/freeswitch/sip_profiles",
+                sip_profiles is not None,
+            ),
+        ]
+        for category, subcategory, name, value, enabled in rows:
+            self.execute(
+                "INSERT INTO v_default_settings (default_setting_uuid, default_setting_category,"
+                " default_setting_subcategory, default_setting_name, default_setting_value,"
+                " default_setting_enabled) VALUES (:u, :c, :s, :n, :v, :e)",
+                u=uuid.uuid4(),
+                c=category,
+                s=subcategory,
+                n=name,
+                v=value,
+                e=_flag(enabled, self.legacy),
+            )
 
     # -- inspection -----------------------------------------------------------
 

@@ -5,7 +5,8 @@ Stock FusionPBX has no REST API for CDRs, so there are two ways in (providers.md
 - `mode = "db"`: read `v_xml_cdr` (joined to `v_extensions` for the extension
   number) with a read-only role, streamed through a server-side cursor;
 - `mode = "export"`: `app/xml_cdr/xml_cdr_export.php` with a user's API key,
-  one CSV document per window, streamed line by line.
+  one CSV document per window, streamed line by line and read as FusionPBX
+  writes it, unescaped quotes included (`fusionpbx_export`).
 
 Suspension writes FusionPBX's database (`v_gateways.enabled`,
 `v_domains.domain_enabled` or `v_extensions.enabled`) and, for gateways, tells
@@ -17,11 +18,10 @@ written in kind.
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -48,12 +48,13 @@ from voipctl.providers.esl import (
     parse_gateway_status,
     sofia_verdict,
 )
+from voipctl.providers.fusionpbx_cache import CacheClearer, CacheSettings, read_settings, refusal
+from voipctl.providers.fusionpbx_export import EXPORT_PATH, lf_lines, read_export
 from voipctl.providers.http import HttpClient
 from voipctl.providers.matching import did_key, did_keys
 
 log = logging.getLogger(__name__)
 
-EXPORT_PATH = "/app/xml_cdr/xml_cdr_export.php"
 CDR_TABLES = ("v_xml_cdr", "v_extensions")
 LEVER_TABLES = {"gateway": "v_gateways", "domain": "v_domains", "extensions": "v_extensions"}
 STREAM_ROWS = 2000  # rows per round trip of the server-side cursor
@@ -105,6 +106,8 @@ class FusionPBXAdapter(ProviderAdapter):
         self._http: HttpClient | None = None
         self._engine: Engine | None = None
         self._columns: dict[str, dict[str, str]] = {}  # table -> column -> data_type
+        self._cache_known = False  # v_default_settings read (fusionpbx_cache)
+        self._cache_read: CacheSettings | None = None
 
     def close(self) -> None:
         if self._http is not None:
@@ -127,6 +130,10 @@ class FusionPBXAdapter(ProviderAdapter):
             parts.append(f"export at {self.config.url}: API key accepted")
         if self.config.mode == "db" or self.config.db_url_env:
             parts.append(self._check_db())
+            try:
+                self._refuse_unclearable_caches()
+            except SQLAlchemyError as exc:
+                raise self._db_error(exc, "reading v_default_settings") from None
         if self.config.suspend == "gateway":
             with esl_for(self.name, self.config) as esl:
                 version = esl.api("version").strip().splitlines()
@@ -429,7 +436,7 @@ class FusionPBXAdapter(ProviderAdapter):
                     )
                 try:
                     first = True
-                    for line in response.iter_lines():
+                    for line in lf_lines(response.iter_text()):
                         if first:
                             first = False
                             _refuse_non_csv(self.name, what, line)
@@ -456,8 +463,10 @@ class FusionPBXAdapter(ProviderAdapter):
         dids = self._did_keys(service)
         lines = self._export_lines(start_epoch, stop_epoch, tenant)
         try:
-            for line_no, row in _csv_rows(self.name, lines):
-                record = self._export_row_to_record(service, dids, tenant, row, line_no)
+            for read in read_export(self.name, lines):
+                # An unreadable record is a data error of that record alone.
+                row = read.fields()
+                record = self._export_row_to_record(service, dids, tenant, row, read.line)
                 if record is not None and since <= record.start < until:
                     yield record
         finally:
@@ -541,6 +550,7 @@ class FusionPBXAdapter(ProviderAdapter):
         lever = self.config.suspend
         doing = f"{'enabling' if enabled else 'disabling'} the {lever} of service {service.id}"
         try:
+            self._refuse_unclearable_caches()
             if lever == "gateway":
                 return self._gateway(service, enabled)
             if lever == "domain":
@@ -590,6 +600,9 @@ class FusionPBXAdapter(ProviderAdapter):
                 reply = self._killgw(profile, gateway_uuid)
             # rescan reads the gateways from the database: commit before asking.
             tx.commit()
+        # FusionPBX clears the sofia.conf cache when it saves a gateway; a rescan
+        # must not rebuild the profile from a stale copy.
+        cleared = self._clear_caches("gateway")
         if enabled:
             reply = self._rescan(profile)
         # Confirm by observation: what FreeSWITCH runs now, not what its reply said.
@@ -603,7 +616,7 @@ class FusionPBXAdapter(ProviderAdapter):
                 f"{seen.describe()}; recorded as before, the next run acts again",
             )
         state = "enabled" if enabled else "disabled"
-        return f"{where} {state}; FreeSWITCH: {reply}; {seen.describe()}"
+        return f"{where} {state}; FreeSWITCH: {reply}; {seen.describe()}{cleared}"
 
     def _killgw(self, profile: str, gateway_uuid: str) -> str:
         command = f"sofia profile {profile} killgw {gateway_uuid}"
@@ -749,8 +762,52 @@ class FusionPBXAdapter(ProviderAdapter):
                     f"service {service.id}: extension(s) {', '.join(missing)} not found in "
                     f"tenant {tenant}; nothing changed",
                 )
+        cleared = self._clear_caches("extensions", tenant=tenant, extensions=found)
         state = "enabled" if enabled else "disabled"
-        return f"extensions {', '.join(found)} of {tenant} {state} (v_extensions.enabled)"
+        return f"extensions {', '.join(found)} of {tenant} {state} (v_extensions.enabled){cleared}"
+
+    # -- FusionPBX's caches (fusionpbx_cache) -------------------------------------
+
+    def _cache_settings(self) -> CacheSettings | None:
+        if not self._cache_known:
+            with self._db().connect() as conn:
+                self._cache_read = read_settings(conn)
+            self._cache_known = True
+            if self._cache_read is None:
+                log.warning(
+                    "%s: v_default_settings not found: FusionPBX's caches are not cleared",
+                    self.name,
+                )
+        return self._cache_read
+
+    def _refuse_unclearable_caches(self) -> None:
+        reason = refusal(self.name, self.config, self._cache_settings())
+        if reason is not None:
+            raise ProviderError(self.name, reason)
+
+    def _clear_caches(
+        self, lever: str, *, tenant: str | None = None, extensions: list[str] | None = None
+    ) -> str:
+        """After a lever's write: delete what FusionPBX would; "; <what was cleared>" or ""."""
+        settings = self._cache_settings()
+        if settings is None:
+            return ""
+        clearer = CacheClearer(self.name, self.config, settings)
+        if lever == "extensions":
+            with self._db().connect() as conn:
+                pairs = conn.execute(
+                    text(
+                        "SELECT e.extension, coalesce(nullif(e.user_context, ''), d.domain_name)"
+                        " FROM v_extensions AS e JOIN v_domains AS d"
+                        " ON d.domain_uuid = e.domain_uuid WHERE d.domain_name = :tenant"
+                        " AND e.extension = ANY(CAST(:extensions AS text[])) ORDER BY 1"
+                    ),
+                    {"tenant": tenant, "extensions": extensions or []},
+                ).all()
+        with esl_for(self.name, self.config) as esl:
+            if lever == "gateway":
+                return "; " + clearer.sofia_conf(esl)
+            return "; " + clearer.directory(esl, [(row[0], row[1]) for row in pairs])
 
 
 def _is_true(value: Any) -> bool:
@@ -784,31 +841,6 @@ def _refuse_non_csv(server: str, what: str, first_line: str) -> None:
         raise ProviderAuthError(
             server, f"the credentials were refused ({what} answered a web page, not CSV)"
         )
-
-
-def _csv_rows(server: str, lines: Iterable[str]) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line number, row) of the export; the first non-blank line is the header."""
-    reader = csv.reader(lines)
-    header: list[str] | None = None
-    for fields in reader:
-        if not any(f.strip() for f in fields):
-            continue  # FusionPBX ends an empty export with blank lines
-        if header is None:
-            header = [f.strip() for f in fields]
-            if "xml_cdr_uuid" not in header or "start_epoch" not in header:
-                raise ProviderDataError(
-                    server,
-                    f"{EXPORT_PATH} line {reader.line_num}: header lacks xml_cdr_uuid/start_epoch"
-                    " (the key's user needs the xml_cdr_start permission)",
-                )
-            continue
-        if len(fields) != len(header):
-            raise ProviderDataError(
-                server,
-                f"{EXPORT_PATH} line {reader.line_num}: {len(fields)} fields, "
-                f"the header has {len(header)}",
-            )
-        yield reader.line_num, dict(zip(header, fields, strict=True))
 
 
 def _decimal(value: str | None, name: str) -> Decimal | None:
