@@ -38,18 +38,17 @@ VODIA_SERVICE = ServiceInfo(
     extensions=("8300",),
     trunk_id="106",
 )
+# The webcdr keys and float times (https://doc.vodia.com/docs/webcdr); the extensions and
+# trunks lists are unverified (docs/providers.md, "Vodia: facts and sources").
 GOOD_ITEM = {
-    "id": 20753,
-    "call_id": "1490779371@10.254.43.9",
+    "callid": "20753",
     "from": '"Front Desk" <sip:8300@rucken.wat1.ictvoip.ca>',
     "to": '"5197830020" <sip:5197830020@rucken.wat1.ictvoip.ca>',
-    "start": "1595572559.444",
-    "connect": "1595572561.120",
-    "end": "1595572656.860",
-    "rating": "",
-    "pcap": False,
-    "extensions": [8300],
-    "trunks": [106],
+    "start": 1595572559.444,
+    "connect": 1595572561.120,
+    "end": 1595572656.860,
+    "extensions": ["8300"],
+    "trunks": ["106"],
 }
 HOSTILE_TEXT = [
     "'); DROP TABLE cdrs;--",
@@ -90,7 +89,7 @@ sip_uris = st.one_of(
     json_values,
 )
 ITEM_FIELDS = {
-    "id": st.integers() | st.text(max_size=10) | json_values,
+    "callid": st.integers() | st.text(max_size=10) | json_values,
     "from": sip_uris,
     "to": sip_uris,
     "start": epochs,
@@ -182,7 +181,7 @@ def test_a_vodia_call_longer_than_billsec_can_hold_is_a_clear_error():
 
 @pytest.mark.parametrize("ident", ["", None, " "])
 def test_a_vodia_cdr_without_an_id_is_a_clear_error(ident):
-    item = {**GOOD_ITEM, "id": ident}
+    item = {**GOOD_ITEM, "callid": ident}
     adapter = vodia(lambda request: httpx.Response(200, json=[item]))
     with adapter, pytest.raises(VoipctlError, match=r"^vodia1: CDR"):
         list(adapter.fetch_cdrs(VODIA_SERVICE, SINCE, UNTIL))
@@ -190,7 +189,7 @@ def test_a_vodia_cdr_without_an_id_is_a_clear_error(ident):
 
 def test_a_vodia_id_with_a_line_break_stays_on_one_line():
     # Found by fuzzing: the id went into the message as is, forging a second error line.
-    item = {**GOOD_ITEM, "id": "7\nvoipctl: error: forged", "start": "abc"}
+    item = {**GOOD_ITEM, "callid": "7\nvoipctl: error: forged", "start": "abc"}
     adapter = vodia(lambda request: httpx.Response(200, json=[item]))
     with adapter, pytest.raises(VoipctlError) as caught:
         list(adapter.fetch_cdrs(VODIA_SERVICE, SINCE, UNTIL))

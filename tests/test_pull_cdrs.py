@@ -147,7 +147,7 @@ def test_rows_carry_the_call_and_its_service(cli, store, sim, config_file):
     assert all(r.status is None for r in rows)
     inbound = next(r for r in rows if r.direction == "inbound")
     assert inbound.number in ("5484815577", "5197830020")
-    assert json.loads(inbound.raw)["id"] == int(inbound.provider_id)
+    assert json.loads(inbound.raw)["callid"] == inbound.provider_id
     answered = next(r for r in rows if r.billsec > 0)
     assert answered.answer is not None and answered.end >= answered.answer
 

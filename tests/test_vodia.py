@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 import respx
+from sqlalchemy import select
 
 from tests.recorded import recorded, recorded_json
-from voipctl.config import VodiaServer
+from tests.sim_env import start_sim
+from tests.test_pull_cdrs import END, add_services, count, expected_vodia
+from voipctl.config import VodiaServer, load_config
 from voipctl.errors import ProviderAuthError, ProviderDataError, ProviderError, ProviderUnavailable
 from voipctl.providers import vodia
 from voipctl.providers.base import ServiceInfo
 from voipctl.providers.vodia import VodiaAdapter
+from voipctl.sim import SimConfig, Simulator
+from voipctl.store.models import Cdr, PullWatermark, Service
 
 BASE = "https://vodia.test"
 TENANT = "rucken.wat1.ictvoip.ca"
@@ -74,7 +80,11 @@ def test_basic_auth_pages_until_a_short_page():
         side_effect=[recorded("vodia", "cdrs__page1"), recorded("vodia", "cdrs__page2")]
     )
     records = pull(make())
-    assert [r.provider_id for r in records] == ["20753", "20754", "20755"]
+    assert [r.provider_id for r in records] == [
+        "1490779371@10.254.43.9",
+        "1490779388@10.254.43.9",
+        "1490779402@10.254.43.9",
+    ]
     assert [r.direction for r in records] == ["outbound", "inbound", "outbound"]
     pages = [call.request.url.params["page"] for call in route.calls]
     assert pages == ["1", "2"]
@@ -85,7 +95,7 @@ def test_basic_auth_pages_until_a_short_page():
     # billsec = ceil(end - connect) = ceil(95.74)
     assert first.billsec == 96
     assert first.start == datetime.fromtimestamp(1795690800.444, UTC)
-    assert first.raw["call_id"] == "1490779371@10.254.43.9"
+    assert first.raw["domain"] == TENANT
     unanswered = records[1]
     assert unanswered.billsec == 0 and unanswered.answer is None
     assert unanswered.number == "+15197830020"
@@ -111,7 +121,9 @@ def test_calls_are_kept_by_their_epoch_not_the_day():
     )
     since = datetime.fromtimestamp(1795690900, UTC)
     until = datetime.fromtimestamp(1795692000, UTC)
-    assert [r.provider_id for r in pull(make(), since=since, until=until)] == ["20754"]
+    assert [r.provider_id for r in pull(make(), since=since, until=until)] == [
+        "1490779388@10.254.43.9"
+    ]
 
 
 @respx.mock
@@ -120,18 +132,21 @@ def test_direction_rules_first_match_wins():
         side_effect=[recorded("vodia", "cdrs__mixed"), recorded("vodia", "cdrs__empty")]
     )
     svc = service(extensions=("8300",), inbound_search="Rucken Sales")
-    records = {r.provider_id: r for r in pull(make(), svc)}
-    # 30001: no trunk -> local; 30002: from 8301, not billed, to no DID -> not ours;
-    # 30003: to a DID -> inbound; 30004: matches the inbound search string -> inbound;
-    # 30005: to an unknown number from outside -> another extension's call.
+    records = {r.provider_id.split("@")[0]: r for r in pull(make(), svc)}
+    # 30001: no trunk, a billed extension leg -> local; 30002: trunk, only 8301's leg,
+    # to no DID -> not ours; 30003: to a DID -> inbound; 30004: matches the inbound
+    # search string -> inbound; 30005: to an unknown number, 8302's leg -> not ours;
+    # 30006: `from` names 8300 but only 8302 took part: `from` decides nothing.
     assert {k: r.direction for k, r in records.items()} == {
         "30001": "local",
         "30003": "inbound",
         "30004": "inbound",
     }
+    assert records["30001"].extension == "8300"
     assert records["30003"].billsec == 1  # ceil(0.1)
     assert records["30003"].number == "5484815577"
     assert records["30003"].extension == "8300"
+    assert records["30004"].extension is None  # 8301's leg is not the service's
 
 
 @respx.mock
@@ -139,13 +154,16 @@ def test_an_empty_billed_field_is_the_whole_tenant():
     respx.get(CDRS).mock(
         side_effect=[recorded("vodia", "cdrs__mixed"), recorded("vodia", "cdrs__empty")]
     )
-    records = {r.provider_id: r.direction for r in pull(make(), service(extensions=()))}
+    records = {
+        r.provider_id.split("@")[0]: r.direction for r in pull(make(), service(extensions=()))
+    }
     assert records == {
         "30001": "local",
         "30002": "outbound",
         "30003": "inbound",
         "30005": "outbound",
         "30004": "outbound",
+        "30006": "outbound",
     }
 
 
@@ -228,7 +246,7 @@ def test_a_payload_that_does_not_parse_names_the_server(scenario):
 @respx.mock
 def test_a_bad_item_names_the_record():
     respx.get(CDRS).mock(return_value=recorded("vodia", "cdrs__bad_item"))
-    with pytest.raises(ProviderDataError, match="^vodia1: CDR 40001: missing 'start'"):
+    with pytest.raises(ProviderDataError, match="^vodia1: CDR 40001@10.0.0.5: missing 'start'"):
         pull(make())
 
 
@@ -285,16 +303,117 @@ def test_check_reports_the_tenants():
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"id": ""}, "CDR : empty id"),
-        ({"id": None}, "is not a number or text"),
+        ({"callid": ""}, "CDR : empty callid"),
+        ({"callid": None}, "callid None is not a number or text"),
         ({"start": "253402300800"}, "CDR 20753: time '253402300800' is not epoch seconds"),
         ({"end": 9.2e18}, "is not epoch seconds"),
     ],
 )
 @respx.mock
 def test_ids_and_times_that_cannot_be_stored_are_data_errors(change, message):
-    item = {**recorded_json("vodia", "cdrs__page2")[0], "id": 20753, **change}
+    item = {**recorded_json("vodia", "cdrs__page2")[0], "callid": "20753", **change}
     respx.get(CDRS).mock(return_value=httpx.Response(200, json=[item]))
     with pytest.raises(ProviderDataError, match="^vodia1: CDR") as err:
         pull(make())
     assert message in str(err.value)
+
+
+@respx.mock
+def test_a_server_keyed_by_id_reads_the_id():
+    respx.get(CDRS).mock(return_value=recorded("vodia", "cdrs__id_keyed"))
+    records = pull(make(cdr_format={"columns": {"id": "id"}}))
+    assert [r.provider_id for r in records] == ["20753"]
+    assert records[0].direction == "outbound" and records[0].billsec == 96
+
+
+@respx.mock
+def test_a_record_without_the_dedupe_key_is_a_per_record_error():
+    item = {k: v for k, v in recorded_json("vodia", "cdrs__page2")[0].items() if k != "callid"}
+    respx.get(CDRS).mock(return_value=httpx.Response(200, json=[item]))
+    with pytest.raises(ProviderDataError, match=r"^vodia1: CDR \?: missing 'callid'$"):
+        pull(make())
+
+
+def test_an_unknown_cdr_field_is_refused_by_the_config(tmp_path):
+    from voipctl.errors import ConfigError
+
+    path = tmp_path / "v.toml"
+    path.write_text(
+        '[servers.v]\ntype = "vodia"\nurl = "https://v.example"\n'
+        '[servers.v.cdr_format.columns]\ncall = "callid"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "servers.v.cdr_format.columns" in str(err.value)
+    assert "unknown field 'call'" in str(err.value)
+
+
+# -- the dedupe key is fixed per server: end to end on the simulator ----------------
+
+
+@pytest.fixture
+def sim(monkeypatch) -> Iterator[Simulator]:
+    yield from start_sim(monkeypatch, SimConfig(seed=11, days=2, calls_per_day=20, end=END))
+
+
+def _vodia_config(sim, tmp_path, key=None):
+    text = sim.config_snippet()
+    if key is not None:
+        text += f'\n[servers.sim_vodia.cdr_format.columns]\nid = "{key}"\n'
+    path = tmp_path / f"voipctl-{key}.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_callid_records_pull_and_a_changed_dedupe_key_is_refused(cli, store, sim, tmp_path):
+    add_services(store, sim, servers=("sim_vodia",))
+    since = (sim.start_at - timedelta(days=1)).isoformat()
+    first = cli("pull-cdrs", "--since", since, config=_vodia_config(sim, tmp_path))
+    assert first.exit_code == 0, first.stderr
+    stored = count(store, "sim_vodia")
+    assert stored == expected_vodia(sim) > 0
+    with store.session() as session:
+        ids = session.scalars(select(Cdr.provider_id).where(Cdr.server == "sim_vodia")).all()
+        scopes = session.scalars(
+            select(PullWatermark.scope).where(PullWatermark.scope.startswith("dedupe-key:"))
+        ).all()
+    assert all(i.endswith("@10.254.43.9") for i in ids)
+    assert scopes == ["dedupe-key:callid"]
+
+    changed = cli("pull-cdrs", "--since", since, config=_vodia_config(sim, tmp_path, "domain"))
+    assert changed.exit_code == 1
+    assert changed.stderr.strip().splitlines()[-1] == (
+        "voipctl: error: sim_vodia: servers.sim_vodia.cdr_format.columns.id is 'domain' "
+        "but this server's calls are stored by 'callid'; a new dedupe key would store "
+        "the overlap window again: set it back to 'callid'"
+    )
+    assert count(store, "sim_vodia") == stored
+
+    again = cli("-v", "pull-cdrs", "--since", since, config=_vodia_config(sim, tmp_path, "callid"))
+    assert again.exit_code == 0, again.stderr
+    assert f"sim_vodia: stored 0, {stored} duplicates" in again.stdout
+
+
+def test_calls_stored_before_the_key_was_recorded_keep_the_legacy_id(cli, store, sim, tmp_path):
+    ids = add_services(store, sim, servers=("sim_vodia",))
+    with store.session() as session:
+        service = session.get(Service, ids["sim_vodia"][0])
+        session.add(
+            Cdr(
+                server="sim_vodia",
+                provider_id="20753",
+                service_id=service.id,
+                client_id=service.client_id,
+                direction="outbound",
+                start=sim.start_at,
+                billsec=0,
+                pulled_at=sim.start_at,
+            )
+        )
+        session.commit()
+    since = (sim.start_at - timedelta(days=1)).isoformat()
+    refused = cli("pull-cdrs", "--since", since, config=_vodia_config(sim, tmp_path))
+    assert refused.exit_code == 1
+    assert "calls are stored by 'id'; a new dedupe key" in refused.stderr
+    assert count(store, "sim_vodia") == 1

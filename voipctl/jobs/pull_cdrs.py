@@ -280,6 +280,10 @@ def _pull_server(
     before_insert: RowHook | None,
     progress: ProgressHook | None,
 ) -> None:
+    refused = _check_dedupe_key(store, adapter, pull.server, dry_run=dry_run)
+    if refused is not None:
+        pull.errors.append(refused)
+        return
     overlap = timedelta(minutes=server_config.overlap_minutes)
     writer = _Writer(store, pull.server, dry_run=dry_run, before_insert=before_insert)
     for scope in _scopes(adapter, services):
@@ -309,6 +313,53 @@ def _pull_server(
             pull.errors.append(str(exc))
             continue
         log.info("%s: %s read up to %s", pull.server, scope.key, newest)
+
+
+DEDUPE_SCOPE = "dedupe-key:"
+
+
+def _check_dedupe_key(
+    store: Store, adapter: ProviderAdapter, server: str, *, dry_run: bool
+) -> str | None:
+    """The error line when the adapter's configured dedupe key is not the server's recorded one.
+
+    The key's name is kept as a `pull_watermarks` row of scope `dedupe-key:NAME`
+    (its time: when it was recorded), written at the server's first pull. A
+    server with calls stored before that has the adapter's `legacy_dedupe_key`.
+    """
+    wanted = adapter.dedupe_key
+    if wanted is None:
+        return None
+    with store.session() as session:
+        scopes = session.scalars(
+            select(PullWatermark.scope).where(
+                PullWatermark.server == server, PullWatermark.scope.startswith(DEDUPE_SCOPE)
+            )
+        ).all()
+        recorded = scopes[0][len(DEDUPE_SCOPE) :] if scopes else None
+        if recorded is None:
+            stored = session.scalar(select(Cdr.id).where(Cdr.server == server).limit(1))
+            recorded = adapter.legacy_dedupe_key if stored is not None else None
+            if recorded is None:
+                recorded = wanted
+            if not dry_run:
+                now = datetime.now(UTC)
+                session.add(
+                    PullWatermark(
+                        server=server,
+                        scope=DEDUPE_SCOPE + recorded,
+                        watermark=now,
+                        updated_at=now,
+                    )
+                )
+                session.commit()
+    if recorded != wanted:
+        return (
+            f"{server}: servers.{server}.cdr_format.columns.id is {wanted!r} but this "
+            f"server's calls are stored by {recorded!r}; a new dedupe key would store "
+            f"the overlap window again: set it back to {recorded!r}"
+        )
+    return None
 
 
 def _inert(value: str | None) -> str | None:

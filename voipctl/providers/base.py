@@ -87,6 +87,12 @@ class ProviderAdapter(ABC):
     """One configured server. Subclasses must implement every abstract method."""
 
     type: ClassVar[str]
+    # Optional: the name of the record key that makes `provider_id`, when it is
+    # configuration. pull-cdrs records it per server at the first pull and refuses
+    # a change (new ids would store the overlap window again). `legacy_dedupe_key`
+    # is the key of calls stored before the name was recorded.
+    dedupe_key: str | None = None
+    legacy_dedupe_key: ClassVar[str | None] = None
 
     def __init__(self, name: str, config: Any):
         self.name = name

@@ -3,8 +3,12 @@
 Authentication is `basic` (HTTP Basic, PBX 58 and later) or `session`
 (`PUT /rest/system/session`, then the cookie `session=ID`, logged in again once
 when the PBX answers 401). Every fact about Vodia's CDR payload lives in
-`_to_call_record` and the constants below: they come from a working public
-client rather than Vodia's manual, so this is the one place to adjust.
+`_to_call_record`, `_direction` and the constants below. The item keys are
+configuration (`[servers.X.cdr_format] columns`), defaulting to the names of
+Vodia's documented webcdr record (https://doc.vodia.com/docs/webcdr): `callid`,
+`from`, `to`, float `start`/`connect`/`end`. The listing path, its paging and
+the `extensions`/`trunks` lists are not in any public document found
+(docs/providers.md, "Vodia: facts and sources").
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ class VodiaAdapter(ProviderAdapter):
     """One Vodia PBX: CDRs of a tenant, suspend by trunk or by extension."""
 
     type = "vodia"
+    # The dedupe key of calls stored before the key was recorded per server.
+    legacy_dedupe_key = "id"
     # Seconds before the first retry (doubling each time); tests make it tiny.
     backoff_s = 0.5
 
@@ -56,6 +62,12 @@ class VodiaAdapter(ProviderAdapter):
             name, config, auth=auth, transport=transport, backoff_s=self.backoff_s
         )
         self._session: str | None = None
+        self.columns = config.cdr_format.columns
+
+    @property
+    def dedupe_key(self) -> str:
+        """The CDR key that is this server's dedupe key (fixed once calls are stored)."""
+        return self.columns["id"]
 
     def close(self) -> None:
         self.http.close()
@@ -127,11 +139,11 @@ class VodiaAdapter(ProviderAdapter):
                     f"GET {path} page {page}: expected a JSON list, got {type(items).__name__}",
                 )
             if items and isinstance(items[0], dict):
-                if page > 1 and items[0].get("id") == previous_first_id:
+                if page > 1 and items[0].get(self.columns["id"]) == previous_first_id:
                     raise ProviderDataError(
                         self.name, f"GET {path}: page {page} repeats page {page - 1}"
                     )
-                previous_first_id = items[0].get("id")
+                previous_first_id = items[0].get(self.columns["id"])
             for item in items:
                 record = self._to_call_record(item, service)
                 if record is not None and since <= record.start < until:
@@ -190,40 +202,43 @@ class VodiaAdapter(ProviderAdapter):
     def _to_call_record(self, item: Any, service: ServiceInfo) -> CallRecord | None:
         """One Vodia CDR item -> CallRecord, or None when it is not this service's call.
 
-        Item: {"id", "call_id", "from", "to" (SIP URIs), "start", "connect", "end"
-        (epoch seconds as strings; connect empty when unanswered), "extensions",
-        "trunks"}.
+        Keys per `cdr_format.columns` (defaults: webcdr's "callid", "from", "to",
+        "start", "connect", "end" as epoch seconds, numbers or text, connect empty
+        or absent when unanswered; "extensions" and "trunks" lists, unverified).
         """
-        ident = item.get("id", "?") if isinstance(item, dict) else "?"
+        keys = self.columns
+        ident = item.get(keys["id"], "?") if isinstance(item, dict) else "?"
         # Shown in one-line errors: a line break in it would forge a second error line.
         ident = " ".join(str(ident).split())[:80]
         try:
             if not isinstance(item, dict):
                 raise TypeError("not a JSON object")
-            ident_value = item["id"]
+            ident_value = item[keys["id"]]
             if isinstance(ident_value, bool) or not isinstance(ident_value, int | str):
-                raise TypeError(f"id {ident_value!r} is not a number or text")
+                raise TypeError(f"{keys['id']} {ident_value!r} is not a number or text")
             provider_id = str(ident_value).strip()
             if not provider_id:
                 # An empty id would make every such call one call to the unique key.
-                raise ValueError("empty id")
-            caller = sip_user(item.get("from"))
-            called = sip_user(item.get("to"))
-            start = _epoch(item["start"])
-            connect = _epoch(item.get("connect"))
-            end = _epoch(item.get("end"))
-            trunks = item.get("trunks") or []
-            extensions = item.get("extensions") or []
+                raise ValueError(f"empty {keys['id']}")
+            caller = sip_user(item.get(keys["caller"]))
+            to_raw = item.get(keys["number"]) or ""
+            called = sip_user(to_raw)
+            start = _epoch(item[keys["start"]])
+            connect = _epoch(item.get(keys["connect"]))
+            end = _epoch(item.get(keys["end"]))
+            trunks = item.get(keys["trunks"]) or []
+            extensions = item.get(keys["extensions"]) or []
             if not isinstance(trunks, list) or not isinstance(extensions, list):
-                raise TypeError("trunks/extensions are not lists")
+                raise TypeError(f"{keys['trunks']}/{keys['extensions']} are not lists")
         except KeyError as exc:
             raise ProviderDataError(self.name, f"CDR {ident}: missing {exc.args[0]!r}") from None
         except (TypeError, ValueError, InvalidOperation) as exc:
             raise ProviderDataError(self.name, f"CDR {ident}: {exc}") from None
         if start is None:
-            raise ProviderDataError(self.name, f"CDR {ident}: empty start time")
+            raise ProviderDataError(self.name, f"CDR {ident}: empty {keys['start']} time")
 
-        direction = _direction(caller, called, item.get("to") or "", bool(trunks), service)
+        legs = [str(e).strip() for e in extensions]
+        direction, extension = _direction(called, str(to_raw), legs, bool(trunks), service)
         if direction is None:
             return None
         billsec = 0
@@ -234,10 +249,6 @@ class VodiaAdapter(ProviderAdapter):
                 raise ProviderDataError(
                     self.name, f"CDR {ident}: connect {connect} to end {end} is not a call"
                 )
-        if direction == "inbound":
-            extension = str(extensions[0]) if extensions else None
-        else:
-            extension = caller or None
         return CallRecord(
             provider_id=provider_id,
             direction=direction,
@@ -254,25 +265,28 @@ class VodiaAdapter(ProviderAdapter):
 
 
 def _direction(
-    caller: str, called: str, to_raw: str, has_trunk: bool, service: ServiceInfo
-) -> str | None:
-    """providers.md, first match wins; None means another extension's call."""
+    called: str, to_raw: str, legs: list[str], has_trunk: bool, service: ServiceInfo
+) -> tuple[str | None, str | None]:
+    """(direction, extension) per docs/providers.md, first match wins; None: not this service's.
+
+    `from` is not used: Vodia documents it as descriptive only. What decides is
+    whether a trunk leg took part, the `to` party, and the extension legs.
+    """
     billed = set(service.extensions)
-    billed_keys = did_keys(service.extensions)
-    dids = did_keys(service.dids)
+    mine = [leg for leg in legs if not billed or leg in billed]
+    first = mine[0] if mine else None
     if not has_trunk:
-        if not billed or caller in billed or called in billed:
-            return "local"
-        return None
-    if billed and (caller in billed or did_key(caller) in billed_keys):
-        return "outbound"
+        if not billed or mine or called in billed:
+            return "local", first or (called if called in billed else None)
+        return None, None
     search = (service.inbound_search or "").strip().lower()
-    if did_key(called) in dids or (search and search in to_raw.lower()):
-        return "inbound"
-    if not billed:
-        # An empty billed field is the whole tenant: a trunk call to no DID went out.
-        return "outbound"
-    return None
+    if did_key(called) in did_keys(service.dids) or (search and search in to_raw.lower()):
+        return "inbound", first
+    if not billed or mine:
+        # A trunk call to none of the service's DIDs went out, from one of its extensions
+        # (an empty billed field is the whole tenant).
+        return "outbound", first
+    return None, None
 
 
 def _epoch(value: Any) -> Decimal | None:

@@ -344,12 +344,11 @@ timezone = "{cfg.fusion_timezone}"
         if tenant is None:
             return []
         zone = ZoneInfo(self.config.vodia_timezone)
-        index = [t.domain for t in self.config.vodia].index(domain)
         items = []
         for call in self.vodia_calls[domain]:
             day = datetime.fromtimestamp(call.start, zone).strftime("%Y%m%d")
             if first <= day <= last:
-                items.append(_vodia_item(tenant, call, index))
+                items.append(_vodia_item(tenant, call))
         return items[(page - 1) * size : page * size]
 
     def lesnet_file(self, account: str) -> str | None:
@@ -415,7 +414,7 @@ def _fusion_rows(tenant: FusionTenant, call: SimCall) -> list[tuple]:
     return rows
 
 
-def _vodia_item(tenant: VodiaTenant, call: SimCall, index: int) -> dict[str, Any]:
+def _vodia_item(tenant: VodiaTenant, call: SimCall) -> dict[str, Any]:
     host = tenant.domain
     if call.direction == "outbound":
         sender = f'"Ext {call.extension}" <sip:{call.extension}@{host}>'
@@ -426,19 +425,21 @@ def _vodia_item(tenant: VodiaTenant, call: SimCall, index: int) -> dict[str, Any
     else:
         sender = f'"Ext {call.extension}" <sip:{call.extension}@{host}>'
         receiver = f"<sip:{call.called}@{host}>"
-    return {
-        "id": index * 1_000_000 + call.seq,
-        "call_id": f"{call.uuid}@10.254.43.9",
+    # Keys and float times of the webcdr record (https://doc.vodia.com/docs/webcdr); the
+    # listing and its extensions/trunks lists are unverified (docs/providers.md).
+    item: dict[str, Any] = {
+        "callid": f"{call.uuid}@10.254.43.9",
+        "domain": host,
         "from": sender,
         "to": receiver,
-        "start": f"{call.start:.3f}",
-        "connect": f"{call.answer:.3f}" if call.answer is not None else "",
-        "end": f"{call.end:.3f}",
-        "rating": "",
-        "pcap": False,
-        "extensions": [int(call.extension)] if call.extension.isdigit() else [],
-        "trunks": [] if call.direction == "local" else [int(tenant.trunk_id)],
+        "start": round(call.start, 3),
     }
+    if call.answer is not None:
+        item["connect"] = round(call.answer, 3)
+    item["end"] = round(call.end, 3)
+    item["extensions"] = [call.extension] if call.extension else []
+    item["trunks"] = [] if call.direction == "local" else [tenant.trunk_id]
+    return item
 
 
 class _Server(ThreadingHTTPServer):
