@@ -181,7 +181,9 @@ class DeckReader:
         except OSError as exc:
             raise DataError(f"{self.label}: cannot read: {exc.strerror}") from None
         with handle:
-            reader = csv.reader(handle)
+            # strict: a quote left open is an error, not every later row in one cell
+            reader = csv.reader(handle, strict=True)
+            self._row_start = 1
             try:
                 yield from self._rows(reader)
             except UnicodeDecodeError:
@@ -189,6 +191,10 @@ class DeckReader:
                 line = _first_non_utf8_line(self.path) or reader.line_num + 1
                 raise self._fail(line, "not UTF-8 text (save the file as UTF-8)") from None
             except csv.Error as exc:
+                if "unexpected end of data" in str(exc):
+                    raise self._fail(
+                        self._row_start, "a quote opened on this line is never closed"
+                    ) from None
                 raise self._fail(reader.line_num, f"bad CSV: {exc}") from None
 
     def _columns(self, header: list[str]) -> dict[str, int]:
@@ -242,6 +248,7 @@ class DeckReader:
         for cells in reader:
             line = last_line + 1  # a quoted field may span lines: report where the row starts
             last_line = reader.line_num
+            self._row_start = last_line + 1
             if not cells or (len(cells) == 1 and not cells[0].strip()):
                 continue
             if len(cells) != width:
