@@ -85,13 +85,19 @@ class _RowError(Exception):
     pass
 
 
+# An increment longer than 31 days (the longest call voipctl rates) is a typo.
+MAX_INCREMENT_S = 31 * 86400
+
+
 def _positive_int(value: str, what: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise _RowError(f"{what} {value!r} is not a whole number of seconds") from None
+    # ASCII digits only: int() would take "6_0", "+6" and other scripts' digits
+    if not (value.isascii() and value.strip().isdigit()):
+        raise _RowError(f"{what} {value!r} is not a whole number of seconds")
+    number = int(value)
     if number < 1:
         raise _RowError(f"{what} {value!r} must be at least 1")
+    if number > MAX_INCREMENT_S:
+        raise _RowError(f"{what} {value!r} is more than {MAX_INCREMENT_S} seconds (31 days)")
     return number
 
 
