@@ -298,3 +298,41 @@ def test_a_missing_file_is_a_usage_error(cli, product, tmp_path):
     result = cli("rates", "import", "R", tmp_path / "nope.csv")
     assert result.exit_code == 2
     assert "does not exist" in result.stderr
+
+
+def test_an_unterminated_quote_names_the_line_it_opened_on_and_imports_nothing(
+    cli, store, product, tmp_path
+):
+    path = tmp_path / "open-quote.csv"
+    path.write_text(
+        'prefix,description,rate\n1,Canada,0.02\n33,"France,0.05\n44,UK,0.04\n49,Germany,0.03\n'
+    )
+    result = cli("rates", "import", "R", path)
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        f"voipctl: error: {path}:3: a quote opened on this line is never closed"
+    )
+    assert _versions(store) == []
+
+
+@pytest.mark.parametrize(
+    ("cell", "reason"),
+    [
+        (
+            "99999999999999999999/1",
+            "increment '99999999999999999999' is more than 2678400 seconds (31 days)",
+        ),
+        ("6_0", "increment '6_0' is not a whole number of seconds"),
+        ("\u0666", "increment '\u0666' is not a whole number of seconds"),
+        ("1e3", "increment '1e3' is not a whole number of seconds"),
+    ],
+)
+def test_an_increment_that_is_not_plain_or_too_long_names_the_row(
+    cli, store, product, tmp_path, cell, reason
+):
+    path = tmp_path / "increment.csv"
+    path.write_text(f"prefix,description,rate,increment\n1,Canada,0.02,6\n44,UK,0.04,{cell}\n")
+    result = cli("rates", "import", "R", path)
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"voipctl: error: {path}:3: {reason}"
+    assert _versions(store) == []

@@ -11,11 +11,17 @@ happens only in `round_units` / `round_div`.
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+import re
+from decimal import ROUND_HALF_UP, Decimal
 
 SCALE = 9
 UNIT = 10**SCALE
 _QUANT = Decimal(1).scaleb(-SCALE)
+# Stored units are int64: the largest amount whose units still fit.
+MAX_AMOUNT = Decimal(2**63 - 1).scaleb(-SCALE)
+# The one syntax of a number written as text: optional sign, ASCII digits,
+# optional decimal point. No exponent, no underscore, no other script's digits.
+_PLAIN = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)", re.ASCII)
 
 
 class MoneyError(ValueError):
@@ -30,12 +36,13 @@ def parse(text: str | int | Decimal, *, field: str = "amount") -> Decimal:
         value = text
     else:
         raw = str(text).strip()
-        try:
-            value = Decimal(raw)
-        except InvalidOperation:
+        if not _PLAIN.fullmatch(raw):
             raise MoneyError(f"{field}: {raw!r} is not a number") from None
+        value = Decimal(raw)
     if not value.is_finite():
         raise MoneyError(f"{field}: {text!r} is not a finite number")
+    if abs(value) > MAX_AMOUNT:
+        raise MoneyError(f"{field}: {text!r} is out of range (at most {MAX_AMOUNT})")
     if value != value.quantize(_QUANT, rounding=ROUND_HALF_UP):
         raise MoneyError(f"{field}: {text!r} has more than {SCALE} decimal places")
     return value

@@ -85,13 +85,19 @@ class _RowError(Exception):
     pass
 
 
+# An increment longer than 31 days (the longest call voipctl rates) is a typo.
+MAX_INCREMENT_S = 31 * 86400
+
+
 def _positive_int(value: str, what: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise _RowError(f"{what} {value!r} is not a whole number of seconds") from None
+    # ASCII digits only: int() would take "6_0", "+6" and other scripts' digits
+    if not (value.isascii() and value.strip().isdigit()):
+        raise _RowError(f"{what} {value!r} is not a whole number of seconds")
+    number = int(value)
     if number < 1:
         raise _RowError(f"{what} {value!r} must be at least 1")
+    if number > MAX_INCREMENT_S:
+        raise _RowError(f"{what} {value!r} is more than {MAX_INCREMENT_S} seconds (31 days)")
     return number
 
 
@@ -181,7 +187,9 @@ class DeckReader:
         except OSError as exc:
             raise DataError(f"{self.label}: cannot read: {exc.strerror}") from None
         with handle:
-            reader = csv.reader(handle)
+            # strict: a quote left open is an error, not every later row in one cell
+            reader = csv.reader(handle, strict=True)
+            self._row_start = 1
             try:
                 yield from self._rows(reader)
             except UnicodeDecodeError:
@@ -189,6 +197,10 @@ class DeckReader:
                 line = _first_non_utf8_line(self.path) or reader.line_num + 1
                 raise self._fail(line, "not UTF-8 text (save the file as UTF-8)") from None
             except csv.Error as exc:
+                if "unexpected end of data" in str(exc):
+                    raise self._fail(
+                        self._row_start, "a quote opened on this line is never closed"
+                    ) from None
                 raise self._fail(reader.line_num, f"bad CSV: {exc}") from None
 
     def _columns(self, header: list[str]) -> dict[str, int]:
@@ -242,6 +254,7 @@ class DeckReader:
         for cells in reader:
             line = last_line + 1  # a quoted field may span lines: report where the row starts
             last_line = reader.line_num
+            self._row_start = last_line + 1
             if not cells or (len(cells) == 1 and not cells[0].strip()):
                 continue
             if len(cells) != width:
