@@ -157,6 +157,12 @@ class HttpClient:
     def _read_guarded(self, method: str, url: str, **kwargs) -> httpx.Response:
         started = time.monotonic()
         with self.client.stream(method, url, **kwargs) as response:
+            try:
+                response.content  # noqa: B018 - already read: a canned answer (respx)
+            except httpx.ResponseNotRead:
+                pass
+            else:
+                return response
             body = b"".join(self.guard(response.iter_raw(), started))
         # Content-Encoding still applies: the new response decodes the raw body.
         return httpx.Response(
