@@ -79,3 +79,17 @@ def test_defaults_leave_room_for_a_day_long_file():
     assert server["min_rate_bps"].default == 1024
     assert server["rate_window_s"].default == 30.0
     assert server["max_request_s"].default == 1800.0
+
+
+def test_the_lock_waits_are_configured_on_the_connection(db_url):
+    from sqlalchemy import text
+
+    from voipctl.store import open_store
+
+    store = open_store(db_url, busy_timeout_ms=1234, lock_timeout_s=2.5)
+    with store.engine.connect() as conn:
+        if store.engine.dialect.name == "sqlite":
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 1234
+        else:
+            assert conn.execute(text("SHOW lock_timeout")).scalar() == "2500ms"
+    store.engine.dispose()

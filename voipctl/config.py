@@ -31,6 +31,10 @@ class _Section(BaseModel):
 
 class DatabaseConfig(_Section):
     url: str | None = None
+    # How long a job waits for a lock another session holds (docs/install.md,
+    # "Timeouts and deadlines"): SQLite's busy timeout, PostgreSQL's lock_timeout.
+    busy_timeout_ms: int = Field(30_000, ge=0)
+    lock_timeout_s: float = Field(60.0, ge=0)
 
 
 class EmailConfig(_Section):
