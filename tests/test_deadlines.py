@@ -93,3 +93,29 @@ def test_the_lock_waits_are_configured_on_the_connection(db_url):
         else:
             assert conn.execute(text("SHOW lock_timeout")).scalar() == "2500ms"
     store.engine.dispose()
+
+
+def test_a_lock_held_by_another_postgresql_session_ends_the_wait(db_url):
+    import time
+
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    from voipctl.store import open_store
+
+    if not db_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's lock_timeout")
+    holder = open_store(db_url)
+    waiter = open_store(db_url, lock_timeout_s=0.5)
+    with holder.engine.connect() as held:
+        held.execute(text("CREATE TABLE IF NOT EXISTS deadline_probe (id int)"))
+        held.commit()
+        held.execute(text("LOCK TABLE deadline_probe IN ACCESS EXCLUSIVE MODE"))
+        started = time.monotonic()
+        with waiter.engine.connect() as conn, pytest.raises(OperationalError) as caught:
+            conn.execute(text("SELECT * FROM deadline_probe"))
+        assert "lock timeout" in str(caught.value.orig)
+        assert time.monotonic() - started < 20
+        held.rollback()
+    holder.engine.dispose()
+    waiter.engine.dispose()
