@@ -31,6 +31,10 @@ class _Section(BaseModel):
 
 class DatabaseConfig(_Section):
     url: str | None = None
+    # How long a job waits for a lock another session holds (docs/install.md,
+    # "Timeouts and deadlines"): SQLite's busy timeout, PostgreSQL's lock_timeout.
+    busy_timeout_ms: int = Field(30_000, ge=0)
+    lock_timeout_s: float = Field(60.0, ge=0)
 
 
 class EmailConfig(_Section):
@@ -141,6 +145,12 @@ class WhmcsConfig(_Section):
 class _ServerBase(_Section):
     timeout_s: float = 30.0
     retries: int = Field(3, ge=0, le=10)
+    # Transfer deadlines (docs/install.md, "Timeouts and deadlines"): a body that
+    # arrives slower than min_rate_bps over rate_window_s, or a request longer than
+    # max_request_s, fails that server. Defaults leave room for a day-long file.
+    min_rate_bps: int = Field(1024, ge=0)
+    rate_window_s: float = Field(30.0, gt=0)
+    max_request_s: float = Field(1800.0, gt=0)
     verify_tls: bool = True
     # Checked when loaded: a missing bundle would otherwise fail at the first request.
     ca_bundle: FilePath | None = None

@@ -33,7 +33,13 @@ class App:
         """The database; refuses an old schema unless asked not to (db upgrade)."""
         if self._store is None:
             # Only `db upgrade` (check_schema=False) may create a SQLite file's directory.
-            self._store = open_store(self.config.database_url, create_dir=not check_schema)
+            database = self.config.database
+            self._store = open_store(
+                self.config.database_url,
+                create_dir=not check_schema,
+                busy_timeout_ms=database.busy_timeout_ms,
+                lock_timeout_s=database.lock_timeout_s,
+            )
         if check_schema:
             self._store.check_schema()
         return self._store

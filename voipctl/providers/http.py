@@ -24,6 +24,21 @@ RETRY_STATUS = {429, 500, 502, 503, 504}
 BODY_LOG_LIMIT = 500
 
 
+class _GuardedStream(httpx.SyncByteStream):
+    """A response body read through HttpClient.guard (streamed downloads)."""
+
+    def __init__(self, client: HttpClient, inner: Any, started: float):
+        self._client = client
+        self._inner = inner
+        self._started = started
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._client.guard(iter(self._inner), self._started)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
 class HttpClient:
     """An httpx.Client bound to one server, with voipctl's error and retry rules.
 
@@ -42,8 +57,14 @@ class HttpClient:
         headers: Mapping[str, str] | None = None,
         transport: httpx.BaseTransport | None = None,
         backoff_s: float = 0.5,
+        min_rate_bps: int = 0,
+        rate_window_s: float = 30.0,
+        max_request_s: float | None = None,
     ):
         self.server = server
+        self.min_rate_bps = min_rate_bps
+        self.rate_window_s = rate_window_s
+        self.max_request_s = max_request_s
         self.retries = retries
         self.backoff_s = backoff_s
         self.client = httpx.Client(
@@ -68,6 +89,9 @@ class HttpClient:
             timeout_s=config.timeout_s,
             retries=config.retries,
             verify=verify,
+            min_rate_bps=getattr(config, "min_rate_bps", 0),
+            rate_window_s=getattr(config, "rate_window_s", 30.0),
+            max_request_s=getattr(config, "max_request_s", None),
             **kwargs,
         )
 
@@ -103,6 +127,51 @@ class HttpClient:
                 delay = min(float(retry_after), 30.0)
         time.sleep(delay)
 
+    def guard(self, chunks: Iterator[bytes], started: float) -> Iterator[bytes]:
+        """Pass body chunks through, failing the server on a stalled or endless transfer.
+
+        A read timeout alone does not end a body that trickles one byte a second;
+        this checks the bytes received over each rate window and the total time.
+        """
+        window_start = started
+        window_bytes = 0
+        for chunk in chunks:
+            now = time.monotonic()
+            if self.max_request_s is not None and now - started > self.max_request_s:
+                raise ProviderError(
+                    self.server,
+                    f"transfer longer than {self.max_request_s:g} s "
+                    f"(servers.{self.server}.max_request_s)",
+                )
+            window_bytes += len(chunk)
+            if now - window_start >= self.rate_window_s:
+                if self.min_rate_bps and window_bytes / (now - window_start) < self.min_rate_bps:
+                    raise ProviderError(
+                        self.server,
+                        f"transfer slower than {self.min_rate_bps} B/s over "
+                        f"{self.rate_window_s:g} s (servers.{self.server}.min_rate_bps)",
+                    )
+                window_start, window_bytes = now, 0
+            yield chunk
+
+    def _read_guarded(self, method: str, url: str, **kwargs) -> httpx.Response:
+        started = time.monotonic()
+        with self.client.stream(method, url, **kwargs) as response:
+            try:
+                response.content  # noqa: B018 - already read: a canned answer (respx)
+            except httpx.ResponseNotRead:
+                pass
+            else:
+                return response
+            body = b"".join(self.guard(response.iter_raw(), started))
+        # Content-Encoding still applies: the new response decodes the raw body.
+        return httpx.Response(
+            response.status_code,
+            headers=response.headers,
+            content=body,
+            request=response.request,
+        )
+
     def request(self, method: str, url: str, *, log_body: bool = True, **kwargs) -> httpx.Response:
         """Send a request with retries; return a 2xx/3xx response or raise a ProviderError.
 
@@ -113,7 +182,7 @@ class HttpClient:
         for attempt in range(self.retries + 1):
             response = None
             try:
-                response = self.client.request(method, url, **kwargs)
+                response = self._read_guarded(method, url, **kwargs)
             except httpx.TimeoutException:
                 last = f"timed out on {what}"
             except httpx.TransportError as exc:
@@ -147,6 +216,8 @@ class HttpClient:
                 with self.client.stream(method, url, **kwargs) as response:
                     if response.status_code not in RETRY_STATUS:
                         self._check_status(response, what)
+                        started = time.monotonic()
+                        response.stream = _GuardedStream(self, response.stream, started)
                         yield response
                         return
                     last = f"HTTP {response.status_code} on {what}"

@@ -98,7 +98,7 @@ def cdrs_through(session: Session, index: str) -> str:
     return "cdrs"
 
 
-def _sqlite_setup(engine: Engine) -> None:
+def _sqlite_setup(engine: Engine, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> None:
     # pysqlite's own transaction handling is turned off so that every transaction
     # starts with BEGIN IMMEDIATE: writers queue on the busy timeout up front
     # instead of failing with "database is locked" halfway through.
@@ -107,7 +107,7 @@ def _sqlite_setup(engine: Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         # The default 2 MB page cache holds a fraction of cdrs' indexes at a million
@@ -125,7 +125,13 @@ def _sqlite_setup(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def open_store(url: str, *, create_dir: bool = True) -> Store:
+def open_store(
+    url: str,
+    *,
+    create_dir: bool = True,
+    busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
+    lock_timeout_s: float | None = None,
+) -> Store:
     """Open the database at a SQLAlchemy URL. Raises ConfigError for a bad URL."""
     try:
         parsed = make_url(url)
@@ -139,7 +145,7 @@ def open_store(url: str, *, create_dir: bool = True) -> Store:
     if backend == "sqlite":
         if parsed.database and parsed.database != ":memory:" and create_dir:
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        kwargs["connect_args"] = {"timeout": busy_timeout_ms / 1000}
     elif backend == "postgresql":
         if (
             parsed.drivername == "postgresql+psycopg"
@@ -150,6 +156,10 @@ def open_store(url: str, *, create_dir: bool = True) -> Store:
                 "install it with: pip install 'voipctl[postgresql]'"
             )
         kwargs["pool_pre_ping"] = True
+        if lock_timeout_s:
+            # A row or table lock held by another session ends the statement after
+            # this long instead of leaving the job (and its advisory lock) waiting.
+            kwargs["connect_args"] = {"options": f"-c lock_timeout={int(lock_timeout_s * 1000)}"}
     else:
         raise ConfigError(f"database url: {backend!r} is not supported (sqlite or postgresql)")
     try:
@@ -157,7 +167,7 @@ def open_store(url: str, *, create_dir: bool = True) -> Store:
     except (NoSuchModuleError, ArgumentError) as exc:
         raise ConfigError(f"database url: {exc}") from None
     if backend == "sqlite":
-        _sqlite_setup(engine)
+        _sqlite_setup(engine, busy_timeout_ms)
     return Store(engine=engine, sessions=sessionmaker(engine, expire_on_commit=False), url=url)
 
 

@@ -1,0 +1,121 @@
+"""Transfer deadlines against a real local HTTP server that trickles its body.
+
+The server sends its headers at once, then one byte every 0.2 s: a read timeout
+never fires, so only the minimum rate or the per-request limit can end it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from voipctl.config import LesnetServer
+from voipctl.errors import ProviderError
+from voipctl.providers.http import HttpClient
+
+
+class _Trickle(BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 - http.server's name
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", "1000")
+        self.end_headers()
+        try:
+            for _ in range(1000):
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(0.2)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def trickler():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Trickle)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def _client(url, **limits):
+    return HttpClient("les1", url, timeout_s=3, retries=0, **limits)
+
+
+@pytest.mark.parametrize("how", ["request", "stream"])
+def test_a_trickling_body_trips_the_minimum_rate(trickler, how):
+    client = _client(trickler, min_rate_bps=100, rate_window_s=1.0)
+    started = time.monotonic()
+    with pytest.raises(ProviderError) as caught:
+        if how == "request":
+            client.request("GET", "/file.txt")
+        else:
+            with client.stream("GET", "/file.txt") as response:
+                for _ in response.iter_lines():
+                    pass
+    assert str(caught.value) == (
+        "les1: transfer slower than 100 B/s over 1 s (servers.les1.min_rate_bps)"
+    )
+    assert time.monotonic() - started < 20  # ended, not the 200 s the body would take
+
+
+def test_a_trickling_body_trips_the_request_limit(trickler):
+    client = _client(trickler, min_rate_bps=0, max_request_s=1.0)
+    with pytest.raises(ProviderError) as caught:
+        client.request("GET", "/file.txt")
+    assert str(caught.value) == ("les1: transfer longer than 1 s (servers.les1.max_request_s)")
+
+
+def test_defaults_leave_room_for_a_day_long_file():
+    server = LesnetServer.model_fields
+    assert server["min_rate_bps"].default == 1024
+    assert server["rate_window_s"].default == 30.0
+    assert server["max_request_s"].default == 1800.0
+
+
+def test_the_lock_waits_are_configured_on_the_connection(db_url):
+    from sqlalchemy import text
+
+    from voipctl.store import open_store
+
+    store = open_store(db_url, busy_timeout_ms=1234, lock_timeout_s=2.5)
+    with store.engine.connect() as conn:
+        if store.engine.dialect.name == "sqlite":
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 1234
+        else:
+            assert conn.execute(text("SHOW lock_timeout")).scalar() == "2500ms"
+    store.engine.dispose()
+
+
+def test_a_lock_held_by_another_postgresql_session_ends_the_wait(db_url):
+    import time
+
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    from voipctl.store import open_store
+
+    if not db_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's lock_timeout")
+    holder = open_store(db_url)
+    waiter = open_store(db_url, lock_timeout_s=0.5)
+    with holder.engine.connect() as held:
+        held.execute(text("CREATE TABLE IF NOT EXISTS deadline_probe (id int)"))
+        held.commit()
+        held.execute(text("LOCK TABLE deadline_probe IN ACCESS EXCLUSIVE MODE"))
+        started = time.monotonic()
+        with waiter.engine.connect() as conn, pytest.raises(OperationalError) as caught:
+            conn.execute(text("SELECT * FROM deadline_probe"))
+        assert "lock timeout" in str(caught.value.orig)
+        assert time.monotonic() - started < 20
+        held.rollback()
+    holder.engine.dispose()
+    waiter.engine.dispose()
