@@ -13,3 +13,13 @@ def test_inert_escapes_controls_and_bidi():
 def test_table_row_with_newline_stays_one_line(capsys):
     render([{"id": "x\nforged"}], [("id", "ID")], "table")
     assert capsys.readouterr().out == "ID\n-----------\nx\\x0aforged\n"
+
+
+def test_log_line_cannot_forge_a_second_line(capsys):
+    import logging
+
+    from voipctl.cli.logsetup import setup_logging
+
+    setup_logging(0, "text", "r1")
+    logging.getLogger("voipctl.test").warning("call %s", "x\nvoipctl: ERROR: forged")
+    assert capsys.readouterr().err == "voipctl: WARNING: call x\\x0avoipctl: ERROR: forged\n"
