@@ -26,13 +26,22 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(doc)
 
 
+class _TextFormatter(logging.Formatter):
+    """One log line per record: control characters in the message are escaped."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        from voipctl.cli.output import inert
+
+        return inert(super().formatMessage(record))
+
+
 def setup_logging(verbosity: int, log_format: str, run_id: str) -> None:
     level = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
     handler = logging.StreamHandler(sys.stderr)
     if log_format == "json":
         handler.setFormatter(_JsonFormatter(run_id))
     else:
-        handler.setFormatter(logging.Formatter("voipctl: %(levelname)s: %(message)s"))
+        handler.setFormatter(_TextFormatter("voipctl: %(levelname)s: %(message)s"))
     root = logging.getLogger("voipctl")
     root.handlers[:] = [handler]
     root.setLevel(level)

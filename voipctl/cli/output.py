@@ -23,6 +23,22 @@ Columns = Sequence[tuple[str, str]]  # (key, header)
 _PLAIN_NUMBER = re.compile(r"^[+-]?\d+(\.\d+)?$")
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def inert(text: str) -> str:
+    """Text safe for a terminal or log line: C0/C1 controls (ESC, CR, LF...) and bidi
+    overrides become visible escapes (\\x1b, \\x0a, \\u202e), so no value can move
+    the cursor, set a title or forge a line. CSV and JSON keep data exact instead."""
+
+    def _escape(m: re.Match[str]) -> str:
+        ch = m.group()
+        code = ord(ch)
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+    return _CONTROL.sub(_escape, text)
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, Decimal):
         return format(value, "f")
@@ -102,7 +118,7 @@ def render(
             cells = [_cell(row.get(key)) for key, _ in columns]
             writer.writerow(cells if raw else [neutralize_cell(c) for c in cells])
         return
-    materialized = [[_cell(row.get(key)) for key, _ in columns] for row in rows]
+    materialized = [[inert(_cell(row.get(key))) for key, _ in columns] for row in rows]
     headers = [header for _, header in columns]
     widths = [len(h) for h in headers]
     for cells in materialized:
