@@ -1,4 +1,4 @@
-"""The one checker every fault test ends with: billing.md's guarantees, read from the database.
+"""The one checker every fault test ends with: docs/billing.md's guarantees, read from the database.
 
     from invariants import check_invariants
     report = check_invariants(store, smtp=sink, provider_suspended=sim.suspended_services())
@@ -45,7 +45,7 @@ CALL_CONTENT = (
 
 
 class InvariantViolation(AssertionError):
-    """One or more of billing.md's guarantees does not hold in the database."""
+    """One or more of docs/billing.md's guarantees does not hold in the database."""
 
     def __init__(self, violations: list[str]):
         self.violations = violations
@@ -289,7 +289,7 @@ def check_suspensions(
         suspended = bool(suspended)
         report.suspended_services += suspended
         if manual:
-            # A manual lever: recorded without the provider (billing.md's one exception).
+            # A manual lever: recorded without the provider (docs/billing.md's one exception).
             continue
         confirmed = last_ok.get(service_id) == "suspend"
         if suspended and not confirmed:

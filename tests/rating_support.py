@@ -15,7 +15,7 @@ from voipctl.store.models import Cdr, Client, Product
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 _ids = count(1)
 
-# The deck of rating.md §5's worked examples.
+# The deck of docs/rating.md §5's worked examples.
 SPEC_DECK = """prefix,rate,increment,connect fee
 1,0.02,60/6,0
 1519,0.01,6/6,0

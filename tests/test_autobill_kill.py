@@ -2,7 +2,7 @@
 
 Each run is the installed `voipctl` program in a process of its own against the
 test database (SQLite file or PostgreSQL, whichever the suite runs on). After
-every kill the database must already satisfy billing.md: the charges equal the
+every kill the database must already satisfy docs/billing.md: the charges equal the
 cost of the calls they marked billed, to the last unit, and no call is billed
 twice; the final run bills exactly what was left.
 """

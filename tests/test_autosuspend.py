@@ -1,4 +1,4 @@
-"""autosuspend: every row of billing.md's decision table, against real parts.
+"""autosuspend: every row of docs/billing.md's decision table, against real parts.
 
 Vodia: the simulator's REST API on a real port (the exact PUTs it received and
 the trunk state it keeps). FusionPBX: the gateway lever, with `v_gateways` in a

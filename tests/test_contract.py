@@ -1,7 +1,7 @@
-"""cli.md's contract, promise by promise: commands, options, JSON keys, money and times,
+"""docs/cli.md's contract, promise by promise: commands, options, JSON keys, money and times,
 exit codes, configuration, summaries and dry runs.
 
-Each table below is a transcription of cli.md; a row that fails names the promise broken.
+Each table below is a transcription of docs/cli.md; a row that fails names the promise broken.
 Where the README's "Choices and departures" documents a deliberate difference, the test
 follows the README and says so.
 """
@@ -36,7 +36,7 @@ from voipctl.sim import SimConfig, Simulator
 from voipctl.store import models
 from voipctl.store.locks import job_lock
 
-# --- the command tree: every command, subcommand and option cli.md names ----------------------
+# --- the command tree: every command, subcommand and option docs/cli.md names ----------------------
 
 
 def _command(path: str) -> click.Command:
@@ -71,7 +71,7 @@ CLIENT_FIELDS = (
 )
 SERVICE_FIELDS = "--domain --billed --gateway --trunk --first-name --inbound-search --cdr-link"
 
-# (command, options cli.md gives it), word for word.
+# (command, options docs/cli.md gives it), word for word.
 OPTIONS = [
     ("db upgrade", ""),
     ("demo", ""),
@@ -125,7 +125,7 @@ def test_every_command_and_option_of_cli_md_exists(path, names):
     assert not missing, f"voipctl {path} lacks {missing}"
 
 
-# Choices cli.md spells out.
+# Choices docs/cli.md spells out.
 CHOICES = [
     ("client set", "--voip-suspended", {"none", "yes", "no"}),
     ("client set", "--manual-voip-suspend", {"yes", "no"}),
@@ -276,7 +276,7 @@ def assert_money_and_times(doc) -> int:
     return checked
 
 
-# (command line, keys with their JSON types) from cli.md; `str|None` means string or null.
+# (command line, keys with their JSON types) from docs/cli.md; `str|None` means string or null.
 JSON_KEYS = {
     "balance": (
         ["balance", "42"],
@@ -321,7 +321,7 @@ def test_json_documents_have_the_keys_and_types_of_cli_md(world, name):
     assert_money_and_times(doc)
 
 
-# rating.md §6 statuses through `rates quote`: (product, number, seconds, status).
+# docs/rating.md §6 statuses through `rates quote`: (product, number, seconds, status).
 # `prefix` and `rate` are null when no row matched; `cost` is null only for no_rate and
 # invalid_number, and "0"-valued for the statuses that cost nothing.
 QUOTE_STATUSES = [
@@ -758,7 +758,7 @@ def test_every_server_takes_timeout_tls_timezone_and_overlap(clean_env, monkeypa
     path.write_text(f"[servers.s]\n{SERVER_TABLES[kind]}")
     defaults = load_config(str(path)).servers["s"]
     assert defaults.verify_tls is True  # certificates verified unless the config says otherwise
-    assert defaults.overlap_minutes == 60  # providers.md: a 1 hour overlap window by default
+    assert defaults.overlap_minutes == 60  # docs/providers.md: a 1 hour overlap window by default
     bundle = clean_env / "ca.pem"
     bundle.write_text("")
     path.write_text(
@@ -929,7 +929,7 @@ def test_a_failing_server_fails_alone_exit_1_naming_it_without_secrets(world, si
 
 
 def test_fusionpbx_database_reads_time_out_instead_of_hanging(fusion_db, monkeypatch):
-    # providers.md: timeouts on every request, connect and read. A v_xml_cdr held by a
+    # docs/providers.md: timeouts on every request, connect and read. A v_xml_cdr held by a
     # lock (FusionPBX's own maintenance, a stuck transaction) must not hang the job.
     fusion_db.add_domain(TENANT)
     config = db_mode_config(monkeypatch, fusion_db.url, timeout_s=1)

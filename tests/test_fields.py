@@ -1,4 +1,4 @@
-"""Product fields as operators write them (providers.md), parsed into Service columns."""
+"""Product fields as operators write them (docs/providers.md), parsed into Service columns."""
 
 import contextlib
 

@@ -1,6 +1,6 @@
 """What a tired operator types at 2 a.m.: each mistake is one clear line and the right exit status.
 
-Exit statuses are cli.md's: 0 done, 1 failures or data error, 2 usage or configuration,
+Exit statuses are docs/cli.md's: 0 done, 1 failures or data error, 2 usage or configuration,
 75 lock held (and 130 for Ctrl-C, as a shell reports it). Never a traceback, never a
 half-written row.
 """

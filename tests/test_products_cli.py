@@ -1,4 +1,4 @@
-"""`voipctl product ...`: every option of cli.md, the defaults of rating.md §1, clear refusals."""
+"""`voipctl product ...`: every option of docs/cli.md, the defaults of docs/rating.md §1, clear refusals."""
 
 import json
 

@@ -6,7 +6,7 @@ them (integer money units, epoch seconds): the driver path (`rate=True`: a
 executemany or PostgreSQL COPY), the Core path (the same rater as a plain
 `before_insert` hook filling Decimal money into row dicts), and `voipctl rate`
 rating the stored calls afterwards. The sample reaches every status of
-rating.md §6, an override, a markup, inbound billing, free minutes and a
+docs/rating.md §6, an override, a markup, inbound billing, free minutes and a
 product without a deck. Also: the per-number cache of classification, and the
 LES.NET raw record's JSON made by template, give what the slow ways give.
 """

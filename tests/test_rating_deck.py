@@ -1,4 +1,4 @@
-"""rating.md §4 through the command line: `rates import|override|list|versions|quote`."""
+"""docs/rating.md §4 through the command line: `rates import|override|list|versions|quote`."""
 
 import json
 import tracemalloc

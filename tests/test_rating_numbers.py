@@ -1,4 +1,4 @@
-"""rating.md §2-3 and §5 without a database: normalisation, patterns, increments, cost."""
+"""docs/rating.md §2-3 and §5 without a database: normalisation, patterns, increments, cost."""
 
 from decimal import Decimal
 

@@ -36,7 +36,7 @@ def story(store, tmp_path):
         client = add_client(s, 42, "America/Toronto")
         svc = add_service(s, client, add_product(s, free_minutes=1))
         ids = {
-            # The month's first call: 61 s bills 66 s, 60 of them free (rating.md §5).
+            # The month's first call: 61 s bills 66 s, 60 of them free (docs/rating.md §5).
             "free": call(s, svc, "2026-11-03 15:00:00", "+12125550100", 61),
             "rated": call(s, svc, "2026-11-04 15:00:00", "5195550100", 61),
             "no_rate": call(s, svc, "2026-11-05 15:00:00", "+33123456789", 30),

@@ -96,7 +96,7 @@ _PATTERN = re.compile(r"[0-9xX*#+]+")
 
 
 def normalize_patterns(text: str, what: str) -> str:
-    """Exclude/suppress patterns (rating.md §3): comma-separated, `x` any one digit."""
+    """Exclude/suppress patterns (docs/rating.md §3): comma-separated, `x` any one digit."""
     patterns = [p.strip() for p in text.split(",") if p.strip()]
     for pattern in patterns:
         if not _PATTERN.fullmatch(pattern):
@@ -108,7 +108,7 @@ def normalize_patterns(text: str, what: str) -> str:
 
 
 def default_exit_code(country_code: str) -> str:
-    """rating.md §1: 011 in NANP (country code 1), else 00."""
+    """docs/rating.md §1: 011 in NANP (country code 1), else 00."""
     return "011" if country_code == "1" else "00"
 
 
@@ -182,7 +182,7 @@ def get_product(session: Session, name: str) -> Product:
 
 
 def add_product(session: Session, name: str, **settings: Any) -> Product:
-    """Create a product; settings left out take rating.md §1's defaults."""
+    """Create a product; settings left out take docs/rating.md §1's defaults."""
     name = name.strip()
     if not name or len(name) > 100:
         raise UsageError("product name must be 1 to 100 characters")
@@ -247,7 +247,7 @@ def list_products(session: Session) -> list[Product]:
 
 
 def product_view(product: Product) -> dict[str, Any]:
-    """A product as cli.md shows it (JSON keys)."""
+    """A product as docs/cli.md shows it (JSON keys)."""
     return {
         "id": product.id,
         "name": product.name,
@@ -401,7 +401,7 @@ def _has_money(session: Session, client_id: int) -> bool:
 
 
 def client_view(client: Client) -> dict[str, Any]:
-    """A client's own fields as cli.md names them (money as exact strings)."""
+    """A client's own fields as docs/cli.md names them (money as exact strings)."""
     return {
         "id": client.id,
         "first_name": client.first_name,
@@ -514,7 +514,7 @@ def _claims_overlap(session: Session, service: Service) -> None:
 
 
 # The suspend levers one service would share with another on the same server: the
-# key each lever acts on (billing.md, "Shared levers"). Per-extension levers are
+# key each lever acts on (docs/billing.md, "Shared levers"). Per-extension levers are
 # never shared: two services never bill the same extension (_claims_overlap).
 _LEVER_KEYS = {
     "gateway": lambda s: s.gateway_uuid and ("gateway", s.gateway_uuid.lower()),
@@ -682,7 +682,7 @@ def product_names(session: Session, ids: Iterable[int]) -> dict[int, str]:
 
 
 def service_view(service: Service, product_name: str) -> dict[str, Any]:
-    """A service as cli.md shows it: `id`, `server`, `product`, `suspended` and its fields."""
+    """A service as docs/cli.md shows it: `id`, `server`, `product`, `suspended` and its fields."""
     return {
         "id": service.id,
         "client_id": service.client_id,

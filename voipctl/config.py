@@ -57,7 +57,7 @@ class BillingConfig(_Section):
     currency: str = "USD"
 
 
-# The client fields billing.md names, as keys of `whmcs.fields`.
+# The client fields docs/billing.md names, as keys of `whmcs.fields`.
 WHMCS_CLIENT_FIELDS = (
     "has_voip_service",
     "low_balance_threshold",
@@ -179,7 +179,7 @@ class FusionPBXServer(_ServerBase):
     esl_port: int = 8021
     esl_password_env: str | None = None
     suspend: Literal["gateway", "domain", "extensions"] = "gateway"
-    # FusionPBX's cache keys, cleared after a lever writes (providers.md, "FusionPBX:
+    # FusionPBX's cache keys, cleared after a lever writes (docs/providers.md, "FusionPBX:
     # export and caches"). {hostname} / {switchname} are asked of FreeSWITCH.
     sofia_cache_key: str = "{hostname}:configuration:sofia.conf"
     directory_cache_key: str = "directory:{extension}@{user_context}"
@@ -497,7 +497,7 @@ def load_config(
     env_file: str | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Config:
-    """Load and validate the configuration as cli.md describes. Raises ConfigError."""
+    """Load and validate the configuration as docs/cli.md describes. Raises ConfigError."""
     if env_file is not None:
         if not Path(env_file).is_file():
             raise ConfigError(f"{env_file}: --env-file not found")

@@ -3,8 +3,8 @@
 Column names and PostgreSQL types follow FusionPBX's own schema
 (`app/xml_cdr/app_config.php`, `app/extensions/app_config.php`,
 `app/gateways/app_config.php`, `core/domains/app_config.php`); this is a
-realistic subset of their columns, with every column providers.md names
-(`leg` is `char(1)`, as FusionPBX declares it for PostgreSQL; providers.md
+realistic subset of their columns, with every column docs/providers.md names
+(`leg` is `char(1)`, as FusionPBX declares it for PostgreSQL; docs/providers.md
 counts it among the text columns), and every column `app/xml_cdr/xml_cdr_inc.php`
 selects for the export (`record_path`, `record_name`, `waitsec`, ...), so the real
 export script runs against it (tests/fixtures/fusionpbx/export_harness).

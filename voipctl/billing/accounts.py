@@ -1,7 +1,7 @@
 """A client's money as the operator handles it: top-ups, adjustments, invoices, balances.
 
 Credit moves only through `ledger.post` (idempotent by reference); invoices are
-recorded beside the ledger and never touch it (billing.md, The ledger).
+recorded beside the ledger and never touch it (docs/billing.md, The ledger).
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ def _tz_of(session, client_id: int) -> str:
 
 
 def client_options(required: bool) -> Callable[[Callable], Callable]:
-    """The client fields of billing.md, for `client add` (names required) and `client set`."""
+    """The client fields of docs/billing.md, for `client add` (names required) and `client set`."""
 
     def decorate(fn: Callable) -> Callable:
         options = [

@@ -1,4 +1,4 @@
-"""`voipctl product ...`: the VoIP packages and their rating settings (rating.md §1)."""
+"""`voipctl product ...`: the VoIP packages and their rating settings (docs/rating.md §1)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def _none_or(text: str) -> str | None:
 
 
 def product_options(fn: Callable) -> Callable:
-    """Every rating setting of cli.md, written once for `add` and `set` (None: not given)."""
+    """Every rating setting of docs/cli.md, written once for `add` and `set` (None: not given)."""
     options = [
         click.option(
             "--metered/--unmetered",

@@ -1,4 +1,4 @@
-"""autosuspend: billing.md's decision table, applied through each service's provider.
+"""autosuspend: docs/billing.md's decision table, applied through each service's provider.
 
 For each client with Has VoIP Service = yes:
 
@@ -66,7 +66,7 @@ class Decision:
 
 
 def decide(client: Client, credit: Decimal, owing: Decimal) -> Decision:
-    """billing.md's decision table, row by row (credit = available credit)."""
+    """docs/billing.md's decision table, row by row (credit = available credit)."""
     if client.manual_voip_suspend:
         return Decision(SUSPENDED, "Manual VoIP Suspend = yes")
     if client.voip_suspended == "yes":

@@ -1,4 +1,4 @@
-"""low-balance: the latched "Low Balance Alert" of billing.md.
+"""low-balance: the latched "Low Balance Alert" of docs/billing.md.
 
 A client whose available credit is at or below its Low Balance Threshold is
 mailed once: the latch (`clients.low_balance_alerted`) is set in the same

@@ -162,7 +162,7 @@ def pull_cdrs(
     """Pull new CDRs of the selected active services; see the module docstring.
 
     With `rate` (what `voipctl pull-cdrs` does), calls are rated in the pass that
-    stores them by a `PullRater` (rating.md §5: one pass is much faster than two);
+    stores them by a `PullRater` (docs/rating.md §5: one pass is much faster than two);
     what it leaves unrated is for `voipctl rate`. `before_insert` then must be None.
 
     Raises LockHeld when another run holds the job's lock, ConfigError for an

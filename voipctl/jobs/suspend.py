@@ -1,6 +1,6 @@
 """Suspending and restoring services through their provider, with an audit row each time.
 
-The rule of billing.md: a new state is recorded only after the provider
+The rule of docs/billing.md: a new state is recorded only after the provider
 confirmed it. The provider is called outside any database transaction (a slow
 PBX never holds the database), then the state, the audit row and any email the
 change decides are written in one transaction. A provider that fails leaves the

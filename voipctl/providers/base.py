@@ -1,4 +1,4 @@
-"""The adapter contract every PBX or carrier implements (providers.md), and its value objects.
+"""The adapter contract every PBX or carrier implements (docs/providers.md), and its value objects.
 
 Providers know nothing of the store: they receive a `ServiceInfo` snapshot and
 yield `CallRecord`s; `voipctl.jobs` moves those into the database.

@@ -1,4 +1,4 @@
-"""The product fields, as operators already write them in ictVoIP (providers.md).
+"""The product fields, as operators already write them in ictVoIP (docs/providers.md).
 
 | server    | domain field                   | billed field                  |
 |-----------|--------------------------------|-------------------------------|
@@ -33,7 +33,7 @@ _MAX_SHOWN = 80
 
 @dataclass(frozen=True)
 class FieldForm:
-    """How one field of one server type is written: its form and the example of providers.md."""
+    """How one field of one server type is written: its form and the example of docs/providers.md."""
 
     label: str
     form: str

@@ -1,6 +1,6 @@
 """FusionPBX: CDRs from its PostgreSQL database or its CSV export; suspend levers.
 
-Stock FusionPBX has no REST API for CDRs, so there are two ways in (providers.md):
+Stock FusionPBX has no REST API for CDRs, so there are two ways in (docs/providers.md):
 
 - `mode = "db"`: read `v_xml_cdr` (joined to `v_extensions` for the extension
   number) with a read-only role, streamed through a server-side cursor;

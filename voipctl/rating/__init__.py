@@ -1,4 +1,4 @@
-"""Rating: from a dialled number to a cost (rating.md).
+"""Rating: from a dialled number to a cost (docs/rating.md).
 
 numbers   normalisation of a number (§2)
 patterns  exclude / suppress patterns (§3)

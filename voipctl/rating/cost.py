@@ -1,4 +1,4 @@
-"""The cost of one call (rating.md §5), in integers, rounded once.
+"""The cost of one call (docs/rating.md §5), in integers, rounded once.
 
 Amounts are integer units of `voipctl.money` (10**-9 of the currency). The
 markup is an exact fraction (`markup_percent` has at most 4 decimals, so it is

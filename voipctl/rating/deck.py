@@ -1,4 +1,4 @@
-"""Rate decks (rating.md §4): CSV import, versions, custom overrides.
+"""Rate decks (docs/rating.md §4): CSV import, versions, custom overrides.
 
 `import_deck` streams the file through the `csv` module and inserts in batches
 through the database driver (COPY on PostgreSQL), inside one transaction: any

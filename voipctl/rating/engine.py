@@ -1,4 +1,4 @@
-"""Rating CDRs: statuses (rating.md §6), free minutes, bulk rating and re-rating (§7).
+"""Rating CDRs: statuses (docs/rating.md §6), free minutes, bulk rating and re-rating (§7).
 
 Two ways in:
 
@@ -59,7 +59,7 @@ from voipctl.store.models import PENDING_CDR, Client, Product, Service
 
 log = logging.getLogger(__name__)
 
-# Every status of rating.md §6, in the order in which the first that applies wins.
+# Every status of docs/rating.md §6, in the order in which the first that applies wins.
 STATUSES = (
     "suppressed",
     "excluded",
@@ -177,7 +177,7 @@ class ProductContext:
         self.plain = plain_digits_kept(self.rules)
 
     def classify(self, number: str | None) -> str | Rating:
-        """What the number alone decides (rating.md §6, up to `invalid_number`), remembered.
+        """What the number alone decides (docs/rating.md §6, up to `invalid_number`), remembered.
 
         The normalised number when the call is to be rated further, or the final
         Rating of a suppressed, excluded, internal or invalid number (a call the
@@ -541,7 +541,7 @@ class PullRater:
     `keys` (what pull-cdrs uses: it appends the values to each row's insert
     tuple); calling the hook fills the same columns into each row dict in place,
     money as Decimal (for a Core insert). Three kinds of call are left unrated
-    for `voipctl rate`: calls of products with no deck loaded yet (rating.md §5
+    for `voipctl rate`: calls of products with no deck loaded yet (docs/rating.md §5
     rates in the pull "when the product's deck is loaded"), calls of products
     with free minutes (a pull re-reads its overlap, and a duplicate dropped by
     the unique key must not use up free seconds), and calls that come out

@@ -1,4 +1,4 @@
-"""The whole story of one call's rating, for `voipctl explain` (cli.md, Support).
+"""The whole story of one call's rating, for `voipctl explain` (docs/cli.md, Support).
 
 `trace(session, cdr_id)` re-runs the rating of one stored CDR with the same
 code `voipctl rate` uses, recording every decision: each normalisation step,

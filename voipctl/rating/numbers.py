@@ -1,4 +1,4 @@
-"""Number normalisation (rating.md §2): from what the PBX logged to an international number.
+"""Number normalisation (docs/rating.md §2): from what the PBX logged to an international number.
 
 `normalize(raw, rules)` applies the steps in the spec's order and stops at the
 first that decides; with a `trace` list it also records each step (rule and the
@@ -29,7 +29,7 @@ MAX_DIGITS = 15
 
 @dataclass(frozen=True)
 class NumberRules:
-    """The product settings that normalisation reads (rating.md §1)."""
+    """The product settings that normalisation reads (docs/rating.md §1)."""
 
     country_code: str = "1"
     exit_code: str = "011"
@@ -102,7 +102,7 @@ def plain_digits_kept(rules: NumberRules) -> tuple[int, tuple[str, ...]]:
 def normalize(
     raw: str | None, rules: NumberRules, trace: list[dict[str, str]] | None = None
 ) -> Normalized:
-    """Normalise one number by the steps of rating.md §2, in order."""
+    """Normalise one number by the steps of docs/rating.md §2, in order."""
 
     if (
         trace is None

@@ -1,4 +1,4 @@
-"""Exclude and suppress patterns (rating.md §3).
+"""Exclude and suppress patterns (docs/rating.md §3).
 
 Patterns are written as ictVoIP writes them: comma-separated, `x` is any one
 digit, every other character is literal, and a pattern matches a whole number,

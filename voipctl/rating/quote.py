@@ -24,7 +24,7 @@ def quote(
     direction: str = "outbound",
     at: datetime,
 ) -> dict[str, Any]:
-    """`rates quote`: the JSON document of cli.md for a call of `seconds` to `number`.
+    """`rates quote`: the JSON document of docs/cli.md for a call of `seconds` to `number`.
 
     Rated exactly as `voipctl rate` would at `at`, except that no free minutes
     apply (a quote has no service and no month).

@@ -1,4 +1,4 @@
-"""Job locks: two overlapping runs of one job never interleave (billing.md, Locks).
+"""Job locks: two overlapping runs of one job never interleave (docs/billing.md, Locks).
 
 SQLite: an `fcntl.flock` on a file beside the database, released by the kernel
 even after kill -9. PostgreSQL: a session advisory lock on a connection of its

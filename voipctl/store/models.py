@@ -46,7 +46,7 @@ class Base(DeclarativeBase):
 
 
 class Product(Base):
-    """A "VoIP package": what a service is sold as, with its rating settings (rating.md §1)."""
+    """A "VoIP package": what a service is sold as, with its rating settings (docs/rating.md §1)."""
 
     __tablename__ = "products"
 
@@ -74,7 +74,7 @@ class Product(Base):
 
 
 class DeckVersion(Base):
-    """One import of a product's rate deck, in force from `effective_from` (rating.md §4)."""
+    """One import of a product's rate deck, in force from `effective_from` (docs/rating.md §4)."""
 
     __tablename__ = "deck_versions"
 
@@ -124,7 +124,7 @@ class RateOverride(Base):
 
 
 class Client(Base):
-    """A customer, with the ictVoIP custom client fields of billing.md."""
+    """A customer, with the ictVoIP custom client fields of docs/billing.md."""
 
     __tablename__ = "clients"
 
@@ -239,7 +239,7 @@ class Cdr(Base):
     hangup_cause: Mapped[str | None] = mapped_column(Text)
     raw: Mapped[str | None] = mapped_column(Text)
     pulled_at: Mapped[datetime] = mapped_column(UTCTime)
-    # Rating results (rating.md): null status means not rated yet.
+    # Rating results (docs/rating.md): null status means not rated yet.
     status: Mapped[str | None] = mapped_column(String(20))
     normalized: Mapped[str | None] = mapped_column(String(32))
     prefix: Mapped[str | None] = mapped_column(String(20))
