@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select, update
 
-from voipctl.store.models import Invoice, LedgerEntry, Service
+from voipctl.store.models import Invoice, LedgerEntry, Product, Service
 
 CONFIG = """
 [billing]
@@ -559,3 +559,39 @@ def test_ids_out_of_range_are_not_found_not_database_errors(vc, client42, big):
     assert result.exit_code == 2 and f"no client {big}" in result.stderr
     result = vc("service", "show", big)
     assert result.exit_code == 2 and f"no service {big}" in result.stderr
+
+
+# --- currency: a client is billed only from a deck in its own currency -----------------------
+
+
+def test_a_service_on_a_deck_in_another_currency_is_refused(vc, client42, store):
+    ok(vc("product", "add", "US Deck", "--currency", "USD"))
+    result = vc(
+        "service", "add", "--client", "42", "--product", "US Deck", "--server", "fusion1", *FUSION
+    )
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "voipctl: error: client 42 pays in CAD but product 'US Deck' is priced in USD: "
+        "use a product whose deck is in CAD"
+    )
+    with store.session() as session:
+        assert session.scalar(select(func.count()).select_from(Service)) == 0
+
+
+def test_moving_a_service_to_a_deck_in_another_currency_is_refused(vc, client42, store):
+    sid = str(as_json(add_fusion_service(vc, "--format", "json"))["id"])
+    ok(vc("product", "add", "Euro Deck", "--currency", "eur"))
+    result = vc("service", "set", sid, "--product", "Euro Deck")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "voipctl: error: client 42 pays in CAD but product 'Euro Deck' is priced in EUR: "
+        "use a product whose deck is in CAD"
+    )
+    assert as_json(vc("service", "show", sid, "--format", "json"))["product"] == "Canada Metered"
+
+
+def test_a_product_without_a_currency_takes_the_configurations(vc, client42, store):
+    # products.currency is NULL for products made before it existed: [billing] currency (CAD).
+    with store.session() as session:
+        session.execute(update(Product).values(currency=None))
+    ok(add_fusion_service(vc))

@@ -36,7 +36,7 @@ from voipctl.sim import SimConfig, Simulator
 from voipctl.store import models
 from voipctl.store.locks import job_lock
 
-# --- the command tree: every command, subcommand and option docs/cli.md names ----------------------
+# --- the command tree: every command, subcommand and option docs/cli.md names -----------------
 
 
 def _command(path: str) -> click.Command:

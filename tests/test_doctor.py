@@ -55,6 +55,7 @@ def test_a_healthy_installation_is_all_ok(cli, tmp_path, sink):
         "database": "ok",
         "schema": "ok",
         "locks": "ok",
+        "currencies": "ok",
         "smtp": "ok",
     }
     assert f"127.0.0.1:{sink.port} answered EHLO" in result.stdout
@@ -292,3 +293,56 @@ def test_services_sharing_a_lever_are_a_failing_line(store):
     )
     config.servers["fusion1"].suspend = "extensions"  # each service its own lever
     assert doctor_lib.check_shared_levers(store, config).ok
+
+
+def _service_in(store, client_currency: str, product: str, product_currency: str | None):
+    """A client and a service on a product priced in `product_currency` (None: the
+    configuration's), written the way a product changed after the service was added is."""
+    from voipctl import catalog  # noqa: PLC0415
+    from voipctl.store.models import Product  # noqa: PLC0415
+
+    with store.session() as session:
+        if session.get(catalog.Client, 42) is None:
+            catalog.add_client(
+                session,
+                42,
+                first_name="A",
+                last_name="B",
+                email="a@example.com",
+                currency=client_currency,
+            )
+        catalog.add_product(session, product, currency=client_currency)
+        service = catalog.add_service(
+            session,
+            client_id=42,
+            product=product,
+            server="vodia1",
+            server_type="vodia",
+            domain="c42.example.com | 5195550142",
+        )
+        session.get(Product, service.product_id).currency = product_currency
+        return service.id
+
+
+def test_a_service_priced_in_another_currency_fails_the_currency_line(store, cli, tmp_path, sink):
+    config = write_config(tmp_path, '[billing]\ncurrency = "CAD"\n' + smtp_section(sink.port))
+    first = _service_in(store, "CAD", "US Deck", "USD")
+    result = cli("doctor", config=config)
+    assert result.exit_code == 1, result.output
+    assert lines(result.stdout)["currencies"] == "FAIL"
+    (line,) = [x for x in result.stdout.splitlines() if "currencies" in x]
+    assert line.split("  ", 2)[2].strip() == (
+        f"1 service is priced in another currency than the client pays in: service {first}: "
+        "client 42 pays in CAD, product 'US Deck' is priced in USD"
+    )
+
+
+def test_a_product_without_a_currency_is_priced_in_the_configurations(store, cli, tmp_path, sink):
+    # A product made before products.currency existed (NULL) follows [billing] currency.
+    _service_in(store, "CAD", "Old Deck", None)
+    cad = write_config(tmp_path, '[billing]\ncurrency = "CAD"\n' + smtp_section(sink.port))
+    assert cli("doctor", config=cad).exit_code == 0
+    usd = write_config(tmp_path, '[billing]\ncurrency = "USD"\n' + smtp_section(sink.port))
+    result = cli("doctor", config=usd)
+    assert result.exit_code == 1
+    assert "client 42 pays in CAD, product 'Old Deck' is priced in USD" in result.stdout

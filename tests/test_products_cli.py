@@ -1,4 +1,4 @@
-"""`voipctl product ...`: every option of docs/cli.md, the defaults of docs/rating.md §1, clear refusals."""
+"""`voipctl product ...`: every option of docs/cli.md, the defaults of docs/rating.md §1."""
 
 import json
 
@@ -38,6 +38,7 @@ def test_nanp_defaults(cli):
         "decimals": 4,
         "exclude": "",
         "suppress": "",
+        "currency": "USD",  # the configuration's [billing] currency (default USD)
     }
 
 
@@ -167,7 +168,31 @@ def test_list_in_each_format(cli):
     ok(cli("product", "add", "A", "--increment", "6/6"))
     assert [p["name"] for p in as_json(cli("product", "list", "--format", "json"))] == ["A", "B"]
     lines = ok(cli("product", "list", "--format", "csv")).stdout.splitlines()
-    assert lines[0] == "id,name,metered,cc,exit,markup%,free min,increment,in incr,bill in,decimals"
-    assert lines[1].split(",")[1:] == ["A", "yes", "1", "011", "0", "0", "6/6", "60/60", "no", "4"]
+    header = "id,name,metered,cc,exit,markup%,free min,increment,in incr,bill in,decimals,cur"
+    assert lines[0] == header
+    row = ["A", "yes", "1", "011", "0", "0", "6/6", "60/60", "no", "4", "USD"]
+    assert lines[1].split(",")[1:] == row
     table = ok(cli("product", "list")).stdout
     assert "6/6" in table and "60/60" in table
+
+
+def test_currency_defaults_to_the_configuration_and_is_upper_cased(cli, tmp_path):
+    config = tmp_path / "cad.toml"
+    config.write_text('[billing]\ncurrency = "CAD"\n')
+    assert as_json(cli("product", "add", "P", "--format", "json", config=config))["currency"] == (
+        "CAD"
+    )
+    doc = as_json(cli("product", "add", "Q", "--currency", " eur ", "--format", "json"))
+    assert doc["currency"] == "EUR"
+    doc = as_json(cli("product", "set", "Q", "--currency", "usd", "--format", "json"))
+    assert doc["currency"] == "USD"
+
+
+@pytest.mark.parametrize("bad", ["dollars", "US", "U$D", "١٢٣"])
+def test_a_currency_that_is_not_three_letters_is_refused(cli, bad):
+    result = cli("product", "add", "P", "--currency", bad)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        f"voipctl: error: currency {bad!r} is not a 3-letter ISO code like CAD"
+    )
+    assert cli("product", "list", "--format", "json").stdout.strip() == "[]"

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import base64
+import json
 from datetime import date, timedelta
 from decimal import Decimal
+from pathlib import Path
+from urllib.parse import parse_qs
 
+import httpx
 import pytest
+import respx
 
 from tests.fakes.whmcs_env import write_config
 from tests.fakes.whmcs_server import php_unserialize
@@ -17,9 +22,10 @@ from voipctl.billing.whmcs_api import (
     WhmcsOutcomeUnknown,
     encode_customfields,
     php_serialize,
+    records,
 )
-from voipctl.config import load_config
-from voipctl.errors import BillingBackendError
+from voipctl.config import Config, WhmcsConfig, load_config
+from voipctl.errors import BillingBackendError, DataError
 
 
 @pytest.fixture
@@ -174,3 +180,135 @@ def test_the_url_may_be_the_base_or_the_api_script(tmp_path, whmcs):
     path = write_config(tmp_path / "v.toml", whmcs)
     path.write_text(path.read_text().replace(whmcs.url, whmcs.url + "/includes/api.php"))
     assert WhmcsBackend(load_config(str(path))).whmcs_credit(3) == Decimal("1.50")
+
+
+# --- the answers of WHMCS's API reference, read with respx ------------------------------------
+# tests/fixtures/whmcs/*__docs_example.json are the pages' "Example Response JSON"; their
+# sources are listed in tests/fixtures/whmcs/SOURCES.md.
+
+FIXTURES = Path(__file__).parent / "fixtures" / "whmcs"
+RESPX_URL = "https://billing.example.com/includes/api.php"
+
+
+def _docs_example(action: str) -> dict:
+    return json.loads((FIXTURES / f"{action.lower()}__docs_example.json").read_text())
+
+
+@pytest.fixture
+def respx_backend(monkeypatch):
+    monkeypatch.setenv("WHMCS_T_ID", "ident-1234")
+    monkeypatch.setenv("WHMCS_T_SECRET", "secret-1234")
+    config = WhmcsConfig(
+        url="https://billing.example.com", identifier_env="WHMCS_T_ID", secret_env="WHMCS_T_SECRET"
+    )
+    api = WhmcsApi(config, retries=0)
+    yield WhmcsBackend(Config().model_copy(update={"whmcs": config}), api=api)
+    api.close()
+
+
+def _route(answers: dict[str, dict]) -> tuple[respx.MockRouter, list[dict[str, str]]]:
+    """Answer each action with its canned body; record every request's form."""
+    seen: list[dict[str, str]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        form = {k: v[0] for k, v in parse_qs(request.content.decode()).items()}
+        seen.append(form)
+        return httpx.Response(200, json=answers[form["action"]])
+
+    router = respx.mock(assert_all_called=False)
+    router.post(RESPX_URL).mock(side_effect=answer)
+    return router, seen
+
+
+def test_owing_of_the_docs_examples_is_the_getinvoice_balance(respx_backend):
+    # GetInvoices' example lists invoice 1, Unpaid, due 2016-01-08, total 15.95; GetInvoice's
+    # example gives its balance 15.95 (nothing paid yet).
+    router, seen = _route(
+        {"GetInvoices": _docs_example("GetInvoices"), "GetInvoice": _docs_example("GetInvoice")}
+    )
+    with router:
+        assert respx_backend.owing(None, 1, today=date(2016, 1, 8)) == Decimal("15.95")
+    assert [(f["action"], f.get("invoiceid")) for f in seen] == [
+        ("GetInvoices", None),
+        ("GetInvoice", "1"),
+    ]
+
+
+def test_a_partly_paid_invoice_owes_its_balance_not_its_total(respx_backend):
+    # The docs' GetInvoice example with 10.00 of its 15.95 paid: balance 5.95.
+    invoice = {**_docs_example("GetInvoice"), "balance": "5.95"}
+    router, _ = _route({"GetInvoices": _docs_example("GetInvoices"), "GetInvoice": invoice})
+    with router:
+        assert respx_backend.owing(None, 1, today=date(2016, 1, 8)) == Decimal("5.95")
+
+
+def test_an_invoice_not_due_yet_is_not_read_again(respx_backend):
+    router, seen = _route({"GetInvoices": _docs_example("GetInvoices")})
+    with router:
+        assert respx_backend.owing(None, 1, today=date(2016, 1, 7)) == Decimal(0)
+    assert [f["action"] for f in seen] == ["GetInvoices"]
+
+
+@pytest.mark.parametrize(
+    ("balance", "message"),
+    [
+        (None, "WHMCS GetInvoice for client 1: invoice 1: no balance in the answer"),
+        ("n/a", "WHMCS GetInvoice for client 1: invoice 1: balance: 'n/a' is not a number"),
+    ],
+)
+def test_a_getinvoice_answer_without_a_usable_balance_is_a_data_error(
+    respx_backend, balance, message
+):
+    invoice = {k: v for k, v in _docs_example("GetInvoice").items() if k != "balance"}
+    if balance is not None:
+        invoice["balance"] = balance
+    router, _ = _route({"GetInvoices": _docs_example("GetInvoices"), "GetInvoice": invoice})
+    with router, pytest.raises(DataError) as caught:
+        respx_backend.owing(None, 1, today=date(2016, 1, 8))
+    assert str(caught.value) == message
+
+
+def test_getcredits_flattened_shape_of_the_docs_example_is_read():
+    body = _docs_example("GetCredits")
+    assert records(body, "credits", "credit") == [
+        {
+            "id": "1",
+            "date": "2016-01-01",
+            "description": "This is a sample credit record",
+            "amount": "10.00",
+            "relid": "0",
+        },
+        {
+            "id": "2",
+            "date": "2016-01-01",
+            "description": "Credit Applied to Invoice #1",
+            "amount": "-10.00",
+            "relid": "0",
+        },
+    ]
+
+
+def test_getcredits_nested_shape_is_read_the_same():
+    # The shape of the other listings' examples (`invoices.invoice[]`), with GetCredits' keys.
+    flat = records(_docs_example("GetCredits"), "credits", "credit")
+    nested = {
+        "result": "success",
+        "totalresults": "2",
+        "clientid": "1",
+        "credits": {"credit": flat},
+    }
+    assert records(nested, "credits", "credit") == flat
+
+
+@pytest.mark.parametrize("shape", ["flat", "nested"])
+def test_a_posting_is_found_in_either_getcredits_shape(respx_backend, shape):
+    entry = {"id": "7", "date": "2026-01-01", "description": "VoIP usage [voipctl-usage-1-1]"}
+    entry |= {"amount": "-1.00", "relid": "0"}
+    if shape == "nested":
+        body = {"result": "success", "credits": {"credit": [entry]}}
+    else:
+        body = {"result": "success"} | {f"credits[credit][0][{k}]": v for k, v in entry.items()}
+    router, _ = _route({"GetCredits": body})
+    with router:
+        assert respx_backend._find(1, "voipctl-usage-1-1", "credit_remove") == "7"
+        assert respx_backend._find(1, "voipctl-usage-1-10", "credit_remove") is None

@@ -95,6 +95,36 @@ def test_owing_is_unpaid_invoices_due_today_or_earlier(store, whmcs, backend):
         assert backend.owing(session, 7) == Decimal("15.50")
 
 
+def test_owing_counts_what_is_left_to_pay_on_a_partly_paid_invoice(store, whmcs, backend):
+    whmcs.add_client(7)
+    today = date.today().isoformat()
+    partly = whmcs.add_invoice(7, "40.00", today)
+    whmcs.pay(partly.id, "30.00")
+    whmcs.add_invoice(7, "2.50", today)
+    whmcs.add_invoice(7, "0.00", today)  # nothing to pay: its balance is not asked for
+    with store.session() as session:
+        assert backend.owing(session, 7) == Decimal("12.50")
+    asked = [p["invoiceid"] for a, p in whmcs.requests if a == "GetInvoice"]
+    assert asked == [str(partly.id), str(partly.id + 1)]
+    whmcs.pay(partly.id, "10.00")  # paid in full: no longer Unpaid
+    assert whmcs.invoices[partly.id].status == "Paid"
+    with store.session() as session:
+        assert backend.owing(session, 7) == Decimal("2.50")
+
+
+@pytest.mark.parametrize("shape", ["flat", "nested"])
+def test_a_lost_removal_is_found_in_either_getcredits_shape(store, whmcs, backend, shape):
+    whmcs.credits_shape = shape
+    _client(store, whmcs, 42, credit="5.00")
+    _charge(store, 42, "1.00")
+    whmcs.inject("AddCredit", "drop_after_commit")
+    assert backend.push_charges(store) == []
+    assert _removed(whmcs, 42) == [Decimal("1.00")]
+    assert _states(store) == ["posted"]
+    assert backend.push_charges(store) == []
+    assert _removed(whmcs, 42) == [Decimal("1.00")]
+
+
 @pytest.mark.parametrize(
     ("charge", "expected"),
     [

@@ -170,3 +170,21 @@ def test_same_alerts_and_suspensions_with_either_backend(world):
         assert world.whmcs.custom(4, "VoIP Suspended") == "yes"
         updates = [p["clientid"] for a, p in world.whmcs.requests if a == "UpdateClient"]
         assert sorted(updates) == ["3", "3", "4"]
+
+
+def test_a_partly_paid_whmcs_invoice_does_not_suspend_early(store, cli, tmp_path, sim, whmcs):
+    # Client 4 has 20.00 of credit and a 25.00 invoice; 10.00 of it paid leaves 15.00 to pay,
+    # below the credit: the client stays active (GetInvoices alone would show 25.00).
+    world = World("whmcs", store, cli, tmp_path, sim, whmcs)
+    world.setup()
+    (invoice,) = [i for i in whmcs.invoices.values() if i.userid == 4]
+    whmcs.pay(invoice.id, "10.00")
+    r = cli("balance", "4", "--format", "json", config=world.config)
+    assert r.exit_code == 0, r.output
+    assert '"owing": "15.00"' in r.output
+    world.run("autosuspend")
+    assert world.suspended() == {**EXPECTED_SUSPENDED, 4: False}
+    # The remaining 15.00 unpaid and the credit gone to 10.00: owing > credit, suspended.
+    whmcs.clients[4].credit = Decimal("10.00")
+    world.run("autosuspend")
+    assert world.suspended() == EXPECTED_SUSPENDED

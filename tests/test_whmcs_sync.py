@@ -180,3 +180,41 @@ def test_sync_refuses_a_local_backend(cli, tmp_path, whmcs):
     r = cli("whmcs", "sync", config=path)
     assert r.exit_code == 2
     assert 'need [billing] backend = "whmcs"' in r.stderr
+
+
+# --- currency: in WHMCS mode the client's currency is WHMCS's (GetClientsDetails currency_code)
+
+
+def test_a_whmcs_client_paying_in_another_currency_gets_no_service(
+    cli, whmcs_config, seeded, store
+):
+    seeded.clients[43].currency_code = "USD"  # the products follow [billing] currency = "CAD"
+    r = cli("whmcs", "sync", config=whmcs_config)
+    assert r.exit_code == 1
+    assert r.stderr.strip() == (
+        "voipctl: error: WHMCS service 503 of client 43: client 43 pays in USD but product "
+        "'SIP Trunk' is priced in CAD: use a product whose deck is in USD"
+    )
+    with store.session() as session:
+        assert session.get(Client, 43).currency == "USD"
+        assert sorted(session.scalars(select(Service.client_id))) == [42]
+
+
+def test_service_add_in_whmcs_mode_checks_the_currency_whmcs_has(cli, whmcs_config, seeded, store):
+    assert cli("whmcs", "sync", config=whmcs_config).exit_code == 0
+    seeded.clients[42].currency_code = "USD"  # changed in WHMCS since the sync
+    add = ("service", "add", "--client", "42", "--product", "VoIP Basic", "--server", "vodia1")
+    add += ("--domain", "acme2.example.com | 5195550101")
+    r = cli(*add, config=whmcs_config)
+    assert r.exit_code == 2
+    assert r.stderr.strip() == (
+        "voipctl: error: client 42 pays in USD in WHMCS but in CAD in voipctl: "
+        "run `voipctl whmcs sync` first"
+    )
+    assert seeded.requests[-1] == (
+        "GetClientsDetails",
+        {"clientid": "42", "action": "GetClientsDetails", "responsetype": "json"},
+    )
+    seeded.clients[42].currency_code = "CAD"
+    r = cli(*add, config=whmcs_config)
+    assert r.exit_code == 0, r.output

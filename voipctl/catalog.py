@@ -129,6 +129,7 @@ PRODUCT_SETTINGS = (
     "decimals",
     "exclude",
     "suppress",
+    "currency",
 )
 
 
@@ -169,7 +170,52 @@ def _product_changes(settings: Mapping[str, Any]) -> dict[str, Any]:
             cols[f"{key}_a"], cols[f"{key}_b"] = int(first), int(then)
         elif key in ("exclude", "suppress"):
             cols[key] = normalize_patterns(str(value or ""), key)
+        elif key == "currency":
+            cols[key] = check_currency(value)
     return cols
+
+
+def check_currency(value: Any) -> str:
+    """A 3-letter ISO currency code, upper-cased."""
+    code = str(value).strip().upper()
+    if not _CURRENCY.fullmatch(code):
+        raise UsageError(f"currency {value!r} is not a 3-letter ISO code like CAD")
+    return code
+
+
+def deck_currency(product: Product, default: str | None) -> str | None:
+    """The currency a product's deck is priced in: its own, else the configuration's."""
+    return product.currency or default
+
+
+def check_service_currency(client: Client, product: Product, default: str | None) -> None:
+    """Refuse a service whose client pays in another currency than its product's deck."""
+    deck = deck_currency(product, default)
+    if deck is not None and deck != client.currency:
+        raise UsageError(
+            f"client {client.id} pays in {client.currency} but product {product.name!r} is "
+            f"priced in {deck}: use a product whose deck is in {client.currency}"
+        )
+
+
+def currency_mismatches(session: Session, default: str | None) -> list[str]:
+    """Every active service whose client's currency is not its product's deck currency."""
+    rows = session.execute(
+        select(Service.id, Client.id, Client.currency, Product.name, Product.currency)
+        .join(Client, Client.id == Service.client_id)
+        .join(Product, Product.id == Service.product_id)
+        .where(Service.active.is_(True))
+        .order_by(Service.id)
+    )
+    found = []
+    for service_id, client_id, client_currency, product_name, product_currency in rows:
+        deck = product_currency or default
+        if deck is not None and deck != client_currency:
+            found.append(
+                f"service {service_id}: client {client_id} pays in {client_currency}, "
+                f"product {product_name!r} is priced in {deck}"
+            )
+    return found
 
 
 def get_product(session: Session, name: str) -> Product:
@@ -267,6 +313,7 @@ def product_view(product: Product) -> dict[str, Any]:
         "decimals": product.decimals,
         "exclude": product.exclude,
         "suppress": product.suppress,
+        "currency": product.currency,
         "created_at": product.created_at,
     }
 
@@ -294,10 +341,7 @@ def _client_changes(fields: Mapping[str, Any]) -> dict[str, Any]:
                 raise UsageError(f"email {value!r} is not an address like name@example.com")
             cols[key] = value
         elif key == "currency":
-            value = str(value).strip().upper()
-            if not _CURRENCY.fullmatch(value):
-                raise UsageError(f"currency {value!r} is not a 3-letter ISO code like CAD")
-            cols[key] = value
+            cols[key] = check_currency(value)
         elif key == "low_balance_threshold":
             cols[key] = None if value is None else check_amount(value, "low balance threshold")
         elif key == "credit_limit":
@@ -586,15 +630,19 @@ def add_service(
     domain: str,
     billed: str = "",
     lever: str | None = None,
+    default_currency: str | None = None,
     **extras: Any,
 ) -> Service:
     """A new service of a client on a configured server, its product fields parsed.
 
     `lever` is the server's `suspend` setting: a service whose lever another
     active service already uses is refused.
+    `default_currency` is the configuration's `[billing] currency`, the deck currency of a
+    product that has none of its own; a client paying in another currency is refused.
     """
     client = get_client(session, client_id)
     prod = get_product(session, product)
+    check_service_currency(client, prod, default_currency)
     parsed = parse_fields(server_type, domain, billed)
     service = Service(
         client_id=client.id,
@@ -625,9 +673,13 @@ def update_service(
     billed: str | None = None,
     product: str | None = None,
     lever: str | None = None,
+    default_currency: str | None = None,
     **extras: Any,
 ) -> Service:
-    """Change a service's fields; the product fields are parsed again as a pair."""
+    """Change a service's fields; the product fields are parsed again as a pair.
+
+    A new product is refused if its deck currency is not the client's (see add_service).
+    """
     service = get_service(session, service_id)
     if not service.active:
         raise UsageError(f"service {service_id} was removed; add a new one instead")
@@ -638,7 +690,9 @@ def update_service(
             setattr(service, key, value)
         service.domain_field, service.billed_field = new_domain, new_billed
     if product is not None:
-        service.product_id = get_product(session, product).id
+        prod = get_product(session, product)
+        check_service_currency(get_client(session, service.client_id), prod, default_currency)
+        service.product_id = prod.id
     for key, value in _service_extras(service.server_type, extras).items():
         setattr(service, key, value)
     _claims_overlap(session, service)

@@ -131,6 +131,30 @@ def check_database(store: Store) -> Iterator[Check]:
         )
 
 
+def check_currencies(store: Store, default: str) -> Check:
+    """Every active service's client pays in the currency its product's deck is priced in
+    (a product without a currency of its own is priced in the configuration's)."""
+    from voipctl import catalog  # noqa: PLC0415 - the catalog is only needed here
+
+    try:
+        with store.sessions() as session:
+            found = catalog.currency_mismatches(session, default)
+            session.rollback()
+    except (SQLAlchemyError, VoipctlError) as exc:
+        return Check(False, "currencies", _reason(exc))
+    if not found:
+        return Check(
+            True, "currencies", "every active service's client pays in its deck's currency"
+        )
+    shown = "; ".join(found[:3]) + (f"; and {len(found) - 3} more" if len(found) > 3 else "")
+    noun = "service is" if len(found) == 1 else "services are"
+    return Check(
+        False,
+        "currencies",
+        f"{len(found)} {noun} priced in another currency than the client pays in: {shown}",
+    )
+
+
 def check_locks(store: Store) -> Check:
     """Jobs can take their locks: lock files beside a SQLite file, advisory locks on PostgreSQL."""
     path = store.sqlite_path
@@ -293,10 +317,13 @@ def diagnose(
         store = None
     if store is not None:
         try:
-            checks.extend(check_database(store))
+            database = list(check_database(store))
+            checks.extend(database)
             checks.append(check_locks(store))
             if config.servers and any(c.what == "schema" and c.ok for c in checks):
                 checks.append(check_shared_levers(store, config))
+            if all(c.ok for c in database):  # an old schema has no products.currency
+                checks.append(check_currencies(store, config.billing.currency))
         finally:
             store.dispose()
     for name, server_config in sorted(config.servers.items()):

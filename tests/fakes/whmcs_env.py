@@ -47,6 +47,7 @@ def write_config(
         f"""
 [billing]
 backend = "whmcs"
+currency = "CAD"  # the fake's clients pay in CAD (GetClientsDetails currency_code)
 
 [email]
 capture_dir = "{path.parent / "mail"}"

@@ -1,9 +1,14 @@
 """A fake WHMCS API: a real HTTP server on 127.0.0.1 answering `/includes/api.php`.
 
 It keeps clients (with custom client fields by id), products/services with
-their custom fields, invoices, the credit log and the emails sent, and answers
-with the JSON shapes of WHMCS's API reference (listings nested as
-`invoices.invoice[]`, errors as `{"result": "error", "message": ...}`).
+their custom fields, invoices with their payments, the credit log and the emails
+sent, and answers with the JSON shapes of WHMCS's API reference
+(github:WHMCS/developer-docs, `api-reference/<action>.md`, published at
+https://developers.whmcs.com/api-reference/<action>/): listings nested as
+`invoices.invoice[]`, errors as `{"result": "error", "message": ...}`. Each
+action below names the page its answer is read from. `credits_shape` chooses
+between GetCredits' two shapes: "flat" (the page's example, the default) and
+"nested" (`credits.credit[]`, the shape of the other listings' examples).
 
 Faults for tests: `bad_secret` (any request fails "Authentication Failed"),
 `allowed_ips` (others get "Invalid IP ..."), and `inject(action, fault, times)`
@@ -71,6 +76,12 @@ class FakeInvoice:
     credit: Decimal = Decimal("0.00")
     date: str = ""
     items: list[dict[str, str]] = field(default_factory=list)
+    payments: list[Decimal] = field(default_factory=list)  # AddInvoicePayment amounts
+
+    @property
+    def balance(self) -> Decimal:
+        """GetInvoice's `balance`, "the amount left to pay on the invoice"."""
+        return self.total - self.credit - sum(self.payments, Decimal(0))
 
 
 @dataclass
@@ -97,6 +108,7 @@ class FakeWhmcs:
         self.credit_log: list[CreditEntry] = []
         self.emails: list[dict[str, Any]] = []
         self.templates = {"Low Balance Alert", "VoIP Zero Balance"}
+        self.credits_shape = "flat"  # GetCredits: "flat" (the docs' example) or "nested"
         self.requests: list[tuple[str, dict[str, str]]] = []  # (action, params without auth)
         self.faults: dict[str, list[str]] = {}
         self.delay_s: dict[str, float] = {}  # action -> seconds to wait before doing it
@@ -158,6 +170,17 @@ class FakeWhmcs:
             inv = FakeInvoice(self._ids["invoice"], userid, Decimal(total), duedate, status)
             self.invoices[inv.id] = inv
         return inv
+
+    def pay(self, invoice_id: int, amount: str) -> None:
+        """A payment on an invoice, as AddInvoicePayment records it (a partial one when
+        `amount` is below the balance)."""
+        with self.lock:
+            self._add_payment(self.invoices[invoice_id], Decimal(amount))
+
+    def _add_payment(self, inv: FakeInvoice, amount: Decimal) -> None:
+        inv.payments.append(amount)
+        if inv.balance <= 0:
+            inv.status = "Paid"
 
     def inject(self, action: str, fault: str, times: int = 1) -> None:
         """The next `times` requests of `action` fail with `fault` ("500", "drop", ...)."""
@@ -312,6 +335,10 @@ class FakeWhmcs:
         page, meta = self._page(form, rows)
         return {"result": "success", **meta, "clients": {"client": page}}
 
+    # source: api-reference/getclientsdetails.md (https://developers.whmcs.com/api-reference/
+    # getclientsdetails/): `client` with `currency` (an id) and `currency_code`, `credit` as a
+    # string of 2 decimals, custom fields as `customfields[]` of id/value and `customfieldsN`.
+    # `stats` (only when asked for) is not modelled: voipctl never asks for it.
     def _api_GetClientsDetails(self, form):  # noqa: N802
         client = self._client(form)
         if client is None:
@@ -334,7 +361,7 @@ class FakeWhmcs:
         }
         for fid, value in client.customfields.items():
             details[f"customfields{fid}"] = value
-        return {"result": "success", "client": details, "stats": {}}
+        return {"result": "success", "client": details}
 
     def _api_GetClientsProducts(self, form):  # noqa: N802
         rows = []
@@ -364,6 +391,10 @@ class FakeWhmcs:
         page, meta = self._page(form, rows)
         return {"result": "success", "clientid": wanted, **meta, "products": {"product": page}}
 
+    # source: api-reference/getinvoices.md (https://developers.whmcs.com/api-reference/
+    # getinvoices/): `invoices.invoice[]` with `subtotal`, `credit`, `total` and no balance:
+    # payments made on an invoice do not show in this listing. That `total` is net of the
+    # credit applied is not shown by the example (its credit is 0.00): unverified.
     def _api_GetInvoices(self, form):  # noqa: N802
         rows = []
         for inv in sorted(self.invoices.values(), key=lambda i: i.id):
@@ -371,10 +402,15 @@ class FakeWhmcs:
                 continue
             if form.get("status") and inv.status != form["status"]:
                 continue
+            owner = self.clients.get(inv.userid)
+            currency = owner.currency_code if owner else "CAD"
             rows.append(
                 {
                     "id": inv.id,
                     "userid": inv.userid,
+                    "firstname": owner.firstname if owner else "",
+                    "lastname": owner.lastname if owner else "",
+                    "companyname": owner.companyname if owner else "",
                     "invoicenum": "",
                     "date": inv.date or inv.duedate,
                     "duedate": inv.duedate,
@@ -382,36 +418,52 @@ class FakeWhmcs:
                     "subtotal": _cents(inv.total),
                     "credit": _cents(inv.credit),
                     "tax": "0.00",
+                    "tax2": "0.00",
                     "total": _cents(inv.total - inv.credit),
+                    "taxrate": "0.000",
+                    "taxrate2": "0.000",
                     "status": inv.status,
+                    "paymentmethod": "paypalcheckout",
                     "notes": inv.notes,
-                    "currencycode": "CAD",
+                    "currencycode": currency,
+                    "currencyprefix": "$",
+                    "currencysuffix": f" {currency}",
                 }
             )
         page, meta = self._page(form, rows)
         return {"result": "success", **meta, "invoices": {"invoice": page}}
 
+    # source: api-reference/getcredits.md (https://developers.whmcs.com/api-reference/
+    # getcredits/): the example answers the log flattened, one key per value
+    # (`"credits[credit][0][id]": "1"`, every value a string); its parameter table says
+    # `credits` is an array, the nested `credits.credit[]` of the other listings.
     def _api_GetCredits(self, form):  # noqa: N802
         client = self._client(form)
         if client is None:
             return self._error("Client ID Not Found")
         rows = [
             {
-                "id": e.id,
+                "id": str(e.id),
                 "date": e.date,
                 "description": e.description,
                 "amount": _cents(e.amount),
-                "relid": 0,
+                "relid": "0",
             }
             for e in self.credit_log
             if e.clientid == client.id
         ]
-        return {
+        answer: dict[str, Any] = {
             "result": "success",
-            "totalresults": len(rows),
-            "clientid": client.id,
-            "credits": {"credit": rows},
+            "totalresults": str(len(rows)),
+            "clientid": str(client.id),
         }
+        if self.credits_shape == "nested":
+            answer["credits"] = {"credit": rows}
+        else:
+            for index, row in enumerate(rows):
+                for key, value in row.items():
+                    answer[f"credits[credit][{index}][{key}]"] = value
+        return answer
 
     def _log_credit(self, client: FakeClient, description: str, amount: Decimal) -> CreditEntry:
         self._ids["credit"] += 1
@@ -472,19 +524,57 @@ class FakeWhmcs:
         self.invoices[inv.id] = inv
         return {"result": "success", "invoiceid": inv.id, "status": inv.status}
 
+    # source: api-reference/getinvoice.md (https://developers.whmcs.com/api-reference/
+    # getinvoice/): the invoice's fields, `balance` ("the amount left to pay on the
+    # invoice"), `items.item[]`, and `transactions` an empty string when there are none. The
+    # shape of a non-empty `transactions` is not shown (unverified); voipctl does not read it.
     def _api_GetInvoice(self, form):  # noqa: N802
         inv = self.invoices.get(int(form.get("invoiceid") or 0))
         if inv is None:
             return self._error("Invoice ID Not Found")
+        transactions: Any = ""
+        if inv.payments:
+            transactions = {
+                "transaction": [
+                    {"invoiceid": inv.id, "amountin": _cents(a), "amountout": "0.00"}
+                    for a in inv.payments
+                ]
+            }
         return {
             "result": "success",
             "invoiceid": inv.id,
+            "invoicenum": "",
             "userid": inv.userid,
-            "status": inv.status,
-            "notes": inv.notes,
+            "date": inv.date or inv.duedate,
+            "duedate": inv.duedate,
+            "datepaid": "0000-00-00 00:00:00",
+            "lastcaptureattempt": "0000-00-00 00:00:00",
+            "subtotal": _cents(inv.total),
+            "credit": _cents(inv.credit),
+            "tax": "0.00",
+            "tax2": "0.00",
             "total": _cents(inv.total - inv.credit),
+            "balance": _cents(inv.balance),
+            "taxrate": "0.000",
+            "taxrate2": "0.000",
+            "status": inv.status,
+            "paymentmethod": "paypalcheckout",
+            "notes": inv.notes,
+            "ccgateway": False,
             "items": {"item": [{"id": i, **item} for i, item in enumerate(inv.items)]},
+            "transactions": transactions,
         }
+
+    # source: api-reference/addinvoicepayment.md (https://developers.whmcs.com/api-reference/
+    # addinvoicepayment/): invoiceid, transid, gateway and date required; `amount` optional
+    # (the full amount when left out); answers only `result`.
+    def _api_AddInvoicePayment(self, form):  # noqa: N802
+        inv = self.invoices.get(int(form.get("invoiceid") or 0))
+        if inv is None:
+            return self._error("Invoice ID Not Found")
+        amount = Decimal(form["amount"]) if form.get("amount") else inv.balance
+        self._add_payment(inv, amount)
+        return {"result": "success"}
 
     def _api_SendEmail(self, form):  # noqa: N802
         name = form.get("messagename", "")

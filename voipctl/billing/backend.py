@@ -35,7 +35,7 @@ class BillingBackend(ABC):
         """Unpaid invoices due today or earlier."""
 
     def available_credit(self, session: Session, client_id: int) -> Decimal:
-        """Credit minus the cost of rated calls not yet billed (docs/billing.md: decisions use this)."""
+        """Credit minus the cost of rated calls not yet billed (docs/billing.md)."""
         return self.credit(session, client_id) - ledger.unbilled_cost(session, client_id)
 
     def post_charge(

@@ -1,8 +1,8 @@
 """WHMCS as the billing backend: credit, owing, usage postings, alert emails, field write-back.
 
 Credit is the client's WHMCS credit less the usage voipctl has charged in its
-own ledger but not yet posted to WHMCS; owing is the total of the client's
-Unpaid WHMCS invoices due today or earlier.
+own ledger but not yet posted to WHMCS; owing is what is left to pay (GetInvoice's
+`balance`) on the client's Unpaid WHMCS invoices due today or earlier.
 
 Posting usage exactly once. WHMCS has no idempotency keys, so each posting is
 an intent row in `external_postings` (unique reference), committed BEFORE the
@@ -167,6 +167,13 @@ class WhmcsBackend(BillingBackend):
         )
 
     def owing(self, session: Session, client_id: int, today: date | None = None) -> Decimal:
+        """What is left to pay on the client's Unpaid invoices due today or earlier.
+
+        GetInvoices lists an invoice's `total` but not what was already paid on it, so a
+        partly paid invoice is read again with GetInvoice, whose `balance` is the amount
+        left to pay. Calls per client: the GetInvoices pages, plus one GetInvoice per
+        Unpaid invoice that is due and has a total above zero.
+        """
         today = today or datetime.now(UTC).date()
         total = Decimal(0)
         for invoice in self.unpaid_invoices(client_id):
@@ -174,13 +181,35 @@ class WhmcsBackend(BillingBackend):
             # No due date (WHMCS writes zeros) is due at once, as with the local ledger.
             if due and not due.startswith("0000") and date.fromisoformat(due[:10]) > today:
                 continue
-            try:
-                total += money.parse(str(invoice.get("total", "0")))
-            except money.MoneyError as exc:
-                raise DataError(
-                    f"WHMCS GetInvoices for client {client_id}: invoice {invoice.get('id')}: {exc}"
-                ) from None
+            listed = self._invoice_amount(client_id, invoice, "total", "GetInvoices")
+            if listed <= 0:
+                continue  # nothing to pay: no need to ask for the balance
+            total += self.invoice_balance(client_id, invoice.get("id"))
         return total
+
+    def invoice_balance(self, client_id: int, invoice_id: Any) -> Decimal:
+        """GetInvoice's `balance` of one invoice: its total less the payments made on it."""
+        body = self.api.call("GetInvoice", {"invoiceid": invoice_id}, client_id=client_id)
+        if "balance" not in body:
+            raise DataError(
+                f"WHMCS GetInvoice for client {client_id}: invoice {invoice_id}: "
+                "no balance in the answer"
+            )
+        balance = self._invoice_amount(client_id, body, "balance", "GetInvoice", invoice_id)
+        # An overpaid invoice (negative balance) owes nothing; the overpayment is not credit.
+        return max(balance, Decimal(0))
+
+    @staticmethod
+    def _invoice_amount(
+        client_id: int, record: dict, key: str, action: str, invoice_id: Any = None
+    ) -> Decimal:
+        invoice_id = record.get("id") if invoice_id is None else invoice_id
+        try:
+            return money.parse(str(record.get(key, "0")), field=key)
+        except money.MoneyError as exc:
+            raise DataError(
+                f"WHMCS {action} for client {client_id}: invoice {invoice_id}: {exc}"
+            ) from None
 
     # --- posting usage (autobill calls push_charges after charging) -----------------------
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 import time
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
@@ -197,15 +198,32 @@ class WhmcsApi:
 
 
 def records(body: Mapping[str, Any], list_key: str, item_key: str) -> list[dict]:
-    """The records of a listing: WHMCS nests them (`invoices.invoice[]`) and answers an empty
-    listing with an empty list or string instead of the object."""
+    """The records of a listing, in either shape WHMCS's API reference shows.
+
+    Nested (`{"invoices": {"invoice": [...]}}`, the GetInvoices example), with an empty
+    listing answered by an empty list or string instead of the object; or flattened into
+    one key per value (`"credits[credit][0][id]": "1"`, the GetCredits example at
+    https://developers.whmcs.com/api-reference/getcredits/). Flattened records come back
+    in index order.
+    """
     outer = body.get(list_key)
-    if not isinstance(outer, dict):
-        return []
-    inner = outer.get(item_key)
-    if isinstance(inner, dict):  # one record, not wrapped in a list (seen with XML bridges)
-        return [inner]
-    return list(inner) if isinstance(inner, list) else []
+    if isinstance(outer, dict):
+        inner = outer.get(item_key)
+        if isinstance(inner, dict):  # one record, not wrapped in a list (seen with XML bridges)
+            return [inner]
+        if isinstance(inner, list):
+            return [item for item in inner if isinstance(item, dict)]
+    return _flattened(body, list_key, item_key)
+
+
+def _flattened(body: Mapping[str, Any], list_key: str, item_key: str) -> list[dict]:
+    pattern = re.compile(rf"{re.escape(list_key)}\[{re.escape(item_key)}\]\[(\d+)\]\[([^\]]+)\]")
+    found: dict[int, dict] = {}
+    for key, value in body.items():
+        match = pattern.fullmatch(str(key))
+        if match:
+            found.setdefault(int(match.group(1)), {})[match.group(2)] = value
+    return [found[index] for index in sorted(found)]
 
 
 def _form_value(value: Any) -> str:

@@ -271,7 +271,10 @@ def _sync_client(
         )
 
 
-def _sync_service(session: Session, wanted: WhmcsService, report: SyncReport) -> None:
+def _sync_service(
+    session: Session, wanted: WhmcsService, report: SyncReport, currency: str
+) -> None:
+    """`currency`: the configuration's, the deck currency of products without their own."""
     service = _match(session, wanted)
     if wanted.status in ENDED:
         if service is not None:
@@ -289,6 +292,7 @@ def _sync_service(session: Session, wanted: WhmcsService, report: SyncReport) ->
             server_type=wanted.server_type,
             domain=wanted.domain,
             billed=wanted.billed,
+            default_currency=currency,
             **wanted.extras,
         )
         shown = {"product": wanted.product, "server": wanted.server, "domain": wanted.domain}
@@ -312,7 +316,7 @@ def _sync_service(session: Session, wanted: WhmcsService, report: SyncReport) ->
     }
     changed = {k: v for k, v in target.items() if (current[k] or None) != (v or None)}
     if changed:
-        catalog.update_service(session, service.id, **changed)
+        catalog.update_service(session, service.id, default_currency=currency, **changed)
         report.changes.extend(
             Change("service", wanted.key, "update", k, _text(current[k]), _text(v))
             for k, v in changed.items()
@@ -343,7 +347,7 @@ def sync(store: Store, backend: WhmcsBackend, *, dry_run: bool = False) -> SyncR
                 for wanted in by_client.get(client_id, []):
                     try:
                         with session.begin_nested():
-                            _sync_service(session, wanted, report)
+                            _sync_service(session, wanted, report, backend.config.billing.currency)
                     except VoipctlError as exc:
                         report.failures.append(
                             f"WHMCS service {wanted.whmcs_id} of client {client_id}: {exc}"

@@ -344,6 +344,7 @@ def service_add(client_id, product, server_name, domain, billed, fmt, **options)
         )
     server_type = config.servers[server_name].type
     with app.store().session() as session:
+        _check_whmcs_currency(config, catalog.get_client(session, client_id))
         created = catalog.add_service(
             session,
             client_id=client_id,
@@ -353,10 +354,30 @@ def service_add(client_id, product, server_name, domain, billed, fmt, **options)
             domain=domain,
             billed=billed,
             lever=config.servers[server_name].suspend,
+            default_currency=config.billing.currency,
             **_extras(options),
         )
         _show_service(session, created, fmt)
     _warn_missing_lever(config.servers[server_name], created)
+
+
+def _check_whmcs_currency(config, client) -> None:
+    """With WHMCS as the billing backend, the client's currency is WHMCS's: a client whose
+    currency changed there since the last `whmcs sync` is refused until it is synced."""
+    if config.billing.backend != "whmcs":
+        return
+    from voipctl.billing.whmcs import WhmcsBackend  # noqa: PLC0415 - only in WHMCS mode
+
+    backend = WhmcsBackend(config)
+    try:
+        code = str(backend.details(client.id).get("currency_code") or "").strip().upper()
+    finally:
+        backend.api.close()
+    if code != client.currency:
+        raise UsageError(
+            f"client {client.id} pays in {code or 'no currency'} in WHMCS but in "
+            f"{client.currency} in voipctl: run `voipctl whmcs sync` first"
+        )
 
 
 def _warn_missing_lever(server, svc) -> None:
@@ -397,6 +418,7 @@ def service_set(service_id, domain, billed, product, fmt, **options):
             billed=billed,
             product=product,
             lever=server.suspend if server is not None else None,
+            default_currency=get_app().config.billing.currency,
             **_extras(options),
         )
         _show_service(session, changed, fmt)

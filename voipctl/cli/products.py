@@ -94,6 +94,12 @@ def product_options(fn: Callable) -> Callable:
             metavar="NXX",
             help="NANP home area code for 7-digit numbers ('none' clears it).",
         ),
+        click.option(
+            "--currency",
+            metavar="CUR",
+            help="Currency the deck is priced in (default: [billing] currency of the "
+            "configuration); only clients paying in it can have the product.",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -125,6 +131,7 @@ _LIST_COLUMNS = [
     ("inbound_increment", "in incr"),
     ("bill_inbound", "bill in"),
     ("decimals", "decimals"),
+    ("currency", "cur"),
 ]
 
 
@@ -142,8 +149,11 @@ def product_add(name, fmt, **options):
 
     Example: voipctl product add "Canada Metered" --increment 6/6 --free-minutes 100
     """
-    with get_app().store().session() as session:
-        view = catalog.product_view(catalog.add_product(session, name, **_settings(options)))
+    app = get_app()
+    settings = _settings(options)
+    settings.setdefault("currency", app.config.billing.currency)
+    with app.store().session() as session:
+        view = catalog.product_view(catalog.add_product(session, name, **settings))
     render_one(view, fmt)
 
 

@@ -35,7 +35,7 @@ def _at(value: str | None) -> datetime:
 
 
 class _ProgressLine:
-    """A running count on stderr (rated calls, imported rates), for a terminal only (docs/cli.md)."""
+    """A running count on stderr (rated calls, imported rates), on a terminal only (docs/cli.md)."""
 
     def __init__(self, label: str = "rate", unit: str = "CDRs") -> None:
         self.label = label

@@ -33,7 +33,7 @@ _MAX_SHOWN = 80
 
 @dataclass(frozen=True)
 class FieldForm:
-    """How one field of one server type is written: its form and the example of docs/providers.md."""
+    """How one field of one server type is written: form and example (docs/providers.md)."""
 
     label: str
     form: str

@@ -70,6 +70,8 @@ class Product(Base):
     exclude: Mapped[str] = mapped_column(Text, default="")
     suppress: Mapped[str] = mapped_column(Text, default="")
     max_internal_digits: Mapped[int] = mapped_column(Integer, default=6)
+    # The currency the deck is priced in; None: the configuration's [billing] currency.
+    currency: Mapped[str | None] = mapped_column(String(3))
     created_at: Mapped[datetime] = mapped_column(UTCTime)
 
 
