@@ -119,3 +119,32 @@ def test_a_lock_held_by_another_postgresql_session_ends_the_wait(db_url):
         held.rollback()
     holder.engine.dispose()
     waiter.engine.dispose()
+
+
+@pytest.mark.parametrize(("job", "table"), [("autobill", "services"), ("autosuspend", "clients")])
+def test_a_job_behind_a_held_postgresql_lock_stops_with_one_line(
+    store, cli, db_url, tmp_path, job, table
+):
+    """The held lock of the fault suite, through the command line: one line, exit 1."""
+    import time
+
+    from sqlalchemy import text
+
+    if not db_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's lock_timeout")
+    config = tmp_path / "voipctl.toml"
+    config.write_text("[database]\nlock_timeout_s = 0.5\n")
+    with store.engine.connect() as held:
+        held.execute(text(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
+        started = time.monotonic()
+        result = cli(job, config=config)
+        held.rollback()
+    assert time.monotonic() - started < 30
+    assert result.exit_code == 1, result.stderr
+    assert result.stderr == (
+        f"voipctl: error: {job}: gave up waiting for a lock another session holds "
+        "([database] lock_timeout_s); nothing of the unfinished transaction was written, "
+        "the next run goes on\n"
+    )
+    again = cli(job, config=config)  # the lock released: the next run goes on
+    assert again.exit_code == 0, again.stderr

@@ -35,6 +35,8 @@ class DatabaseConfig(_Section):
     # "Timeouts and deadlines"): SQLite's busy timeout, PostgreSQL's lock_timeout.
     busy_timeout_ms: int = Field(30_000, ge=0)
     lock_timeout_s: float = Field(60.0, ge=0)
+    # PostgreSQL's statement_timeout for every statement of a job; 0: no limit.
+    statement_timeout_s: float = Field(0.0, ge=0)
 
 
 class EmailConfig(_Section):

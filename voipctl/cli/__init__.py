@@ -138,6 +138,26 @@ def _err(message: str) -> None:
         click.echo(f"voipctl: error: {line}", err=True)
 
 
+# PostgreSQL's lock_not_available and query_canceled (statement_timeout).
+_PG_WAITED = {"55P03": "lock_timeout_s", "57014": "statement_timeout_s"}
+
+
+def _database_error(exc: Exception, command: str) -> str:
+    """One line for a database error; a lock wait that hit its limit names the setting."""
+    orig = getattr(exc, "orig", None)
+    reason = (str(orig or exc).strip().splitlines() or ["?"])[0]
+    setting = _PG_WAITED.get(getattr(orig, "sqlstate", None) or "")
+    if setting is None and "database is locked" in reason:
+        setting = "busy_timeout_ms"  # SQLite gave up waiting for another writer
+    if setting is not None:
+        return (
+            f"{command}: gave up waiting for a lock another session holds "
+            f"([database] {setting}); nothing of the unfinished transaction was written, "
+            "the next run goes on"
+        )
+    return f"database error: {reason}"
+
+
 def run(argv: list[str]) -> int:
     """Run one command line and return its exit status; every error is mapped here, once."""
     args = _hoist_global_flags(list(argv))
@@ -160,9 +180,7 @@ def run(argv: list[str]) -> int:
         _err(str(exc))
         return exc.exit_code
     except SQLAlchemyError as exc:
-        orig = getattr(exc, "orig", None)
-        reason = str(orig or exc).strip().splitlines()[0]
-        _err(f"database error: {reason}")
+        _err(_database_error(exc, next((a for a in args if a in COMMAND_MODULES), "voipctl")))
         if verbose:
             traceback.print_exc()
         return EXIT_FAILURES

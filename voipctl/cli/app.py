@@ -39,6 +39,7 @@ class App:
                 create_dir=not check_schema,
                 busy_timeout_ms=database.busy_timeout_ms,
                 lock_timeout_s=database.lock_timeout_s,
+                statement_timeout_s=database.statement_timeout_s,
             )
         if check_schema:
             self._store.check_schema()

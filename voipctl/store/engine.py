@@ -131,6 +131,7 @@ def open_store(
     create_dir: bool = True,
     busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
     lock_timeout_s: float | None = None,
+    statement_timeout_s: float | None = None,
 ) -> Store:
     """Open the database at a SQLAlchemy URL. Raises ConfigError for a bad URL."""
     try:
@@ -156,10 +157,19 @@ def open_store(
                 "install it with: pip install 'voipctl[postgresql]'"
             )
         kwargs["pool_pre_ping"] = True
-        if lock_timeout_s:
-            # A row or table lock held by another session ends the statement after
-            # this long instead of leaving the job (and its advisory lock) waiting.
-            kwargs["connect_args"] = {"options": f"-c lock_timeout={int(lock_timeout_s * 1000)}"}
+        # A row or table lock held by another session ends the statement after
+        # lock_timeout instead of leaving the job (and its advisory lock) waiting;
+        # statement_timeout bounds any one statement.
+        options = [
+            f"-c {name}={int(seconds * 1000)}"
+            for name, seconds in (
+                ("lock_timeout", lock_timeout_s),
+                ("statement_timeout", statement_timeout_s),
+            )
+            if seconds
+        ]
+        if options:
+            kwargs["connect_args"] = {"options": " ".join(options)}
     else:
         raise ConfigError(f"database url: {backend!r} is not supported (sqlite or postgresql)")
     try:
