@@ -17,6 +17,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from tests.billing_data import add_client, add_invoice, add_product, add_service, topup
+from tests.fakes.esl_memcache import MemcacheFake
 from tests.fakes.esl_server import FakeEslServer
 from tests.fakes.fusionpbx_db import FusionDb
 from tests.smtp_sink import SmtpSink
@@ -69,6 +70,11 @@ class SuspendEnv:
         if fusion is not None and esl is not None:
             # FreeSWITCH runs the enabled gateways; a rescan reads the database.
             esl.sofia = fusion.sofia()
+            # A FusionPBX install always has v_default_settings; memcache is the cache
+            # method a clustered install uses (file cache needs a shared cache_dir).
+            fusion.add_default_settings(method="memcache")
+            self.cache = MemcacheFake({}, hostname="pbx01")
+            esl.replies.update(self.cache.replies(["pbx01:configuration:sofia.conf"]))
             monkeypatch.setenv("FUSION1_DB_URL", fusion.url)
             monkeypatch.setenv("FUSION1_ESL_PASSWORD", esl.password)
             text += (
@@ -150,9 +156,13 @@ class SuspendEnv:
         self.esl.sofia.running[gateway] = "external"
 
     def lever_commands(self) -> list[str]:
-        """The event socket commands that act (the `sofia status` read-backs left out)."""
+        """The ESL commands that act on gateways (read-backs and cache clearing left out)."""
         assert self.esl is not None
-        return [c for c in self.esl.api_commands if not c.startswith("api sofia status ")]
+        return [
+            c
+            for c in self.esl.api_commands
+            if not c.startswith(("api sofia status ", "api hostname", "api memcache "))
+        ]
 
     def lesnet_service(self, client_id: int) -> int:
         with self.store.session() as s:

@@ -323,7 +323,8 @@ def test_fusion_gateway_run_down_top_up_run_down(cli, env_full):
     assert (
         f"service {service_id} of client 42 on fusion1: unsuspended (gateway client42 "
         f"({gateway}) enabled; FreeSWITCH: +OK scan complete; FreeSWITCH runs it "
-        "(State REGED, Status UP)): credit 10.00 above 0.00 and nothing owing"
+        "(State REGED, Status UP); memcache cleared: pbx01:configuration:sofia.conf): "
+        "credit 10.00 above 0.00 and nothing owing"
     ) in r.stdout
     assert not env.service(service_id).suspended
     assert env.fusion.gateway_enabled(gateway) is True and sofia.running[gateway] == "external"
@@ -421,7 +422,8 @@ def test_gateway_re_enabled_behind_voipctls_back_is_suspended_again(cli, env_ful
     assert correction == [
         f"service {service_id} of client 42 on fusion1: suspended (gateway client42 ({gateway})"
         " disabled; FreeSWITCH: +OK gateway marked for deletion.; FreeSWITCH runs no such "
-        f"gateway): found active on fusion1 while held suspended by {holder} "
+        "gateway; memcache cleared: pbx01:configuration:sofia.conf): found active on "
+        f"fusion1 while held suspended by {holder} "
         "(v_gateways.enabled = true, FreeSWITCH runs it (State REGED, Status UP)); "
         "suspending again"
     ]

@@ -38,30 +38,33 @@ def adapter(monkeypatch, pbx, esl, **overrides):
 def test_gateway_lever_clears_the_memcached_sofia_conf(pbx, monkeypatch):
     pbx.add_default_settings(method="memcache")
     cache = MemcacheFake({SOFIA: "<document/>"}, hostname="pbx01")
-    with FakeEslServer(replies=cache.replies([SOFIA])) as esl:
+    with FakeEslServer(replies=cache.replies([SOFIA]), sofia=pbx.sofia()) as esl:
         fusion = adapter(monkeypatch, pbx, esl)
         svc = service(gateway_uuid=pbx.gw)
         result = fusion.suspend(svc, "no credit")
         assert result == (
             f"gateway mcon-trunk ({pbx.gw}) disabled; FreeSWITCH: +OK gateway marked for "
-            f"deletion.; memcache cleared: {SOFIA}"
+            f"deletion.; FreeSWITCH runs no such gateway; memcache cleared: {SOFIA}"
         )
         assert pbx.gateway_enabled(pbx.gw) == pbx.false
-        assert esl.wait_for(3) == [
+        assert esl.wait_for(4) == [
             f"api sofia profile external killgw {pbx.gw}",
             "api hostname",
             f"api memcache delete {SOFIA}",
+            f"api sofia status gateway {pbx.gw}",  # the read-back
         ]
         assert cache.entries == {}
 
         # Unsuspend: the stale entry is gone before the rescan reads sofia.conf again;
         # nothing cached any more is mod_memcache's -ERR NOT FOUND, which is fine.
         result = fusion.unsuspend(svc)
-        assert result.endswith(f"+OK scan complete; memcache cleared: {SOFIA}")
-        assert esl.wait_for(6)[3:] == [
+        assert "+OK scan complete; FreeSWITCH runs it (State REGED, Status UP)" in result
+        assert result.endswith(f"; memcache cleared: {SOFIA}")
+        assert esl.wait_for(8)[4:] == [
             "api hostname",
             f"api memcache delete {SOFIA}",
             "api sofia profile external rescan",
+            f"api sofia status gateway {pbx.gw}",
         ]
         assert pbx.gateway_enabled(pbx.gw) == pbx.true
         fusion.close()
@@ -71,12 +74,12 @@ def test_the_older_key_format_by_switchname(pbx, monkeypatch):
     pbx.add_default_settings(method="memcache")
     key = "configuration:sofia.conf:fs-node-1"
     cache = MemcacheFake({key: "<document/>"}, hostname="pbx01", switchname="fs-node-1")
-    with FakeEslServer(replies=cache.replies([key])) as esl:
+    with FakeEslServer(replies=cache.replies([key]), sofia=pbx.sofia()) as esl:
         fusion = adapter(
             monkeypatch, pbx, esl, sofia_cache_key="configuration:sofia.conf:{switchname}"
         )
         fusion.suspend(service(gateway_uuid=pbx.gw), "no credit")
-        assert esl.wait_for(3)[1:] == ["api switchname", f"api memcache delete {key}"]
+        assert esl.wait_for(4)[1:3] == ["api switchname", f"api memcache delete {key}"]
         assert cache.entries == {}
         fusion.close()
 
@@ -107,7 +110,7 @@ def test_file_cache_entries_are_removed_from_cache_dir(pbx, monkeypatch, tmp_pat
     kept = tmp_path / "other.entry"
     kept.write_text("x")
     cache = MemcacheFake({}, hostname="pbx01")
-    with FakeEslServer(replies=cache.replies([])) as esl:
+    with FakeEslServer(replies=cache.replies([]), sofia=pbx.sofia()) as esl:
         fusion = adapter(monkeypatch, pbx, esl, cache_dir=str(tmp_path))
         result = fusion.suspend(service(gateway_uuid=pbx.gw), "no credit")
         assert result.endswith(f"; file cache cleared: {SOFIA}")
