@@ -297,3 +297,48 @@ def test_a_vodia_page_with_nan_is_not_json():
         list(adapter.fetch_cdrs(VODIA_SERVICE, SINCE, UNTIL))
     assert "answered with non-JSON" in str(caught.value)
     assert str(caught.value).startswith("vodia1: ")
+
+
+# --- strict numbers in configuration ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["6_0", "\u0661\u0662", "1e3"])
+@pytest.mark.parametrize(
+    ("variable", "key", "what"),
+    [
+        ("VOIPCTL_EMAIL__SMTP_PORT", "email.smtp_port", "a whole number"),
+        (
+            "VOIPCTL_SERVERS__LES1__OVERLAP_MINUTES",
+            "servers.les1.overlap_minutes",
+            "a whole number",
+        ),
+        ("VOIPCTL_EMAIL__TIMEOUT_S", "email.timeout_s", "a number"),
+    ],
+)
+def test_a_configuration_value_not_in_plain_digits_is_one_line_exit_2(
+    setup, monkeypatch, value, variable, key, what
+):
+    cli, configure, _ = setup
+    monkeypatch.setenv(variable, value)
+    result = cli("pull-cdrs", config=configure())
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().splitlines() == [
+        f"voipctl: error: ${variable}: {key}: not {what} in plain digits 0-9 "
+        f"(no exponent, underscore or other digits), got {value!r}"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[email]\ntimeout_s = inf\n", "email.timeout_s: input should be a finite number, got inf"),
+        ("[email]\nsmtp_port = 70000\n", "email.smtp_port: input should be less than or equal "
+         "to 65535, got 70000"),
+    ],
+)  # fmt: skip
+def test_a_configuration_number_out_of_range_is_one_line_exit_2(setup, toml, message):
+    cli, configure, _ = setup
+    config = configure(toml)
+    result = cli("pull-cdrs", config=config)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().splitlines() == [f"voipctl: error: {config}: {message}"]
