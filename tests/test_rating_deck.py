@@ -315,6 +315,18 @@ def test_an_unterminated_quote_names_the_line_it_opened_on_and_imports_nothing(
     assert _versions(store) == []
 
 
+def test_a_nul_in_a_description_is_refused_alike_on_both_databases(cli, store, product, tmp_path):
+    # PostgreSQL refused it with a two-line database error; SQLite stored it.
+    path = tmp_path / "nul.csv"
+    path.write_text("prefix,description,rate\n1,Canada,0.02\n44,U\x00K,0.04\n")
+    result = cli("rates", "import", "R", path)
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        f"voipctl: error: {path}:3: a NUL character in the description: remove it"
+    )
+    assert _versions(store) == []
+
+
 @pytest.mark.parametrize(
     ("cell", "reason"),
     [

@@ -17,41 +17,88 @@ from typing import Annotated, Any, Literal
 
 import dotenv
 from dotenv.parser import parse_stream
-from pydantic import BaseModel, ConfigDict, Field, FilePath, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    FilePath,
+    ValidationError,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
+from voipctl import money
 from voipctl.errors import ConfigError
 
 ENV_PREFIX = "VOIPCTL_"
 SYSTEM_CONFIG = Path("/etc/voipctl/voipctl.toml")
 
 
+def _plain(kind: type) -> Any:
+    """`kind` (int or float) that, given as text (an environment override, a quoted
+    TOML value), has the one plain syntax of docs/rating.md: pydantic alone takes
+    "6_0" and, for a float, "1e3"."""
+    what = "a whole number" if kind is int else "a number"
+
+    def check(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            if kind is int:
+                return money.parse_int(value, field="value")
+            return float(money.plain(value, field="value"))
+        except money.NumberError:
+            raise PydanticCustomError(
+                "plain_number",
+                f"not {what} in plain digits 0-9 (no exponent, underscore or other digits)",
+            ) from None
+
+    return Annotated[kind, BeforeValidator(check)]
+
+
+PlainInt = _plain(int)
+PlainFloat = _plain(float)
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # inf and nan are TOML floats, never a timeout or a rate.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
 
 class DatabaseConfig(_Section):
     url: str | None = None
     # How long a job waits for a lock another session holds (docs/install.md,
     # "Timeouts and deadlines"): SQLite's busy timeout, PostgreSQL's lock_timeout.
-    busy_timeout_ms: int = Field(30_000, ge=0)
-    lock_timeout_s: float = Field(60.0, ge=0)
+    busy_timeout_ms: PlainInt = Field(30_000, ge=0)
+    lock_timeout_s: PlainFloat = Field(60.0, ge=0)
     # PostgreSQL's statement_timeout for every statement of a job; 0: no limit.
-    statement_timeout_s: float = Field(0.0, ge=0)
+    statement_timeout_s: PlainFloat = Field(0.0, ge=0)
 
 
 class EmailConfig(_Section):
     from_: str = Field("billing@localhost", alias="from")
     smtp_host: str = "localhost"
-    smtp_port: int = 25
+    smtp_port: PlainInt = Field(25, ge=1, le=65535)
     security: Literal["none", "starttls", "tls"] = "none"
     username: str = ""
     password_env: str | None = None
     templates_dir: Path | None = None
     bcc: str = ""
     operator: str = ""
-    timeout_s: float = 30.0
+    timeout_s: PlainFloat = 30.0
     # Write each email as a file in this directory instead of sending it (demo, trials).
     capture_dir: Path | None = None
+
+
+# 31 days: FusionPBX's own ceiling; Vodia and LES.NET would take up to 2**31-1 s.
+MAX_CALL_SECONDS = 31 * 24 * 3600
+
+
+class PullConfig(_Section):
+    # The one call-length limit of every provider (docs/rating.md, "Numbers, limits
+    # and decks"): a longer call is refused as data. At most what cdrs.billsec holds.
+    max_call_seconds: PlainInt = Field(MAX_CALL_SECONDS, gt=0, le=2**31 - 1)
 
 
 class BillingConfig(_Section):
@@ -75,9 +122,9 @@ class WhmcsConfig(_Section):
     identifier_env: str | None = None
     secret_env: str | None = None
     accesskey_env: str | None = None
-    timeout_s: float = 30.0
+    timeout_s: PlainFloat = 30.0
     # Retries of reads on connection errors and 5xx (writes: only when never sent).
-    retries: int = Field(3, ge=0, le=10)
+    retries: PlainInt = Field(3, ge=0, le=10)
     verify_tls: bool = True
     # How autobill posts usage: AddCredit type=remove, or billable items on an invoice.
     post_usage: Literal["credit", "invoice"] = "credit"
@@ -145,19 +192,19 @@ class WhmcsConfig(_Section):
 
 
 class _ServerBase(_Section):
-    timeout_s: float = 30.0
-    retries: int = Field(3, ge=0, le=10)
+    timeout_s: PlainFloat = 30.0
+    retries: PlainInt = Field(3, ge=0, le=10)
     # Transfer deadlines (docs/install.md, "Timeouts and deadlines"): a body that
     # arrives slower than min_rate_bps over rate_window_s, or a request longer than
     # max_request_s, fails that server. Defaults leave room for a day-long file.
-    min_rate_bps: int = Field(1024, ge=0)
-    rate_window_s: float = Field(30.0, gt=0)
-    max_request_s: float = Field(1800.0, gt=0)
+    min_rate_bps: PlainInt = Field(1024, ge=0)
+    rate_window_s: PlainFloat = Field(30.0, gt=0)
+    max_request_s: PlainFloat = Field(1800.0, gt=0)
     verify_tls: bool = True
     # Checked when loaded: a missing bundle would otherwise fail at the first request.
     ca_bundle: FilePath | None = None
     timezone: str = "UTC"
-    overlap_minutes: int = Field(60, ge=0)
+    overlap_minutes: PlainInt = Field(60, ge=0)
 
     @field_validator("timezone")
     @classmethod
@@ -178,7 +225,7 @@ class FusionPBXServer(_ServerBase):
     url: str = ""
     api_key_env: str | None = None
     esl_host: str = "127.0.0.1"
-    esl_port: int = 8021
+    esl_port: PlainInt = Field(8021, ge=1, le=65535)
     esl_password_env: str | None = None
     suspend: Literal["gateway", "domain", "extensions"] = "gateway"
     # FusionPBX's cache keys, cleared after a lever writes (docs/providers.md, "FusionPBX:
@@ -293,6 +340,7 @@ class Config(_Section):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     email: EmailConfig = Field(default_factory=EmailConfig)
     billing: BillingConfig = Field(default_factory=BillingConfig)
+    pull: PullConfig = Field(default_factory=PullConfig)
     whmcs: WhmcsConfig = Field(default_factory=WhmcsConfig)
     servers: dict[str, ServerConfig] = Field(default_factory=dict)
 

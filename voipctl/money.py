@@ -24,8 +24,41 @@ MAX_AMOUNT = Decimal(2**63 - 1).scaleb(-SCALE)
 _PLAIN = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)", re.ASCII)
 
 
-class MoneyError(ValueError):
+class NumberError(ValueError):
+    """A number written as text is not in the one plain syntax, or out of range."""
+
+
+class MoneyError(NumberError):
     """An amount cannot be represented exactly (too many decimals, not a number)."""
+
+
+# What a number written as text may have around it: ASCII blanks only.
+_BLANKS = " \t\r\n"
+_WHOLE = re.compile(r"[+-]?[0-9]+", re.ASCII)
+
+
+def plain(text: str, *, field: str) -> Decimal:
+    """A finite number in the plain syntax (see _PLAIN), exactly, as a Decimal."""
+    raw = str(text).strip(_BLANKS)
+    if not _PLAIN.fullmatch(raw):
+        raise NumberError(f"{field}: {raw!r} is not a number")
+    return Decimal(raw)
+
+
+def parse_int(text: str, *, field: str, low: int | None = None, high: int | None = None) -> int:
+    """A whole number written as text: optional sign and ASCII digits, nothing else.
+
+    int() also takes "6_0", Arabic-Indic digits and full-width digits; this does not.
+    `low`/`high` bound the value (inclusive), checked before anything is stored.
+    """
+    raw = str(text).strip(_BLANKS)
+    if len(raw) > 40 or not _WHOLE.fullmatch(raw):
+        raise NumberError(f"{field}: {raw[:40]!r} is not a whole number")
+    value = int(raw)
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = f"{'' if low is None else low}..{'' if high is None else high}"
+        raise NumberError(f"{field}: {raw} is out of range ({bounds})")
+    return value
 
 
 def parse(text: str | int | Decimal, *, field: str = "amount") -> Decimal:

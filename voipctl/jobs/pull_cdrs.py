@@ -32,6 +32,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from itertools import islice
 from typing import Any
 
@@ -39,7 +40,7 @@ from sqlalchemy import Connection, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
-from voipctl.config import Config
+from voipctl.config import MAX_CALL_SECONDS, Config
 from voipctl.errors import (
     NotFound,
     ProviderAuthError,
@@ -220,6 +221,7 @@ def pull_cdrs(
                             chunk_size=chunk_size,
                             before_insert=before_insert,
                             progress=progress,
+                            max_seconds=config.pull.max_call_seconds,
                         )
                 except ProviderError as exc:
                     pull.errors.append(str(exc))
@@ -279,6 +281,7 @@ def _pull_server(
     chunk_size: int,
     before_insert: RowHook | None,
     progress: ProgressHook | None,
+    max_seconds: int = MAX_CALL_SECONDS,
 ) -> None:
     refused = _check_dedupe_key(store, adapter, pull.server, dry_run=dry_run)
     if refused is not None:
@@ -304,7 +307,7 @@ def _pull_server(
                 records = adapter.fetch_feed(infos, start, until)
             else:
                 records = adapter.fetch_cdrs(infos[0], start, until)
-            rows = _rows(records, pull.server, infos[0], clients)
+            rows = _rows(records, pull.server, infos[0], clients, max_seconds)
             newest = writer.store_all(rows, scope.key, watermark, chunk_size, pull, progress)
         except (ProviderAuthError, ProviderUnavailable):
             raise  # the whole server is out of reach: its other services would fail alike
@@ -371,16 +374,30 @@ def _inert(value: str | None) -> str | None:
 
 
 def _rows(
-    records: Iterable[CallRecord], server: str, only: ServiceInfo, clients: dict[int, int]
+    records: Iterable[CallRecord],
+    server: str,
+    only: ServiceInfo,
+    clients: dict[int, int],
+    max_seconds: int = MAX_CALL_SECONDS,
 ) -> Iterator[tuple]:
-    """Each record as a tuple of ROW_KEYS (a tuple costs half what a dict of them does)."""
+    """Each record as a tuple of ROW_KEYS (a tuple costs half what a dict of them does).
+
+    Every record of every provider passes here: the one place the call-length
+    limit is checked (docs/rating.md, "Numbers, limits and decks").
+    """
     pulled_at = int(datetime.now(UTC).timestamp())
-    dumps = json.JSONEncoder(separators=(",", ":"), default=str, ensure_ascii=False).encode
+    dumps = json.JSONEncoder(separators=(",", ":"), default=_json_value, ensure_ascii=False).encode
     for rec in records:
         if len(rec.provider_id) > PROVIDER_ID_MAX:
             raise ProviderDataError(
                 server,
                 f"call id {rec.provider_id[:40]!r}... is longer than {PROVIDER_ID_MAX} characters",
+            )
+        if rec.billsec > max_seconds:
+            raise ProviderDataError(
+                server,
+                f"CDR {_shown_id(rec.provider_id)}: call of {rec.billsec} s is longer than "
+                f"the limit of {max_seconds} s ([pull] max_call_seconds)",
             )
         service_id = rec.service_id if rec.service_id is not None else only.id
         yield (
@@ -402,6 +419,20 @@ def _rows(
             None,  # status
             0,  # rerate_count
         )
+
+
+def _json_value(value: Any) -> Any:
+    """A value json cannot encode: a Decimal read from a JSON number (Vodia) is a
+    number again, as the provider sent it; anything else is its text."""
+    if isinstance(value, Decimal) and value.is_finite() and abs(value) < Decimal("1e300"):
+        return float(value)
+    return str(value)
+
+
+def _shown_id(provider_id: str) -> str:
+    """A call id as one line can show it: no line break or control character, 80 at most."""
+    shown = "".join(c if c.isprintable() else "?" for c in provider_id[:80])
+    return shown + ("..." if len(provider_id) > 80 else "")
 
 
 def _chunks(rows: Iterator[tuple], size: int) -> Iterator[list[tuple]]:

@@ -7,13 +7,22 @@ of the same name in `[email] templates_dir` replaces the default one.
 Templates are written by operators and imported from WHMCS, so they are treated
 as untrusted: rendered in Jinja2's SandboxedEnvironment, and any reach for an
 attribute or key starting with `_` (`{{ ''.__class__ }}`) is refused before the
-template is ever rendered.
+template is ever rendered. A template is also bounded (docs/rating.md, "Numbers,
+limits and decks"): no value it makes may exceed MAX_SIZE characters or items, its
+output MAX_OUTPUT characters, its rendering MAX_SECONDS; past any of them it is a
+one-line TemplateError, never a hang or an exhausted memory.
 """
 
 from __future__ import annotations
 
+import functools
+import operator
 import re
-from collections.abc import Mapping
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -29,7 +38,7 @@ from jinja2 import (
     nodes,
 )
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
 
 from voipctl import money
 from voipctl.errors import DataError
@@ -76,6 +85,168 @@ SAMPLE_VARIABLES: dict[str, Any] = {
 
 class TemplateError(DataError):
     """A template does not parse, uses an unknown variable, or reaches for Python internals."""
+
+
+# An email is a few kilobytes: these leave room for any real one and stop the rest.
+MAX_SIZE = 1_000_000  # characters of a string, items of a list, made by one operation
+MAX_OUTPUT = 1_000_000  # characters of one rendered part
+MAX_SECONDS = 5.0  # of one rendered part
+# A width or precision of 6+ digits in a format string ("%999999999d", "{:>999999999}").
+_WIDE_FORMAT = re.compile(r"%[-#0 +]*(?:\d{6,}|\d*\.\d{6,})|\{[^{}]*:[^{}]*\d{6,}[^{}]*\}")
+
+
+class _TooBig(SecurityError):
+    """A template operation would exceed the bounds above."""
+
+
+def _size(value: Any) -> int:
+    """What a value weighs: its length, and for a list of strings their lengths too."""
+    if isinstance(value, str | bytes):
+        return len(value)
+    if isinstance(value, list | tuple):
+        return len(value) + sum(len(v) for v in value if isinstance(v, str | bytes | list | tuple))
+    return 0
+
+
+def _check_args(what: str, args: tuple, kwargs: Mapping[str, Any]) -> None:
+    values = (*args, *kwargs.values())
+    for value in values:
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_SIZE:
+            raise _TooBig(f"{what}: argument {value} is beyond the limit of {MAX_SIZE}")
+        if isinstance(value, str) and _WIDE_FORMAT.search(value):
+            raise _TooBig(f"{what}: a format width beyond the limit of {MAX_SIZE}")
+    sizes = sorted((_size(v) for v in values), reverse=True)
+    if len(sizes) >= 2 and sizes[0] * max(sizes[1], 1) > MAX_SIZE * 10 and sizes[1] > 1:
+        # str.replace of a long text by a long text, and the like.
+        raise _TooBig(f"{what}: its arguments could make more than {MAX_SIZE} characters")
+
+
+def _bounded_filter(name: str, func: Callable) -> Callable:
+    @functools.wraps(func)  # keeps Jinja's pass_context / pass_environment marks
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        _check_args(f"filter {name}", args, kwargs)
+        return func(*args, **kwargs)
+
+    return bounded
+
+
+class BoundedSandbox(ImmutableSandboxedEnvironment):
+    """Jinja2's immutable sandbox with bounds on what one expression may allocate.
+
+    `*` and `**` (and `+`, `%`) are intercepted: `[1]*10**9` is refused before any
+    list is made. Filters and calls have their arguments checked the same way
+    (`'x'|center(10**9)`). Lists and dicts cannot be changed in place (the
+    immutable sandbox), and `namespace` is not offered, so nothing grows in a loop.
+    """
+
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.globals.pop("namespace", None)
+        self.filters = {name: _bounded_filter(name, f) for name, f in self.filters.items()}
+
+    def call_binop(self, context: Any, operator_: str, left: Any, right: Any) -> Any:
+        if operator_ == "**":
+            # Floats overflow at once (OverflowError); ints grow: bound the result's bits.
+            if isinstance(left, int) and isinstance(right, int):
+                base = abs(left)
+                if base > 1 and right > 0 and right * base.bit_length() > 64 * 1024:
+                    raise _TooBig(f"{left!r} ** {right!r} is beyond the limit of 65536 bits")
+        elif operator_ == "*":
+            for seq, count in ((left, right), (right, left)):
+                repeats = isinstance(count, int) and not isinstance(seq, int | float)
+                if repeats and _size(seq) * count > MAX_SIZE:
+                    raise _TooBig(
+                        f"a value of {_size(seq)} repeated {count} times is beyond "
+                        f"the limit of {MAX_SIZE}"
+                    )
+            both = isinstance(left, int) and isinstance(right, int)
+            if both and left.bit_length() + right.bit_length() > 64 * 1024:
+                raise _TooBig("a product beyond the limit of 65536 bits")
+        elif operator_ == "+":
+            if _size(left) + _size(right) > MAX_SIZE:
+                raise _TooBig(f"a sum of more than the limit of {MAX_SIZE}")
+        elif operator_ == "%" and isinstance(left, str):
+            _check_args("%", (left,), {})
+        return _BINOPS[operator_](left, right)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        name = getattr(__obj, "__name__", type(__obj).__name__)
+        # The sandbox hands str.format out wrapped: its string is the wrapped method's.
+        owner = getattr(getattr(__obj, "__wrapped__", __obj), "__self__", None)
+        if isinstance(owner, str) and name in (
+            "format",
+            "format_map",
+            "replace",
+            "center",
+            "ljust",
+            "rjust",
+            "zfill",
+            "expandtabs",
+        ):
+            args = (owner, *args)  # fmt: skip
+            _check_args(f"{name}()", args, kwargs)
+            args = args[1:]
+        else:
+            _check_args(f"{name}()", args, kwargs)
+        return super().call(__context, __obj, *args, **kwargs)
+
+
+_BINOPS = {
+    "*": operator.mul,
+    "**": operator.pow,
+    "+": operator.add,
+    "%": operator.mod,
+}
+
+
+class _Deadline(BaseException):  # noqa: N818 - not an error a template's code may catch
+    """The render ran past MAX_SECONDS."""
+
+
+@contextmanager
+def _deadline(seconds: float) -> Iterator[None]:
+    """Interrupt a render that runs past `seconds` (SIGALRM: the main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expired(signum: int, frame: Any) -> None:
+        raise _Deadline
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def render_bounded(template: Any, variables: Mapping[str, Any], where: str) -> str:
+    """Render within MAX_OUTPUT characters and MAX_SECONDS; TemplateError otherwise."""
+    pieces: list[str] = []
+    total = 0
+    started = time.monotonic()
+    try:
+        with _deadline(MAX_SECONDS):
+            for piece in template.generate(**variables):
+                total += len(piece)
+                if total > MAX_OUTPUT:
+                    raise TemplateError(
+                        f"{where}: refused: the output is longer than {MAX_OUTPUT} characters"
+                    )
+                pieces.append(piece)
+                if time.monotonic() - started > MAX_SECONDS:
+                    raise _Deadline
+    except _Deadline:
+        raise TemplateError(
+            f"{where}: refused: rendering takes longer than {MAX_SECONDS:g} s"
+        ) from None
+    except _TooBig as exc:
+        raise TemplateError(f"{where}: refused: {exc}") from None
+    return "".join(pieces)
 
 
 @dataclass(frozen=True)
@@ -136,7 +307,7 @@ class Templates:
             loaders.append(FileSystemLoader(str(templates_dir)))
         loaders.append(FileSystemLoader(str(PACKAGE_DIR)))
         self.templates_dir = templates_dir
-        self.env = SandboxedEnvironment(
+        self.env = BoundedSandbox(
             loader=ChoiceLoader(loaders),
             undefined=StrictUndefined,
             autoescape=lambda name: bool(name and name.endswith(".html")),
@@ -157,7 +328,9 @@ class Templates:
         source, where = found
         _refuse_internals(source, self.env, where)
         try:
-            return self.env.get_template(filename).render(**variables)
+            return render_bounded(self.env.get_template(filename), variables, where)
+        except TemplateError:
+            raise
         except SecurityError as exc:
             raise TemplateError(f"{where}: refused: {exc}") from None
         except UndefinedError as exc:
@@ -270,7 +443,9 @@ def import_whmcs(
         where = f"{file}" if suffix != "subject" else "--subject"
         _refuse_internals(text, env, where)
         try:
-            env.from_string(text).render(**SAMPLE_VARIABLES)
+            render_bounded(env.from_string(text), SAMPLE_VARIABLES, where)
+        except TemplateError:
+            raise
         except Exception as exc:  # noqa: BLE001 - any render failure refuses the import
             raise TemplateError(f"{where}: converted template does not render: {exc}") from None
     dest_dir.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ import math
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -33,6 +33,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
+from voipctl import money
 from voipctl.config import FusionPBXServer, secret
 from voipctl.errors import (
     ConfigError,
@@ -60,8 +61,9 @@ LEVER_TABLES = {"gateway": "v_gateways", "domain": "v_domains", "extensions": "v
 STREAM_ROWS = 2000  # rows per round trip of the server-side cursor
 DEFAULT_PROFILE = "external"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# No call lasts a month: a larger billsec is a corrupt row, not a charge to make.
-MAX_BILLSEC = 31 * 24 * 3600
+# What cdrs.billsec holds (32-bit). How long a call may be is pull-cdrs' one
+# limit for every provider, [pull] max_call_seconds (31 days by default).
+MAX_BILLSEC = 2**31 - 1
 
 # v_xml_cdr columns read in db mode; any an older schema lacks is read as NULL.
 CDR_COLUMNS = (
@@ -847,10 +849,11 @@ def _decimal(value: str | None, name: str) -> Decimal | None:
     if value is None or not str(value).strip():
         return None
     try:
-        number = Decimal(str(value).strip())
-    except InvalidOperation:
+        # One plain syntax: no exponent, underscore or other script's digits.
+        number = money.plain(str(value), field=name)
+    except money.NumberError:
         raise ValueError(f"{name} {value!r} is not a number") from None
-    if not number.is_finite() or number < 0:
+    if number < 0:
         raise ValueError(f"{name} {value!r} is not a number of seconds")
     return number
 

@@ -8,10 +8,12 @@ API keys (FusionPBX export) and are never shown.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -231,15 +233,28 @@ class HttpClient:
                 self._sleep(attempt, None)
         raise ProviderUnavailable(self.server, f"{last} (after {self.retries + 1} attempts)")
 
-    def json(self, method: str, url: str, **kwargs) -> Any:
-        """`request` and parse JSON; a body that is not JSON is a ProviderDataError."""
+    def json(self, method: str, url: str, *, exact: bool = False, **kwargs) -> Any:
+        """`request` and parse JSON; a body that is not JSON is a ProviderDataError.
+
+        With `exact`, a JSON number with a fraction or exponent is read as a
+        Decimal (not a float: Vodia's epochs keep their digits), and NaN or
+        Infinity, which are not JSON, make the body non-JSON.
+        """
         from voipctl.errors import ProviderDataError
 
         response = self.request(method, url, **kwargs)
         try:
+            if exact:
+                return json.loads(
+                    response.content, parse_float=Decimal, parse_constant=_not_a_number
+                )
             return response.json()
         except ValueError:
             snippet = response.text[:80].replace("\n", " ")
             raise ProviderDataError(
                 self.server, f"{self._what(method, url)} answered with non-JSON: {snippet!r}"
             ) from None
+
+
+def _not_a_number(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")

@@ -44,13 +44,14 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import InvalidOperation
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo
 
 import httpx
 
+from voipctl import money
 from voipctl.config import LesnetCdrFormat, LesnetServer, secret
 from voipctl.errors import (
     ConfigError,
@@ -114,14 +115,17 @@ class _TimeParser:
 
     def _epoch(self, text: str) -> int:
         try:
-            value = Decimal(text.strip())
-        except InvalidOperation:
+            value = money.plain(text, field="time")
+        except money.NumberError:
             raise ValueError(f"time {text!r} is not epoch seconds") from None
-        if not value.is_finite() or not 0 <= value < 2**33:
+        if not 0 <= value < 2**33:
             raise ValueError(f"time {text!r} is not epoch seconds")
         return int(value)
 
     def _generic(self, text: str) -> int:
+        if not text.isascii():
+            # strptime's %d, %H... take any script's digits.
+            raise ValueError(f"time {text!r} does not match {self.format!r}")
         parsed = datetime.strptime(text.strip(), self.format)
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=self.zone)
@@ -130,7 +134,7 @@ class _TimeParser:
     def _default(self, text: str) -> int:
         if len(text) != 19:
             text = text.strip()
-        if len(text) != 19 or text[13] != ":" or text[16] != ":":
+        if len(text) != 19 or text[13] != ":" or text[16] != ":" or not text.isascii():
             raise ValueError(f"time {text!r} does not match {self.format!r}")
         base = self._hours.get(text[:13])
         if base is None:
@@ -341,7 +345,18 @@ class LesnetAdapter(ProviderAdapter):
     def _indexes(self, link: str, header: list[str] | None) -> dict[str, int]:
         columns = self.format.columns
         if header is None:
-            return {field: int(str(value).strip()) for field, value in columns.items()}
+            try:
+                return {
+                    field: money.parse_int(
+                        str(value),
+                        field=f"servers.{self.name}.cdr_format.columns.{field}",
+                        low=0,
+                        high=999,
+                    )
+                    for field, value in columns.items()
+                }
+            except money.NumberError as exc:
+                raise ConfigError(f"{exc} (a column number, with header = false)") from None
         names = [name.strip().lower() for name in header]
         indexes = {}
         for field, value in columns.items():
@@ -400,7 +415,20 @@ class LesnetAdapter(ProviderAdapter):
         shown = shown_link(link)
         with self._lines(link) as lines:
             first = next(lines, None)
+            if first is not None and first.startswith("\ufeff"):
+                # A UTF-8 BOM, as the deck importer (utf-8-sig) reads it: not part of the header.
+                first = first[1:]
+                if not first.strip("\r\n"):
+                    # Nothing but the BOM on line 1: empty if nothing follows.
+                    following = next(lines, None)
+                    if following is None:
+                        first = None
+                    else:
+                        lines = itertools.chain([following], lines)
             if first is None:
+                # Not an error (a day without calls), but said: a link to the wrong file
+                # would otherwise look like a quiet day.
+                log.warning("%s: CDR link %s is empty: no calls read", self.name, shown)
                 return
             delimiter = self._delimiter(link, first)
             reader = csv.reader(itertools.chain([first], lines), delimiter=delimiter)
@@ -434,8 +462,11 @@ class LesnetAdapter(ProviderAdapter):
                 try:
                     start = parse_time(row[i_start])
                     seconds_text = row[i_seconds].strip()
+                    # isdigit() alone takes other scripts' digits ("١٢"): ASCII only.
                     seconds = (
-                        int(seconds_text) if seconds_text.isdigit() else _ceil_seconds(seconds_text)
+                        int(seconds_text)
+                        if seconds_text.isdigit() and seconds_text.isascii()
+                        else _ceil_seconds(seconds_text)
                     )
                     if seconds > MAX_SECONDS:
                         # cdrs.billsec is a 32-bit integer, and the end time must exist.
@@ -619,10 +650,10 @@ def _rows(reader, server: str, shown: str) -> Iterator[list[str]]:
 
 def _ceil_seconds(text: str) -> int:
     try:
-        value = Decimal(text)
-    except InvalidOperation:
-        # Decimal's own message is "[<class 'decimal.ConversionSyntax'>]": say what is wrong.
+        # One plain syntax: no exponent, underscore or other script's digits.
+        value = money.plain(text, field="seconds")
+    except money.NumberError:
         raise ValueError(f"seconds {text!r} is not a duration") from None
-    if not value.is_finite() or value < 0:
+    if value < 0:
         raise ValueError(f"seconds {text!r} is not a duration")
     return int(value.to_integral_value(rounding="ROUND_CEILING"))

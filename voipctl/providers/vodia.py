@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
+from voipctl import money
 from voipctl.config import VodiaServer, secret
 from voipctl.errors import ProviderAuthError, ProviderDataError, ProviderError
 from voipctl.providers.base import CallRecord, ProviderAdapter, ServiceInfo
@@ -101,7 +102,7 @@ class VodiaAdapter(ProviderAdapter):
                 headers["Cookie"] = f"session={self._session}"
             try:
                 if as_json:
-                    return self.http.json(method, path, headers=headers, **kwargs)
+                    return self.http.json(method, path, headers=headers, exact=True, **kwargs)
                 return self.http.request(method, path, headers=headers, **kwargs)
             except ProviderAuthError:
                 if self.config.auth != "session" or fresh:
@@ -294,7 +295,16 @@ def _epoch(value: Any) -> Decimal | None:
         return None
     if isinstance(value, bool):
         raise TypeError(f"time {value!r} is not epoch seconds")
-    epoch = Decimal(str(value).strip())
+    if isinstance(value, str):
+        # One plain syntax in text too: no exponent, underscore or other script's digits.
+        try:
+            epoch = money.plain(value, field="time")
+        except money.NumberError:
+            raise ValueError(f"time {value!r} is not epoch seconds") from None
+    elif isinstance(value, int | float | Decimal):
+        epoch = Decimal(str(value))
+    else:
+        raise TypeError(f"time {value!r} is not epoch seconds")
     # Below 2**33 (year 2242): later times are garbage, and past year 9999 datetime overflows.
     if not epoch.is_finite() or not 0 <= epoch < 2**33:
         raise ValueError(f"time {value!r} is not epoch seconds")

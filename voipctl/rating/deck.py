@@ -267,6 +267,11 @@ class DeckReader:
                         raise _RowError(
                             f"direction {cells[c_dir].strip()!r} is not outbound or inbound"
                         )
+                description = cells[c_desc].strip() if c_desc is not None else ""
+                if "\x00" in description:
+                    # PostgreSQL text cannot hold NUL and SQLite can: refused on both,
+                    # so one deck imports alike everywhere (docs/rating.md).
+                    raise _RowError("a NUL character in the description: remove it")
                 a, b = None, None
                 if c_inc is not None or c_init is not None:
                     a, b = parse_increment(
@@ -277,7 +282,7 @@ class DeckReader:
                     line=line,
                     direction=direction,
                     prefix=_prefix(cells[c_prefix]),
-                    description=cells[c_desc].strip() if c_desc is not None else "",
+                    description=description,
                     rate=rate_units(cells[c_rate]),
                     increment_a=a,
                     increment_b=b,
