@@ -72,6 +72,8 @@ def pull_cdrs_command(server_name, client_id, service_id, since, until, dry_run)
             progress=progress,
             rate=True,
         )
+    for line in report.set_aside:
+        click.echo(line, err=True)
     for failure in report.failures:
         click.echo(f"voipctl: error: {failure}", err=True)
     if dry_run:

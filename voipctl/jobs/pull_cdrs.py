@@ -50,10 +50,18 @@ from voipctl.errors import (
 from voipctl.jobs.common import service_info
 from voipctl.jobs.runner import job_run
 from voipctl.providers import ProviderAdapter, adapter_for
-from voipctl.providers.base import CallRecord, RawRecord, ServiceInfo
+from voipctl.providers.base import (
+    CallRecord,
+    RawRecord,
+    Rejected,
+    ServiceInfo,
+    digest,
+    reason_of,
+)
+from voipctl.providers.rejected import escape
 from voipctl.rating.engine import PullRater
 from voipctl.store.engine import Store
-from voipctl.store.models import Cdr, PullWatermark, Service
+from voipctl.store.models import Cdr, PullWatermark, RejectedRecord, Service
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +107,12 @@ class ServerPull:
     stored: int = 0
     duplicates: int = 0
     errors: list[str] = field(default_factory=list)
+    set_aside: list[str] = field(default_factory=list)  # one line per record set aside anew
 
     def as_dict(self) -> dict[str, Any]:
         doc = {"services": self.services, "stored": self.stored, "duplicates": self.duplicates}
+        if self.set_aside:
+            doc["set_aside"] = len(self.set_aside)
         if self.errors:
             doc["errors"] = self.errors
         return doc
@@ -116,8 +127,12 @@ class PullReport:
     failures: list[str] = field(default_factory=list)
 
     @property
+    def set_aside(self) -> list[str]:
+        return [line for s in self.servers for line in s.set_aside]
+
+    @property
     def exit_code(self) -> int:
-        return 1 if self.failures else 0
+        return 1 if self.failures or self.set_aside else 0
 
     @property
     def stored(self) -> int:
@@ -223,6 +238,9 @@ def pull_cdrs(
                         )
                 except ProviderError as exc:
                     pull.errors.append(str(exc))
+            for line in pull.set_aside:
+                log.info("%s", line)
+                run.fail(line)
             for error in pull.errors:
                 log.info("%s", error)
                 run.fail(error)
@@ -304,7 +322,8 @@ def _pull_server(
                 records = adapter.fetch_feed(infos, start, until)
             else:
                 records = adapter.fetch_cdrs(infos[0], start, until)
-            rows = _rows(records, pull.server, infos[0], clients)
+            writer.scope = scope.key
+            rows = _rows(records, pull.server, infos[0], clients, writer.reject, adapter)
             newest = writer.store_all(rows, scope.key, watermark, chunk_size, pull, progress)
         except (ProviderAuthError, ProviderUnavailable):
             raise  # the whole server is out of reach: its other services would fail alike
@@ -371,37 +390,99 @@ def _inert(value: str | None) -> str | None:
 
 
 def _rows(
-    records: Iterable[CallRecord], server: str, only: ServiceInfo, clients: dict[int, int]
+    records: Iterable[CallRecord | Rejected],
+    server: str,
+    only: ServiceInfo,
+    clients: dict[int, int],
+    reject: Callable[[Rejected], None],
+    adapter: ProviderAdapter | None = None,
 ) -> Iterator[tuple]:
-    """Each record as a tuple of ROW_KEYS (a tuple costs half what a dict of them does)."""
+    """Each record as a tuple of ROW_KEYS (a tuple costs half what a dict of them does).
+
+    A `Rejected` the adapter gave, and a record that cannot be made a row (any
+    exception here concerns that record alone), go to `reject`, not into the rows.
+    """
     pulled_at = int(datetime.now(UTC).timestamp())
     dumps = json.JSONEncoder(separators=(",", ":"), default=str, ensure_ascii=False).encode
     for rec in records:
-        if len(rec.provider_id) > PROVIDER_ID_MAX:
-            raise ProviderDataError(
-                server,
-                f"call id {rec.provider_id[:40]!r}... is longer than {PROVIDER_ID_MAX} characters",
-            )
-        service_id = rec.service_id if rec.service_id is not None else only.id
-        yield (
+        if rec.__class__ is Rejected:
+            reject(rec)
+            continue
+        try:
+            row = _row(rec, server, only, clients, pulled_at, dumps)
+        except Exception as exc:  # noqa: BLE001 - one record's failure, set aside
+            reject(_rejected_call(rec, exc, adapter, dumps))
+            continue
+        yield row
+
+
+def _rejected_call(
+    rec: CallRecord, exc: Exception, adapter: ProviderAdapter | None, dumps: Callable
+) -> Rejected:
+    """A call that could not be stored, as a set-aside record named by its provider id."""
+    reason = reason_of(exc) if isinstance(exc, ProviderError) else _why(exc)
+    try:
+        raw = adapter.kept_text(rec) if adapter is not None else dumps(rec.raw)
+    except Exception:  # noqa: BLE001 - the reason matters more than the text
+        raw = repr(rec.raw)
+    ident = rec.provider_id if isinstance(rec.provider_id, str) else repr(rec.provider_id)
+    locator = ident if len(ident) <= PROVIDER_ID_MAX and ident.isprintable() else digest(raw)
+    return Rejected(locator, reason, raw)
+
+
+def _why(exc: BaseException) -> str:
+    """An unexpected exception as one line of a set-aside record's reason."""
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+
+
+def _storable(text: str | None) -> str | None:
+    """The text as both databases take it: NUL replaced, no lone surrogate (raises)."""
+    if text is None:
+        return None
+    if not text.isascii():
+        text.encode("utf-8")  # UnicodeEncodeError on a lone surrogate
+    return _inert(text)
+
+
+def _row(
+    rec: CallRecord,
+    server: str,
+    only: ServiceInfo,
+    clients: dict[int, int],
+    pulled_at: int,
+    dumps: Callable,
+) -> tuple:
+    if len(rec.provider_id) > PROVIDER_ID_MAX:
+        raise ProviderDataError(
             server,
-            _inert(rec.provider_id),
-            service_id,
-            clients[service_id],
-            rec.direction,
-            _inert(rec.extension),
-            _inert(rec.caller),
-            _inert(rec.number),
-            int(rec.start.timestamp()),
-            int(rec.answer.timestamp()) if rec.answer is not None else None,
-            int(rec.end.timestamp()) if rec.end is not None else None,
-            rec.billsec,
-            _inert(rec.hangup_cause),
-            raw.json if (raw := rec.raw).__class__ is RawRecord else dumps(raw),
-            pulled_at,
-            None,  # status
-            0,  # rerate_count
+            f"call id {rec.provider_id[:40]!r}... is longer than {PROVIDER_ID_MAX} characters",
         )
+    service_id = rec.service_id if rec.service_id is not None else only.id
+    raw_json = raw.json if (raw := rec.raw).__class__ is RawRecord else dumps(raw)
+    if not raw_json.isascii():
+        raw_json.encode("utf-8")
+    billsec = rec.billsec
+    if not -(2**31) <= billsec < 2**31:
+        raise ValueError(f"billsec {billsec} does not fit a 32-bit column")
+    return (
+        server,
+        _storable(rec.provider_id),
+        service_id,
+        clients[service_id],
+        rec.direction,
+        _storable(rec.extension),
+        _storable(rec.caller),
+        _storable(rec.number),
+        int(rec.start.timestamp()),
+        int(rec.answer.timestamp()) if rec.answer is not None else None,
+        int(rec.end.timestamp()) if rec.end is not None else None,
+        billsec,
+        _storable(rec.hangup_cause),
+        raw_json,
+        pulled_at,
+        None,  # status
+        0,  # rerate_count
+    )
 
 
 def _chunks(rows: Iterator[tuple], size: int) -> Iterator[list[tuple]]:
@@ -455,6 +536,46 @@ class _Writer:
             set_={"watermark": wm.excluded.watermark, "updated_at": wm.excluded.updated_at},
         )
         self._dry_seen: set[str] = set()
+        self.scope = ""
+        self.rejects: list[Rejected] = []
+        reject_insert = dialect.insert(RejectedRecord.__table__).on_conflict_do_nothing(
+            index_elements=["server", "scope", "locator"]
+        )
+        self.insert_reject = reject_insert.returning(RejectedRecord.__table__.c.id)
+        self.pull: ServerPull | None = None
+
+    def reject(self, record: Rejected) -> None:
+        """Set a record aside: written with the chunk being written (or after the last)."""
+        self.rejects.append(record)
+
+    def _write_rejects(self, conn: Connection | None) -> None:
+        """The pending set-aside records; a line for each one not set aside before."""
+        pending, self.rejects = self.rejects, []
+        now = int(datetime.now(UTC).timestamp())
+        seen = set()
+        for record in pending:
+            locator = record.locator[:PROVIDER_ID_MAX]
+            if locator in seen:
+                continue
+            seen.add(locator)
+            new = True
+            if conn is not None:
+                values = {
+                    "server": self.server,
+                    "scope": self.scope,
+                    "locator": locator,
+                    "reason": escape(record.reason),
+                    "raw": escape(record.raw),
+                    "first_seen": now,
+                    "resolved_at": None,
+                }
+                new = conn.execute(self.insert_reject, values).first() is not None
+            if new and self.pull is not None:
+                verb = "would set aside" if self.dry_run else "set aside"
+                self.pull.set_aside.append(
+                    f"pull-cdrs: {self.server}: {verb} {escape(self.scope)} {escape(locator)}: "
+                    f"{escape(record.reason)} (voipctl pull-cdrs --retry-rejected after a fix)"
+                )
 
     def _driver_sql(self, columns: tuple[str, ...]) -> str:
         quote = self.store.engine.dialect.identifier_preparer.quote
@@ -493,6 +614,7 @@ class _Writer:
     ) -> datetime | None:
         """Store every chunk; the watermark moves with the last one. Returns the newest start."""
         newest = int(watermark.timestamp()) if watermark is not None else None
+        self.pull = pull
         chunks = _chunks(rows, chunk_size)
         pending = next(chunks, None)
         while pending is not None:
@@ -509,17 +631,25 @@ class _Writer:
             if progress is not None:
                 progress(self.server, len(pending))
             pending = following
+        if self.rejects:
+            # Only records set aside (or the last ones met after the last chunk).
+            if self.dry_run:
+                self._write_rejects(None)
+            else:
+                with self.store.engine.begin() as conn:
+                    self._write_rejects(conn)
         return datetime.fromtimestamp(newest, UTC) if newest is not None else None
 
     def _write(self, rows: list[tuple], scope: str | None, newest: int) -> int:
         if self.dry_run:
             # Nothing is stored, so nothing is rated: a dry run only counts.
+            self._write_rejects(None)
             return self._count_new(rows)
         params = dicts = None
         if self.driver_sql is not None and self.rate_rows is not None:
             values = self.row_values
             params = [
-                values(row) + extra for row, extra in zip(rows, self.rate_rows(rows), strict=True)
+                values(row) + extra for row, extra in zip(rows, self._rated(rows), strict=True)
             ]
         elif self.driver_sql is not None and self.before_insert is None:
             params = rows  # tuples of ROW_KEYS, the statement's columns
@@ -531,6 +661,7 @@ class _Writer:
                 if replaced is not None:
                     dicts = replaced
         with self.store.engine.begin() as conn:
+            self._write_rejects(conn)
             if params is not None:
                 stored = self._insert_driver(conn, params)
             else:
@@ -542,6 +673,38 @@ class _Writer:
                     {"server": self.server, "scope": scope, "watermark": newest, "updated_at": now},
                 )
         return stored
+
+    def _rated(self, rows: list[tuple]) -> list[tuple]:
+        """The rating values of each row. A row the rater cannot rate (an OverflowError
+        from a cost beyond any column) or whose values no column can hold is set aside,
+        and taken out of `rows` (in place): the rest of the chunk is stored."""
+        try:
+            extras = self._checked(self.rate_rows(rows))
+        except Exception as exc:  # noqa: BLE001 - find the row(s) that failed, one by one
+            log.debug("%s: rating a chunk failed (%s): rating it row by row", self.server, exc)
+        else:
+            return extras
+        kept_rows, extras = [], []
+        for row in rows:
+            try:
+                (extra,) = self._checked(self.rate_rows([row]))
+            except Exception as exc:  # noqa: BLE001 - one record's failure, set aside
+                locator = row[_PROVIDER_ID]
+                self.reject(Rejected(locator, f"rating: {_why(exc)}", row[ROW_KEYS.index("raw")]))
+                continue
+            kept_rows.append(row)
+            extras.append(extra)
+        rows[:] = kept_rows
+        return extras
+
+    @staticmethod
+    def _checked(extras: Iterable[tuple]) -> list[tuple]:
+        out = list(extras)
+        for extra in out:
+            for value in extra:
+                if value.__class__ is int and not -(2**63) <= value < 2**63:
+                    raise OverflowError(f"{value} does not fit a 64-bit column")
+        return out
 
     def _insert_driver(self, conn: Connection, params: list[tuple]) -> int:
         """Insert the rows' values through the driver; returns how many the database took.
