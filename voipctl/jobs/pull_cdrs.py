@@ -58,7 +58,7 @@ from voipctl.providers.base import (
     digest,
     reason_of,
 )
-from voipctl.providers.rejected import escape
+from voipctl.providers.rejected import RAW_MAX, escape, unescape, was_cut
 from voipctl.rating.engine import PullRater
 from voipctl.store.engine import Store
 from voipctl.store.models import Cdr, PullWatermark, RejectedRecord, Service
@@ -543,6 +543,8 @@ class _Writer:
         )
         self.insert_reject = reject_insert.returning(RejectedRecord.__table__.c.id)
         self.pull: ServerPull | None = None
+        # --retry-rejected: records that fail again are kept here, not written.
+        self.keep_rejects: list[Rejected] | None = None
 
     def reject(self, record: Rejected) -> None:
         """Set a record aside: written with the chunk being written (or after the last)."""
@@ -551,6 +553,9 @@ class _Writer:
     def _write_rejects(self, conn: Connection | None) -> None:
         """The pending set-aside records; a line for each one not set aside before."""
         pending, self.rejects = self.rejects, []
+        if self.keep_rejects is not None:
+            self.keep_rejects.extend(pending)
+            return
         now = int(datetime.now(UTC).timestamp())
         seen = set()
         for record in pending:
@@ -640,7 +645,13 @@ class _Writer:
                     self._write_rejects(conn)
         return datetime.fromtimestamp(newest, UTC) if newest is not None else None
 
-    def _write(self, rows: list[tuple], scope: str | None, newest: int) -> int:
+    def _write(
+        self,
+        rows: list[tuple],
+        scope: str | None,
+        newest: int,
+        after: Callable[[Connection, list[tuple]], None] | None = None,
+    ) -> int:
         if self.dry_run:
             # Nothing is stored, so nothing is rated: a dry run only counts.
             self._write_rejects(None)
@@ -672,6 +683,8 @@ class _Writer:
                     self.upsert_watermark,
                     {"server": self.server, "scope": scope, "watermark": newest, "updated_at": now},
                 )
+            if after is not None:
+                after(conn, rows)
         return stored
 
     def _rated(self, rows: list[tuple]) -> list[tuple]:
@@ -742,3 +755,151 @@ class _Writer:
                 self._dry_seen.add(provider_id)
                 new += 1
         return new
+
+
+@dataclass
+class RetryReport:
+    """What `pull-cdrs --retry-rejected` did."""
+
+    tried: int = 0
+    resolved: int = 0
+    stored: int = 0
+    still: list[str] = field(default_factory=list)  # one line per record still set aside
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.still or self.errors else 0
+
+    def summary_line(self) -> str:
+        return (
+            f"pull-cdrs: retried {self.tried} set-aside records: {self.resolved} resolved "
+            f"({self.stored} calls stored), {len(self.still)} still set aside"
+        )
+
+
+def retry_rejected(
+    store: Store,
+    config: Config,
+    *,
+    server: str | None = None,
+    adapter_factory: Callable[[str, Any], ProviderAdapter] = adapter_for,
+) -> RetryReport:
+    """Read the kept text of every unresolved set-aside record again (docs/providers.md).
+
+    A record that now reads is stored (the cdrs unique key skips a call already
+    there), rated as pull-cdrs rates, and marked resolved in the same transaction;
+    one that still fails stays set aside, with the reason of this attempt shown.
+    """
+    if server is not None:
+        config.server(server)  # ConfigError naming the known servers
+    report = RetryReport()
+    query = select(RejectedRecord).where(RejectedRecord.resolved_at.is_(None))
+    if server is not None:
+        query = query.where(RejectedRecord.server == server)
+    with store.session() as session:
+        pending = list(session.scalars(query.order_by(RejectedRecord.id)))
+    if not pending:
+        return report
+    rater = PullRater(store)
+    try:
+        with job_run(store, JOB) as run:
+            by_server: dict[str, list[RejectedRecord]] = defaultdict(list)
+            for row in pending:
+                by_server[row.server].append(row)
+            for name in sorted(by_server):
+                try:
+                    _retry_server(
+                        store, config, name, by_server[name], report, adapter_factory, rater
+                    )
+                except ProviderError as exc:
+                    report.errors.append(str(exc))
+            for line in [*report.still, *report.errors]:
+                run.fail(line)
+            run.summary["retry_rejected"] = {
+                "tried": report.tried,
+                "resolved": report.resolved,
+                "stored": report.stored,
+            }
+    finally:
+        rater.close()
+    return report
+
+
+def _retry_server(
+    store: Store,
+    config: Config,
+    name: str,
+    rows: list[RejectedRecord],
+    report: RetryReport,
+    adapter_factory: Callable[[str, Any], ProviderAdapter],
+    rater: PullRater,
+) -> None:
+    def still(row: RejectedRecord, reason: str) -> None:
+        report.still.append(
+            f"pull-cdrs: {name}: still set aside {escape(row.scope)} {escape(row.locator)}: "
+            f"{escape(reason)}"
+        )
+
+    report.tried += len(rows)
+    if name not in config.servers:
+        for row in rows:
+            still(row, f"server {name} is not in the configuration ({config.source})")
+        return
+    services = _services(store, name, None, None).get(name, [])
+    with adapter_factory(name, config.server(name)) as adapter:
+        scopes = {scope.key: scope for scope in _scopes(adapter, services)}
+        writer = _Writer(store, name, dry_run=False, before_insert=rater)
+        for row in rows:
+            scope = scopes.get(row.scope)
+            if scope is None:
+                still(row, "no active service reads this scope any more")
+                continue
+            if was_cut(row.raw):
+                still(
+                    row, f"its kept text was cut at {RAW_MAX} characters: read it again by --since"
+                )
+                continue
+            infos = [service_info(s) for s in scope.services]
+            clients = {s.id: s.client_id for s in scope.services}
+            kept: list[Rejected] = []
+            writer.keep_rejects = kept
+            try:
+                records = list(adapter.reparse(infos, unescape(row.raw)))
+                tuples = list(_rows(records, name, infos[0], clients, kept.append, adapter))
+            except NotImplementedError as exc:
+                still(row, str(exc))
+                continue
+            except (ProviderAuthError, ProviderUnavailable):
+                raise
+            except Exception as exc:  # noqa: BLE001 - this record still fails
+                still(row, reason_of(exc) if isinstance(exc, ProviderError) else _why(exc))
+                continue
+            if kept:
+                still(row, kept[0].reason)
+                continue
+            record_id = row.id
+
+            def resolve(
+                conn: Connection, stored_rows: list[tuple], record_id=record_id, kept=kept
+            ) -> None:
+                if kept:
+                    return  # rating set one aside again: not resolved
+                conn.execute(
+                    RejectedRecord.__table__.update()
+                    .where(RejectedRecord.__table__.c.id == record_id)
+                    .values(resolved_at=int(datetime.now(UTC).timestamp()))
+                )
+
+            if tuples:
+                stored = writer._write(tuples, None, 0, after=resolve)
+            else:
+                # Read, but no call of these services (a b-leg, another tenant): resolved.
+                with store.engine.begin() as conn:
+                    resolve(conn, [])
+                stored = 0
+            if kept:
+                still(row, kept[0].reason)
+                continue
+            report.resolved += 1
+            report.stored += stored
