@@ -250,3 +250,15 @@ def test_a_lone_surrogate_in_a_vodia_field_sets_that_call_aside(cli, store, tmp_
         store, load_config(str(config)), adapter_factory=factory, rate=True, **VODIA_WINDOW
     )
     assert again.set_aside == [] and again.exit_code == 0
+
+
+def test_kept_text_is_escaped_reversibly_and_bounded():
+    from voipctl.providers.rejected import RAW_MAX, escape, unescape, was_cut
+
+    hostile = 'a\\x41 \x1b]52;c;Zm9v\x07 \u202e\ud800 "q",\r\n\x85 é'
+    kept = escape(hostile)
+    assert kept == 'a\\\\x41 \\x1b]52;c;Zm9v\\x07 \\u202e\\ud800 "q",\\x0d\\x0a\\x85 é'
+    assert kept.isprintable() and unescape(kept) == hostile and not was_cut(kept)
+    long = escape("\x01" * RAW_MAX)
+    assert len(long) <= RAW_MAX and was_cut(long)
+    assert long.endswith("\\x01\\[cut]")  # never cut inside an escape
