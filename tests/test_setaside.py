@@ -18,6 +18,7 @@ from tests.fusionpbx_env import TENANT
 from tests.test_fusionpbx_export import KEY, SINCE, UNTIL, _ExportHandler, payload
 from voipctl.config import load_config
 from voipctl.jobs.pull_cdrs import pull_cdrs
+from voipctl.providers import adapter_for
 from voipctl.providers import fusionpbx as fusionpbx_module
 from voipctl.providers.base import digest
 from voipctl.providers.vodia import VodiaAdapter
@@ -262,3 +263,41 @@ def test_kept_text_is_escaped_reversibly_and_bounded():
     long = escape("\x01" * RAW_MAX)
     assert len(long) <= RAW_MAX and was_cut(long)
     assert long.endswith("\\x01\\[cut]")  # never cut inside an escape
+
+
+def test_a_page_nested_too_deep_is_that_server_s_error_and_the_others_pull(cli, store, tmp_path):
+    """A RecursionError reading one Vodia page was an internal error that stopped every
+    server after it; it is that server's error, and the LES.NET server pulled after it is stored."""
+    config = tmp_path / "voipctl.toml"
+    link = lesnet_file(
+        tmp_path / "cdrs.txt", [["2026-11-20 09:15:01", DID, "15195550100", "65", PEER, DID]]
+    )
+    config.write_text(
+        '[servers.xles]\ntype = "lesnet"\n\n'
+        '[servers.vodia1]\ntype = "vodia"\nurl = "https://vodia.test"\nretries = 0\n'
+    )
+    for argv in (
+        ["product", "add", "std"],
+        ["client", "add", "1", "--first-name", "A", "--last-name", "B",
+         "--email", "a@example.com", "--has-voip-service"],
+        ["service", "add", "--client", "1", "--product", "std", "--server", "vodia1",
+         "--domain", f"{VODIA_TENANT} | 5197830020", "--billed", "8300", "--trunk", "106"],
+        ["service", "add", "--client", "1", "--product", "std", "--server", "xles",
+         "--domain", f"{PEER} | {DID}", "--cdr-link", str(link)],
+    ):  # fmt: skip
+        result = cli(*argv, config=config)
+        assert result.exit_code == 0, (argv, result.output)
+    deep = b"[" * 100_000 + b"]" * 100_000
+
+    def factory(name, cfg):
+        if name != "vodia1":
+            return adapter_for(name, cfg)
+        VodiaAdapter.backoff_s = 0
+        transport = httpx.MockTransport(lambda request: httpx.Response(200, content=deep))
+        return VodiaAdapter(name, cfg, transport=transport)
+
+    report = pull_cdrs(store, load_config(str(config)), adapter_factory=factory, **VODIA_WINDOW)
+    assert report.failures == [
+        f"vodia1: GET /rest/domain/{VODIA_TENANT}/cdrs answered with JSON nested too deep to read"
+    ]
+    assert [(s.server, s.stored) for s in report.servers] == [("vodia1", 0), ("xles", 1)]

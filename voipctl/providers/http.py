@@ -238,6 +238,11 @@ class HttpClient:
         response = self.request(method, url, **kwargs)
         try:
             return response.json()
+        except RecursionError:
+            # Nested deeper than Python's parser goes: the page as a whole is unreadable.
+            raise ProviderDataError(
+                self.server, f"{self._what(method, url)} answered with JSON nested too deep to read"
+            ) from None
         except ValueError:
             snippet = response.text[:80].replace("\n", " ")
             raise ProviderDataError(
