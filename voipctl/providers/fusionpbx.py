@@ -18,6 +18,7 @@ written in kind.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import uuid
@@ -370,7 +371,14 @@ class FusionPBXAdapter(ProviderAdapter):
                     sql, params
                 )
                 for row in result.mappings():
-                    record = self._db_row_to_record(service, dids, row)
+                    try:
+                        record = self._db_row_to_record(service, dids, row)
+                    except ProviderDataError as exc:
+                        # One row that cannot be read is set aside by its uuid.
+                        raw = {key: _json_safe(value) for key, value in row.items()}
+                        text_ = json.dumps(raw, default=str, ensure_ascii=False)
+                        yield Rejected(str(row["xml_cdr_uuid"]), reason_of(exc), text_)
+                        continue
                     if record is not None:
                         yield record
         except SQLAlchemyError as exc:
