@@ -301,3 +301,38 @@ def test_a_page_nested_too_deep_is_that_server_s_error_and_the_others_pull(cli, 
         f"vodia1: GET /rest/domain/{VODIA_TENANT}/cdrs answered with JSON nested too deep to read"
     ]
     assert [(s.server, s.stored) for s in report.servers] == [("vodia1", 0), ("xles", 1)]
+
+
+def test_a_dry_run_names_what_it_would_set_aside_and_writes_nothing(cli, store, tmp_path):
+    config = tmp_path / "voipctl.toml"
+    config.write_text('[servers.lesnet]\ntype = "lesnet"\n')
+    link = tmp_path / "cdrs.txt"
+    link.write_text(
+        "date,src,dst,duration,peer,did\n"
+        f"2026-11-20 09:15:01,{DID},15195550100,65,{PEER},{DID}\n"
+        "2026-11-20 09:15:02,short\n",
+        encoding="utf-8",
+    )
+    for argv in (
+        ["product", "add", "std"],
+        ["client", "add", "1", "--first-name", "A", "--last-name", "B",
+         "--email", "a@example.com", "--has-voip-service"],
+        ["service", "add", "--client", "1", "--product", "std", "--server", "lesnet",
+         "--domain", f"{PEER} | {DID}", "--cdr-link", str(link)],
+    ):  # fmt: skip
+        assert cli(*argv, config=config).exit_code == 0, argv
+    window = ("--since", "2026-11-01", "--until", "2026-12-01")
+    locator = digest("2026-11-20 09:15:02,short\n")
+    said = (
+        f"lesnet: {{}} link:{link} {locator}: CDR link {link} line 3: 2 columns, "
+        f"expected at least 6 {HINT}\n"
+    )
+    dry = cli("pull-cdrs", "--dry-run", *window, config=config)
+    assert dry.exit_code == 1, dry.output
+    assert dry.stderr == "pull-cdrs: " + said.format("would set aside")
+    assert rejected(store) == [] and stored_ids(store) == []
+    real = cli("pull-cdrs", *window, config=config)
+    assert real.exit_code == 1, real.output
+    assert real.stderr == "pull-cdrs: " + said.format("set aside")
+    assert rejected(store) == [("lesnet", f"link:{link}", locator, True)]
+    assert len(stored_ids(store)) == 1
