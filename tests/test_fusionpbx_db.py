@@ -263,3 +263,15 @@ def test_a_database_that_does_not_exist_names_the_variable(pbx, monkeypatch):
     assert not isinstance(caught.value, ProviderUnavailable | ProviderAuthError)
     assert 'database "voipctl_no_such_db_x" does not exist' in str(caught.value)
     assert "(check FUSION1_DB_URL)" in str(caught.value)
+
+
+def test_a_row_that_cannot_be_read_is_set_aside_by_its_uuid(pbx, adapter):
+    ext = pbx.ext["2112"]
+    good = pbx.add_cdr(TENANT, extension_uuid=ext, start=SINCE)
+    bad = pbx.add_cdr(TENANT, extension_uuid=ext, start=SINCE + timedelta(minutes=1), billsec=-5)
+    records = fetch(adapter)
+    assert [type(r).__name__ for r in records] == ["CallRecord", "Rejected"]
+    assert records[0].provider_id == good
+    assert records[1].locator == str(bad)
+    assert records[1].reason.startswith(f"v_xml_cdr {bad}: billsec")
+    assert f'"xml_cdr_uuid": "{bad}"' in records[1].raw

@@ -16,12 +16,14 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 import respx
+from rejects import strict
 from sqlalchemy import select
 
 from tests.fusionpbx_env import TENANT, service
 from voipctl.config import FusionPBXServer
 from voipctl.errors import ProviderAuthError, ProviderDataError, ProviderUnavailable
 from voipctl.providers import adapter_for
+from voipctl.providers.base import Rejected, digest
 from voipctl.providers.fusionpbx_export import lf_lines, read_export, split_record
 from voipctl.store.models import Cdr
 
@@ -79,7 +81,7 @@ def adapter(config):
 
 
 def fetch(adapter, svc=None, since=SINCE, until=UNTIL):
-    return list(adapter.fetch_cdrs(svc or service(), since, until))
+    return strict(adapter, adapter.fetch_cdrs(svc or service(), since, until))
 
 
 @respx.mock
@@ -197,15 +199,17 @@ def test_timeouts_make_the_server_unavailable(adapter):
 
 
 @respx.mock
-def test_a_record_cut_short_names_server_and_line(adapter):
+def test_a_record_cut_short_is_set_aside_naming_its_line(adapter):
     respx.get(EXPORT).mock(return_value=csv_response("malformed"))
     records = adapter.fetch_cdrs(service(), SINCE, UNTIL)
     assert next(records).provider_id == IDS["out"]  # line 2 is fine
-    with pytest.raises(ProviderDataError) as caught:
-        next(records)
-    assert str(caught.value) == (
-        "fusion1: /app/xml_cdr/xml_cdr_export.php line 3: 20 fields, the header has 34"
-    )
+    rejected = next(records)
+    assert isinstance(rejected, Rejected)
+    assert rejected.reason == "/app/xml_cdr/xml_cdr_export.php line 3: 20 fields, the header has 34"
+    lines = payload("malformed").decode().split("\n")
+    # Kept as the header line and the record's line: what reparse reads again.
+    assert rejected.raw == lines[0] + "\n" + lines[2]
+    assert rejected.locator == digest(lines[2])
 
 
 def test_the_record_after_an_unreadable_one_is_read():

@@ -12,6 +12,7 @@ import pytest
 from fuzzing import FUZZ
 from hypothesis import given
 from hypothesis import strategies as st
+from rejects import strict
 
 from voipctl.config import LesnetServer
 from voipctl.errors import VoipctlError
@@ -91,7 +92,7 @@ def read_all(tmp_path, content: bytes | str, **fmt) -> list:
     else:
         path.write_bytes(content)
     with adapter(**fmt) as a:
-        return list(a.fetch_cdrs(service(str(path)), SINCE, UNTIL))
+        return strict(a, a.fetch_cdrs(service(str(path)), SINCE, UNTIL))
 
 
 def assert_clear(exc: VoipctlError) -> None:

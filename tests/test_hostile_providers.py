@@ -15,6 +15,7 @@ import pytest
 from fuzzing import FUZZ
 from hypothesis import given
 from hypothesis import strategies as st
+from rejects import strict
 
 from voipctl.config import FusionPBXServer, VodiaServer
 from voipctl.errors import VoipctlError
@@ -145,7 +146,7 @@ def test_any_vodia_cdr_page_gives_calls_or_one_clear_error(page, status):
 
     with vodia(handler) as adapter:
         try:
-            records = list(adapter.fetch_cdrs(VODIA_SERVICE, SINCE, UNTIL))
+            records = strict(adapter, adapter.fetch_cdrs(VODIA_SERVICE, SINCE, UNTIL))
         except VoipctlError as exc:
             assert_clear(exc, "vodia1")
             return
@@ -157,7 +158,7 @@ def test_any_vodia_cdr_page_gives_calls_or_one_clear_error(page, status):
 def test_any_vodia_body_bytes_give_calls_or_one_clear_error(body):
     with vodia(lambda request: httpx.Response(200, content=body)) as adapter:
         try:
-            list(adapter.fetch_cdrs(VODIA_SERVICE, SINCE, UNTIL))
+            strict(adapter, adapter.fetch_cdrs(VODIA_SERVICE, SINCE, UNTIL))
         except VoipctlError as exc:
             assert_clear(exc, "vodia1")
 
@@ -167,7 +168,7 @@ def test_a_vodia_time_past_year_9999_is_a_clear_error(start):
     item = {**GOOD_ITEM, "start": start}
     adapter = vodia(lambda request: httpx.Response(200, json=[item]))
     with adapter, pytest.raises(VoipctlError, match=r"^vodia1: CDR 20753: "):
-        list(adapter.fetch_cdrs(VODIA_SERVICE, SINCE, UNTIL))
+        strict(adapter, adapter.fetch_cdrs(VODIA_SERVICE, SINCE, UNTIL))
 
 
 def test_a_vodia_call_longer_than_billsec_can_hold_is_a_clear_error():
@@ -176,7 +177,7 @@ def test_a_vodia_call_longer_than_billsec_can_hold_is_a_clear_error():
     item = {**GOOD_ITEM, "end": "8000000000"}
     adapter = vodia(lambda request: httpx.Response(200, json=[item]))
     with adapter, pytest.raises(VoipctlError, match=r"^vodia1: CDR 20753: .* is not a call"):
-        list(adapter.fetch_cdrs(VODIA_SERVICE, SINCE, UNTIL))
+        strict(adapter, adapter.fetch_cdrs(VODIA_SERVICE, SINCE, UNTIL))
 
 
 @pytest.mark.parametrize("ident", ["", None, " "])
@@ -184,7 +185,7 @@ def test_a_vodia_cdr_without_an_id_is_a_clear_error(ident):
     item = {**GOOD_ITEM, "callid": ident}
     adapter = vodia(lambda request: httpx.Response(200, json=[item]))
     with adapter, pytest.raises(VoipctlError, match=r"^vodia1: CDR"):
-        list(adapter.fetch_cdrs(VODIA_SERVICE, SINCE, UNTIL))
+        strict(adapter, adapter.fetch_cdrs(VODIA_SERVICE, SINCE, UNTIL))
 
 
 def test_a_vodia_id_with_a_line_break_stays_on_one_line():
@@ -192,7 +193,7 @@ def test_a_vodia_id_with_a_line_break_stays_on_one_line():
     item = {**GOOD_ITEM, "callid": "7\nvoipctl: error: forged", "start": "abc"}
     adapter = vodia(lambda request: httpx.Response(200, json=[item]))
     with adapter, pytest.raises(VoipctlError) as caught:
-        list(adapter.fetch_cdrs(VODIA_SERVICE, SINCE, UNTIL))
+        strict(adapter, adapter.fetch_cdrs(VODIA_SERVICE, SINCE, UNTIL))
     assert "\n" not in str(caught.value)
 
 
@@ -324,7 +325,7 @@ def test_any_fusionpbx_export_gives_calls_or_one_clear_error(fusion_env, rows, h
     body = _csv_text(([header] if header else []) + rows)
     with fusion(lambda request: httpx.Response(200, text=body)) as adapter:
         try:
-            records = list(adapter.fetch_cdrs(FUSION_SERVICE, SINCE, UNTIL))
+            records = strict(adapter, adapter.fetch_cdrs(FUSION_SERVICE, SINCE, UNTIL))
         except VoipctlError as exc:
             assert_clear(exc, "fusion1")
             return
@@ -337,7 +338,7 @@ def test_any_fusionpbx_export_bytes_give_calls_or_one_clear_error(fusion_env, bo
     head = (",".join(EXPORT_HEADER) + "\n").encode()
     with fusion(lambda request: httpx.Response(200, content=head + body)) as adapter:
         try:
-            records = list(adapter.fetch_cdrs(FUSION_SERVICE, SINCE, UNTIL))
+            records = strict(adapter, adapter.fetch_cdrs(FUSION_SERVICE, SINCE, UNTIL))
         except VoipctlError as exc:
             assert_clear(exc, "fusion1")
             return
@@ -366,7 +367,7 @@ def test_a_fusionpbx_time_out_of_range_is_a_clear_error(fusion_env, column, valu
     body = _csv_text([EXPORT_HEADER, row])
     adapter = fusion(lambda request: httpx.Response(200, text=body))
     with adapter, pytest.raises(VoipctlError, match=r"^fusion1: .* line 2: "):
-        list(adapter.fetch_cdrs(FUSION_SERVICE, SINCE, UNTIL))
+        strict(adapter, adapter.fetch_cdrs(FUSION_SERVICE, SINCE, UNTIL))
 
 
 def test_a_fusionpbx_billsec_beyond_any_call_is_a_clear_error(fusion_env):
@@ -374,4 +375,4 @@ def test_a_fusionpbx_billsec_beyond_any_call_is_a_clear_error(fusion_env):
     body = _csv_text([EXPORT_HEADER, row])
     adapter = fusion(lambda request: httpx.Response(200, text=body))
     with adapter, pytest.raises(VoipctlError, match=r"^fusion1: .* line 2: "):
-        list(adapter.fetch_cdrs(FUSION_SERVICE, SINCE, UNTIL))
+        strict(adapter, adapter.fetch_cdrs(FUSION_SERVICE, SINCE, UNTIL))

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 import respx
+from rejects import fetch_strict, strict
 
 from tests.recorded import recorded
 from voipctl.config import LesnetServer
@@ -68,7 +69,7 @@ def test_a_shared_link_is_read_once_for_every_service_on_it():
     route = respx.get(LINK).mock(return_value=recorded("lesnet", "cdr__default"))
     services = [svc(1), svc(2, "A1B2C3D4E5F60", "12045550199")]
     with make() as adapter:
-        records = list(adapter.fetch_feed(services, SINCE, UNTIL))
+        records = strict(adapter, adapter.fetch_feed(services, SINCE, UNTIL))
     assert route.call_count == 1
     assert [(r.service_id, r.direction, r.number, r.billsec) for r in records] == [
         (1, "outbound", "15195550100", 65),
@@ -94,7 +95,9 @@ def test_a_shared_link_is_read_once_for_every_service_on_it():
 def test_fetch_cdrs_of_one_service_keeps_its_rows_only():
     respx.get(LINK).mock(return_value=recorded("lesnet", "cdr__default"))
     with make() as adapter:
-        records = list(adapter.fetch_cdrs(svc(2, "A1B2C3D4E5F60", "12045550199"), SINCE, UNTIL))
+        records = strict(
+            adapter, adapter.fetch_cdrs(svc(2, "A1B2C3D4E5F60", "12045550199"), SINCE, UNTIL)
+        )
     assert [r.number for r in records] == ["442071234567"]
 
 
@@ -105,7 +108,7 @@ def test_rows_match_by_did_when_the_peer_differs(tmp_path):
         "2026-11-20 09:16:02,+1 204 666 4021,15195550100,11,OTHERPEER,",
     )
     with make() as adapter:
-        records = list(adapter.fetch_cdrs(svc(link=str(path)), SINCE, UNTIL))
+        records = strict(adapter, adapter.fetch_cdrs(svc(link=str(path)), SINCE, UNTIL))
     assert [(r.direction, r.billsec) for r in records] == [("inbound", 10), ("outbound", 11)]
 
 
@@ -214,7 +217,7 @@ def test_an_unsorted_link_that_changes_between_readings_is_an_error(occurrence_s
         ]
     )
     with make() as adapter, pytest.raises(ProviderUnavailable, match="changed while being read"):
-        list(adapter.fetch_cdrs(svc(), SINCE, UNTIL))
+        strict(adapter, adapter.fetch_cdrs(svc(), SINCE, UNTIL))
     assert route.call_count == 2
 
 
@@ -254,7 +257,7 @@ def test_headerless_layout_with_a_sniffed_delimiter_and_another_time_format(tmp_
         "timezone": "America/Winnipeg",
     }
     with make(fmt) as adapter:
-        records = list(adapter.fetch_cdrs(svc(link=str(path)), SINCE, UNTIL))
+        records = strict(adapter, adapter.fetch_cdrs(svc(link=str(path)), SINCE, UNTIL))
     assert [(r.direction, r.billsec) for r in records] == [("outbound", 66), ("inbound", 7)]
     assert records[0].start == datetime(2026, 11, 20, 15, 15, tzinfo=UTC)  # CST = UTC-6
 
@@ -266,7 +269,7 @@ def test_the_repeated_dst_hour_is_its_first_occurrence(tmp_path):
         "2026-11-01 00:59:59,12046664021,15195550100,5,D4E3CD2BFC791,12046664021",
     )
     with make() as adapter:
-        records = list(adapter.fetch_cdrs(svc(link=str(path)), SINCE, UNTIL))
+        records = strict(adapter, adapter.fetch_cdrs(svc(link=str(path)), SINCE, UNTIL))
     # 01:30 EDT (UTC-4), the first of the two 01:30s that night.
     assert records[0].start == datetime(2026, 11, 1, 5, 30, tzinfo=UTC)
     assert records[1].start == datetime(2026, 11, 1, 4, 59, 59, tzinfo=UTC)
@@ -295,7 +298,7 @@ def test_the_fast_time_parser_agrees_with_zoneinfo(text):
 def test_a_bad_line_names_the_server_and_the_line_and_hides_the_query():
     respx.get(LINK).mock(return_value=recorded("lesnet", "cdr__malformed"))
     with pytest.raises(ProviderDataError) as err, make() as adapter:
-        list(adapter.fetch_cdrs(svc(), SINCE, UNTIL))
+        strict(adapter, adapter.fetch_cdrs(svc(), SINCE, UNTIL))
     message = str(err.value)
     assert message.startswith(
         "lesnet1: CDR link https://portal.les.test/cdr/11330_0000.txt line 3:"
@@ -306,19 +309,19 @@ def test_a_bad_line_names_the_server_and_the_line_and_hides_the_query():
 def test_a_short_row_names_its_line(tmp_path):
     path = write(tmp_path, "2026-11-20 09:15:02,12046664021,15195550100,65,D4E3CD2BFC791,1", "x,y")
     with pytest.raises(ProviderDataError, match=r"line 3: 2 columns, expected at least 6"):
-        list(make().fetch_cdrs(svc(link=str(path)), SINCE, UNTIL))
+        fetch_strict(make(), svc(link=str(path)), SINCE, UNTIL)
 
 
 def test_a_header_without_a_mapped_column_says_which(tmp_path):
     path = write(tmp_path, "2026-11-20 09:15:02,1,2,3", header="date,src,dst,secs")
     with pytest.raises(ProviderDataError, match=r"line 1: no column 'duration' for seconds"):
-        list(make().fetch_cdrs(svc(link=str(path)), SINCE, UNTIL))
+        fetch_strict(make(), svc(link=str(path)), SINCE, UNTIL)
 
 
 @respx.mock
 def test_an_empty_file_has_no_calls():
     respx.get(LINK).mock(return_value=recorded("lesnet", "cdr__empty"))
-    assert list(make().fetch_cdrs(svc(), SINCE, UNTIL)) == []
+    assert fetch_strict(make(), svc(), SINCE, UNTIL) == []
 
 
 @respx.mock
@@ -326,23 +329,23 @@ def test_503_then_success_and_404_is_an_error():
     route = respx.get(LINK).mock(
         side_effect=[httpx.Response(503), recorded("lesnet", "cdr__default")]
     )
-    assert len(list(make().fetch_cdrs(svc(), SINCE, UNTIL))) == 3
+    assert len(fetch_strict(make(), svc(), SINCE, UNTIL)) == 3
     assert route.call_count == 2
     route.mock(return_value=recorded("lesnet", "cdr__404"), side_effect=None)
     with pytest.raises(ProviderError, match=r"^lesnet1: HTTP 404 on GET /cdr/11330_0000.txt$"):
-        list(make().fetch_cdrs(svc(), SINCE, UNTIL))
+        fetch_strict(make(), svc(), SINCE, UNTIL)
 
 
 @respx.mock
 def test_timeouts_exhaust_the_retries():
     respx.get(LINK).mock(side_effect=httpx.ReadTimeout("slow"))
     with pytest.raises(ProviderUnavailable, match="timed out on GET /cdr/11330_0000.txt"):
-        list(make().fetch_cdrs(svc(), SINCE, UNTIL))
+        fetch_strict(make(), svc(), SINCE, UNTIL)
 
 
 def test_a_missing_local_file_is_a_provider_error(tmp_path):
     with pytest.raises(ProviderError, match="cannot read"):
-        list(make().fetch_cdrs(svc(link=str(tmp_path / "nope.txt")), SINCE, UNTIL))
+        fetch_strict(make(), svc(link=str(tmp_path / "nope.txt")), SINCE, UNTIL)
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from tests.sim_env import start_sim
 from voipctl.config import load_config
 from voipctl.errors import ProviderDataError
 from voipctl.jobs.pull_cdrs import pull_cdrs
-from voipctl.providers.base import CallRecord, ProviderAdapter, ServiceInfo
+from voipctl.providers.base import CallRecord, ProviderAdapter, ServiceInfo, digest
 from voipctl.providers.fields import parse_fields
 from voipctl.providers.fusionpbx import FusionPBXAdapter
 from voipctl.providers.lesnet import LesnetAdapter
@@ -368,7 +368,7 @@ def test_a_new_service_starts_when_it_was_added_and_since_reaches_back(
     assert bad.exit_code == 2 and "--since must be before --until" in bad.stderr
 
 
-def test_a_call_id_too_long_for_the_column_is_a_data_error(store, sim, config_file):
+def test_a_call_id_too_long_for_the_column_is_set_aside(store, sim, config_file):
     add_services(store, sim, servers=("sim_vodia",))
     config = load_config(str(config_file))
     long_call = CallRecord(
@@ -380,5 +380,11 @@ def test_a_call_id_too_long_for_the_column_is_a_data_error(store, sim, config_fi
         adapter_factory=lambda name, cfg: Scripted(name, cfg, [long_call]),
         until=END,
     )
-    assert report.failures == [f"sim_vodia: call id {'x' * 40!r}... is longer than 200 characters"]
+    assert report.failures == []
+    # Named by a digest of its kept text ({} : the scripted record's raw), not the long id.
+    assert report.set_aside == [
+        f"pull-cdrs: sim_vodia: set aside service:1 {digest('{}')}: call id {'x' * 40!r}... "
+        "is longer than 200 characters (voipctl pull-cdrs --retry-rejected after a fix)"
+    ]
+    assert report.exit_code == 1
     assert count(store) == 0

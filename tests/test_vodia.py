@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 import respx
+from rejects import strict
 from sqlalchemy import select
 
 from tests.recorded import recorded, recorded_json
@@ -71,7 +72,7 @@ def service(**kw) -> ServiceInfo:
 
 
 def pull(adapter, svc=None, since=SINCE, until=UNTIL):
-    return list(adapter.fetch_cdrs(svc or service(), since, until))
+    return strict(adapter, adapter.fetch_cdrs(svc or service(), since, until))
 
 
 @respx.mock

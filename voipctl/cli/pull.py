@@ -11,6 +11,7 @@ import click
 from voipctl.cli.app import get_app
 from voipctl.cli.options import client_option, dry_run_option, parse_day_or_time
 from voipctl.jobs.pull_cdrs import pull_cdrs
+from voipctl.jobs.pull_cdrs import retry_rejected as retry_rejected_records
 
 # --since/--until dates are UTC days (no client is involved).
 _UTC_ZONE = ZoneInfo("UTC")
@@ -26,8 +27,13 @@ _UTC_ZONE = ZoneInfo("UTC")
     help="Read from this time (UTC unless it has an offset) instead of the watermark.",
 )
 @click.option("--until", metavar="ISO", help="Read calls that started before this time.")
+@click.option(
+    "--retry-rejected",
+    is_flag=True,
+    help="Read the set-aside records again (after a fix) instead of pulling; with --server only.",
+)
 @dry_run_option
-def pull_cdrs_command(server_name, client_id, service_id, since, until, dry_run):
+def pull_cdrs_command(server_name, client_id, service_id, since, until, retry_rejected, dry_run):
     """Pull new call records from every configured server into the database.
 
     Each active service is read from where the last run stopped, minus the
@@ -35,11 +41,26 @@ def pull_cdrs_command(server_name, client_id, service_id, since, until, dry_run)
     provider id. Calls are rated as they are stored where the product's deck
     has a rate; calls of products with free minutes, and those without a rate
     or with an invalid number, are left for `voipctl rate`. A failing server
-    is reported on stderr and the others still run (exit status 1).
+    is reported on stderr and the others still run (exit status 1). A record
+    that cannot be read or stored is set aside and named once on stderr (exit
+    status 1); --retry-rejected reads the set-aside records again.
 
     Example: voipctl pull-cdrs --server vodia1 --since 2026-11-01
     """
     app = get_app()
+    if retry_rejected:
+        if client_id is not None or service_id is not None or since or until or dry_run:
+            raise click.UsageError(
+                "--retry-rejected takes --server only (not --client, --service, "
+                "--since, --until or --dry-run)"
+            )
+        retried = retry_rejected_records(app.store(), app.config, server=server_name)
+        for line in [*retried.still, *retried.errors]:
+            click.echo(
+                line if line.startswith("pull-cdrs:") else f"voipctl: error: {line}", err=True
+            )
+        click.echo(retried.summary_line())  # asked for by hand: always said
+        return retried.exit_code
     since_at = parse_day_or_time(since, _UTC_ZONE, end=False) if since else None
     until_at = parse_day_or_time(until, _UTC_ZONE, end=True) if until else None
     if since_at and until_at and since_at >= until_at:
@@ -72,6 +93,8 @@ def pull_cdrs_command(server_name, client_id, service_id, since, until, dry_run)
             progress=progress,
             rate=True,
         )
+    for line in report.set_aside:
+        click.echo(line, err=True)
     for failure in report.failures:
         click.echo(f"voipctl: error: {failure}", err=True)
     if dry_run:

@@ -32,8 +32,8 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from itertools import islice
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -51,10 +51,18 @@ from voipctl.errors import (
 from voipctl.jobs.common import service_info
 from voipctl.jobs.runner import job_run
 from voipctl.providers import ProviderAdapter, adapter_for
-from voipctl.providers.base import CallRecord, RawRecord, ServiceInfo
+from voipctl.providers.base import (
+    CallRecord,
+    RawRecord,
+    Rejected,
+    ServiceInfo,
+    digest,
+    reason_of,
+)
+from voipctl.providers.rejected import RAW_MAX, escape, unescape, was_cut
 from voipctl.rating.engine import PullRater
 from voipctl.store.engine import Store
-from voipctl.store.models import Cdr, PullWatermark, Service
+from voipctl.store.models import Cdr, PullWatermark, RejectedRecord, Service
 
 log = logging.getLogger(__name__)
 
@@ -100,9 +108,12 @@ class ServerPull:
     stored: int = 0
     duplicates: int = 0
     errors: list[str] = field(default_factory=list)
+    set_aside: list[str] = field(default_factory=list)  # one line per record set aside anew
 
     def as_dict(self) -> dict[str, Any]:
         doc = {"services": self.services, "stored": self.stored, "duplicates": self.duplicates}
+        if self.set_aside:
+            doc["set_aside"] = len(self.set_aside)
         if self.errors:
             doc["errors"] = self.errors
         return doc
@@ -117,8 +128,12 @@ class PullReport:
     failures: list[str] = field(default_factory=list)
 
     @property
+    def set_aside(self) -> list[str]:
+        return [line for s in self.servers for line in s.set_aside]
+
+    @property
     def exit_code(self) -> int:
-        return 1 if self.failures else 0
+        return 1 if self.failures or self.set_aside else 0
 
     @property
     def stored(self) -> int:
@@ -225,6 +240,9 @@ def pull_cdrs(
                         )
                 except ProviderError as exc:
                     pull.errors.append(str(exc))
+            for line in pull.set_aside:
+                log.info("%s", line)
+                run.fail(line)
             for error in pull.errors:
                 log.info("%s", error)
                 run.fail(error)
@@ -307,7 +325,10 @@ def _pull_server(
                 records = adapter.fetch_feed(infos, start, until)
             else:
                 records = adapter.fetch_cdrs(infos[0], start, until)
-            rows = _rows(records, pull.server, infos[0], clients, max_seconds)
+            writer.scope = scope.key
+            rows = _rows(
+                records, pull.server, infos[0], clients, writer.reject, adapter, max_seconds
+            )
             newest = writer.store_all(rows, scope.key, watermark, chunk_size, pull, progress)
         except (ProviderAuthError, ProviderUnavailable):
             raise  # the whole server is out of reach: its other services would fail alike
@@ -374,65 +395,109 @@ def _inert(value: str | None) -> str | None:
 
 
 def _rows(
-    records: Iterable[CallRecord],
+    records: Iterable[CallRecord | Rejected],
     server: str,
     only: ServiceInfo,
     clients: dict[int, int],
+    reject: Callable[[Rejected], None],
+    adapter: ProviderAdapter | None = None,
     max_seconds: int = MAX_CALL_SECONDS,
 ) -> Iterator[tuple]:
     """Each record as a tuple of ROW_KEYS (a tuple costs half what a dict of them does).
 
-    Every record of every provider passes here: the one place the call-length
-    limit is checked (docs/rating.md, "Numbers, limits and decks").
+    A `Rejected` the adapter gave, and a record that cannot be made a row (any
+    exception here concerns that record alone), go to `reject`, not into the rows.
     """
     pulled_at = int(datetime.now(UTC).timestamp())
     dumps = json.JSONEncoder(separators=(",", ":"), default=_json_value, ensure_ascii=False).encode
     for rec in records:
-        if len(rec.provider_id) > PROVIDER_ID_MAX:
-            raise ProviderDataError(
-                server,
-                f"call id {rec.provider_id[:40]!r}... is longer than {PROVIDER_ID_MAX} characters",
-            )
-        if rec.billsec > max_seconds:
-            raise ProviderDataError(
-                server,
-                f"CDR {_shown_id(rec.provider_id)}: call of {rec.billsec} s is longer than "
-                f"the limit of {max_seconds} s ([pull] max_call_seconds)",
-            )
-        service_id = rec.service_id if rec.service_id is not None else only.id
-        yield (
+        if rec.__class__ is Rejected:
+            reject(rec)
+            continue
+        try:
+            row = _row(rec, server, only, clients, pulled_at, dumps, max_seconds)
+        except Exception as exc:  # noqa: BLE001 - one record's failure, set aside
+            reject(_rejected_call(rec, exc, adapter, dumps))
+            continue
+        yield row
+
+
+def _rejected_call(
+    rec: CallRecord, exc: Exception, adapter: ProviderAdapter | None, dumps: Callable
+) -> Rejected:
+    """A call that could not be stored, as a set-aside record named by its provider id."""
+    reason = reason_of(exc) if isinstance(exc, ProviderError) else _why(exc)
+    try:
+        raw = adapter.kept_text(rec) if adapter is not None else dumps(rec.raw)
+    except Exception:  # noqa: BLE001 - the reason matters more than the text
+        raw = repr(rec.raw)
+    ident = rec.provider_id if isinstance(rec.provider_id, str) else repr(rec.provider_id)
+    locator = ident if len(ident) <= PROVIDER_ID_MAX and ident.isprintable() else digest(raw)
+    return Rejected(locator, reason, raw)
+
+
+def _why(exc: BaseException) -> str:
+    """An unexpected exception as one line of a set-aside record's reason."""
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+
+
+def _storable(text: str | None) -> str | None:
+    """The text as both databases take it: NUL replaced, no lone surrogate (raises)."""
+    if text is None:
+        return None
+    if not text.isascii():
+        text.encode("utf-8")  # UnicodeEncodeError on a lone surrogate
+    return _inert(text)
+
+
+def _row(
+    rec: CallRecord,
+    server: str,
+    only: ServiceInfo,
+    clients: dict[int, int],
+    pulled_at: int,
+    dumps: Callable,
+    max_seconds: int = MAX_CALL_SECONDS,
+) -> tuple:
+    """One call as a row. Every record of every provider passes here: the one place
+    the call-length limit is checked (docs/rating.md, "Numbers, limits and decks")."""
+    if len(rec.provider_id) > PROVIDER_ID_MAX:
+        raise ProviderDataError(
             server,
-            _inert(rec.provider_id),
-            service_id,
-            clients[service_id],
-            rec.direction,
-            _inert(rec.extension),
-            _inert(rec.caller),
-            _inert(rec.number),
-            int(rec.start.timestamp()),
-            int(rec.answer.timestamp()) if rec.answer is not None else None,
-            int(rec.end.timestamp()) if rec.end is not None else None,
-            rec.billsec,
-            _inert(rec.hangup_cause),
-            raw.json if (raw := rec.raw).__class__ is RawRecord else dumps(raw),
-            pulled_at,
-            None,  # status
-            0,  # rerate_count
+            f"call id {rec.provider_id[:40]!r}... is longer than {PROVIDER_ID_MAX} characters",
         )
-
-
-def _json_value(value: Any) -> Any:
-    """A value json cannot encode: a Decimal read from a JSON number (Vodia) is a
-    number again, as the provider sent it; anything else is its text."""
-    if isinstance(value, Decimal) and value.is_finite() and abs(value) < Decimal("1e300"):
-        return float(value)
-    return str(value)
-
-
-def _shown_id(provider_id: str) -> str:
-    """A call id as one line can show it: no line break or control character, 80 at most."""
-    shown = "".join(c if c.isprintable() else "?" for c in provider_id[:80])
-    return shown + ("..." if len(provider_id) > 80 else "")
+    if rec.billsec > max_seconds:
+        raise ProviderDataError(
+            server,
+            f"CDR {_shown_id(rec.provider_id)}: call of {rec.billsec} s is longer than "
+            f"the limit of {max_seconds} s ([pull] max_call_seconds)",
+        )
+    service_id = rec.service_id if rec.service_id is not None else only.id
+    raw_json = raw.json if (raw := rec.raw).__class__ is RawRecord else dumps(raw)
+    if not raw_json.isascii():
+        raw_json.encode("utf-8")
+    billsec = rec.billsec
+    if not -(2**31) <= billsec < 2**31:
+        raise ValueError(f"billsec {billsec} does not fit a 32-bit column")
+    return (
+        server,
+        _storable(rec.provider_id),
+        service_id,
+        clients[service_id],
+        rec.direction,
+        _storable(rec.extension),
+        _storable(rec.caller),
+        _storable(rec.number),
+        int(rec.start.timestamp()),
+        int(rec.answer.timestamp()) if rec.answer is not None else None,
+        int(rec.end.timestamp()) if rec.end is not None else None,
+        billsec,
+        _storable(rec.hangup_cause),
+        raw_json,
+        pulled_at,
+        None,  # status
+        0,  # rerate_count
+    )
 
 
 def _chunks(rows: Iterator[tuple], size: int) -> Iterator[list[tuple]]:
@@ -486,6 +551,51 @@ class _Writer:
             set_={"watermark": wm.excluded.watermark, "updated_at": wm.excluded.updated_at},
         )
         self._dry_seen: set[str] = set()
+        self.scope = ""
+        self.rejects: list[Rejected] = []
+        reject_insert = dialect.insert(RejectedRecord.__table__).on_conflict_do_nothing(
+            index_elements=["server", "scope", "locator"]
+        )
+        self.insert_reject = reject_insert.returning(RejectedRecord.__table__.c.id)
+        self.pull: ServerPull | None = None
+        # --retry-rejected: records that fail again are kept here, not written.
+        self.keep_rejects: list[Rejected] | None = None
+
+    def reject(self, record: Rejected) -> None:
+        """Set a record aside: written with the chunk being written (or after the last)."""
+        self.rejects.append(record)
+
+    def _write_rejects(self, conn: Connection | None) -> None:
+        """The pending set-aside records; a line for each one not set aside before."""
+        pending, self.rejects = self.rejects, []
+        if self.keep_rejects is not None:
+            self.keep_rejects.extend(pending)
+            return
+        now = int(datetime.now(UTC).timestamp())
+        seen = set()
+        for record in pending:
+            locator = record.locator[:PROVIDER_ID_MAX]
+            if locator in seen:
+                continue
+            seen.add(locator)
+            new = True
+            if conn is not None:
+                values = {
+                    "server": self.server,
+                    "scope": self.scope,
+                    "locator": locator,
+                    "reason": escape(record.reason),
+                    "raw": escape(record.raw),
+                    "first_seen": now,
+                    "resolved_at": None,
+                }
+                new = conn.execute(self.insert_reject, values).first() is not None
+            if new and self.pull is not None:
+                verb = "would set aside" if self.dry_run else "set aside"
+                self.pull.set_aside.append(
+                    f"pull-cdrs: {self.server}: {verb} {escape(self.scope)} {escape(locator)}: "
+                    f"{escape(record.reason)} (voipctl pull-cdrs --retry-rejected after a fix)"
+                )
 
     def _driver_sql(self, columns: tuple[str, ...]) -> str:
         quote = self.store.engine.dialect.identifier_preparer.quote
@@ -524,6 +634,7 @@ class _Writer:
     ) -> datetime | None:
         """Store every chunk; the watermark moves with the last one. Returns the newest start."""
         newest = int(watermark.timestamp()) if watermark is not None else None
+        self.pull = pull
         chunks = _chunks(rows, chunk_size)
         pending = next(chunks, None)
         while pending is not None:
@@ -540,17 +651,31 @@ class _Writer:
             if progress is not None:
                 progress(self.server, len(pending))
             pending = following
+        if self.rejects:
+            # Only records set aside (or the last ones met after the last chunk).
+            if self.dry_run:
+                self._write_rejects(None)
+            else:
+                with self.store.engine.begin() as conn:
+                    self._write_rejects(conn)
         return datetime.fromtimestamp(newest, UTC) if newest is not None else None
 
-    def _write(self, rows: list[tuple], scope: str | None, newest: int) -> int:
+    def _write(
+        self,
+        rows: list[tuple],
+        scope: str | None,
+        newest: int,
+        after: Callable[[Connection, list[tuple]], None] | None = None,
+    ) -> int:
         if self.dry_run:
             # Nothing is stored, so nothing is rated: a dry run only counts.
+            self._write_rejects(None)
             return self._count_new(rows)
         params = dicts = None
         if self.driver_sql is not None and self.rate_rows is not None:
             values = self.row_values
             params = [
-                values(row) + extra for row, extra in zip(rows, self.rate_rows(rows), strict=True)
+                values(row) + extra for row, extra in zip(rows, self._rated(rows), strict=True)
             ]
         elif self.driver_sql is not None and self.before_insert is None:
             params = rows  # tuples of ROW_KEYS, the statement's columns
@@ -562,6 +687,7 @@ class _Writer:
                 if replaced is not None:
                     dicts = replaced
         with self.store.engine.begin() as conn:
+            self._write_rejects(conn)
             if params is not None:
                 stored = self._insert_driver(conn, params)
             else:
@@ -572,7 +698,41 @@ class _Writer:
                     self.upsert_watermark,
                     {"server": self.server, "scope": scope, "watermark": newest, "updated_at": now},
                 )
+            if after is not None:
+                after(conn, rows)
         return stored
+
+    def _rated(self, rows: list[tuple]) -> list[tuple]:
+        """The rating values of each row. A row the rater cannot rate (an OverflowError
+        from a cost beyond any column) or whose values no column can hold is set aside,
+        and taken out of `rows` (in place): the rest of the chunk is stored."""
+        try:
+            extras = self._checked(self.rate_rows(rows))
+        except Exception as exc:  # noqa: BLE001 - find the row(s) that failed, one by one
+            log.debug("%s: rating a chunk failed (%s): rating it row by row", self.server, exc)
+        else:
+            return extras
+        kept_rows, extras = [], []
+        for row in rows:
+            try:
+                (extra,) = self._checked(self.rate_rows([row]))
+            except Exception as exc:  # noqa: BLE001 - one record's failure, set aside
+                locator = row[_PROVIDER_ID]
+                self.reject(Rejected(locator, f"rating: {_why(exc)}", row[ROW_KEYS.index("raw")]))
+                continue
+            kept_rows.append(row)
+            extras.append(extra)
+        rows[:] = kept_rows
+        return extras
+
+    @staticmethod
+    def _checked(extras: Iterable[tuple]) -> list[tuple]:
+        out = list(extras)
+        for extra in out:
+            for value in extra:
+                if value.__class__ is int and not -(2**63) <= value < 2**63:
+                    raise OverflowError(f"{value} does not fit a 64-bit column")
+        return out
 
     def _insert_driver(self, conn: Connection, params: list[tuple]) -> int:
         """Insert the rows' values through the driver; returns how many the database took.
@@ -610,3 +770,175 @@ class _Writer:
                 self._dry_seen.add(provider_id)
                 new += 1
         return new
+
+
+@dataclass
+class RetryReport:
+    """What `pull-cdrs --retry-rejected` did."""
+
+    tried: int = 0
+    resolved: int = 0
+    stored: int = 0
+    still: list[str] = field(default_factory=list)  # one line per record still set aside
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.still or self.errors else 0
+
+    def summary_line(self) -> str:
+        return (
+            f"pull-cdrs: retried {self.tried} set-aside records: {self.resolved} resolved "
+            f"({self.stored} calls stored), {len(self.still)} still set aside"
+        )
+
+
+def retry_rejected(
+    store: Store,
+    config: Config,
+    *,
+    server: str | None = None,
+    adapter_factory: Callable[[str, Any], ProviderAdapter] = adapter_for,
+) -> RetryReport:
+    """Read the kept text of every unresolved set-aside record again (docs/providers.md).
+
+    A record that now reads is stored (the cdrs unique key skips a call already
+    there), rated as pull-cdrs rates, and marked resolved in the same transaction;
+    one that still fails stays set aside, with the reason of this attempt shown.
+    """
+    if server is not None:
+        config.server(server)  # ConfigError naming the known servers
+    report = RetryReport()
+    query = select(RejectedRecord).where(RejectedRecord.resolved_at.is_(None))
+    if server is not None:
+        query = query.where(RejectedRecord.server == server)
+    with store.session() as session:
+        pending = list(session.scalars(query.order_by(RejectedRecord.id)))
+    if not pending:
+        return report
+    rater = PullRater(store)
+    try:
+        with job_run(store, JOB) as run:
+            by_server: dict[str, list[RejectedRecord]] = defaultdict(list)
+            for row in pending:
+                by_server[row.server].append(row)
+            for name in sorted(by_server):
+                try:
+                    _retry_server(
+                        store, config, name, by_server[name], report, adapter_factory, rater
+                    )
+                except ProviderError as exc:
+                    report.errors.append(str(exc))
+            for line in [*report.still, *report.errors]:
+                run.fail(line)
+            run.summary["retry_rejected"] = {
+                "tried": report.tried,
+                "resolved": report.resolved,
+                "stored": report.stored,
+            }
+    finally:
+        rater.close()
+    return report
+
+
+def _retry_server(
+    store: Store,
+    config: Config,
+    name: str,
+    rows: list[RejectedRecord],
+    report: RetryReport,
+    adapter_factory: Callable[[str, Any], ProviderAdapter],
+    rater: PullRater,
+) -> None:
+    def still(row: RejectedRecord, reason: str) -> None:
+        report.still.append(
+            f"pull-cdrs: {name}: still set aside {escape(row.scope)} {escape(row.locator)}: "
+            f"{escape(reason)}"
+        )
+
+    report.tried += len(rows)
+    if name not in config.servers:
+        for row in rows:
+            still(row, f"server {name} is not in the configuration ({config.source})")
+        return
+    services = _services(store, name, None, None).get(name, [])
+    with adapter_factory(name, config.server(name)) as adapter:
+        scopes = {scope.key: scope for scope in _scopes(adapter, services)}
+        writer = _Writer(store, name, dry_run=False, before_insert=rater)
+        for row in rows:
+            scope = scopes.get(row.scope)
+            if scope is None:
+                still(row, "no active service reads this scope any more")
+                continue
+            if was_cut(row.raw):
+                still(
+                    row, f"its kept text was cut at {RAW_MAX} characters: read it again by --since"
+                )
+                continue
+            infos = [service_info(s) for s in scope.services]
+            clients = {s.id: s.client_id for s in scope.services}
+            kept: list[Rejected] = []
+            writer.keep_rejects = kept
+            try:
+                records = list(adapter.reparse(infos, unescape(row.raw)))
+                tuples = list(
+                    _rows(
+                        records,
+                        name,
+                        infos[0],
+                        clients,
+                        kept.append,
+                        adapter,
+                        config.pull.max_call_seconds,
+                    )
+                )
+            except NotImplementedError as exc:
+                still(row, str(exc))
+                continue
+            except (ProviderAuthError, ProviderUnavailable):
+                raise
+            except Exception as exc:  # noqa: BLE001 - this record still fails
+                still(row, reason_of(exc) if isinstance(exc, ProviderError) else _why(exc))
+                continue
+            if kept:
+                still(row, kept[0].reason)
+                continue
+            record_id = row.id
+
+            def resolve(
+                conn: Connection, stored_rows: list[tuple], record_id=record_id, kept=kept
+            ) -> None:
+                if kept:
+                    return  # rating set one aside again: not resolved
+                conn.execute(
+                    RejectedRecord.__table__.update()
+                    .where(RejectedRecord.__table__.c.id == record_id)
+                    .values(resolved_at=int(datetime.now(UTC).timestamp()))
+                )
+
+            if tuples:
+                stored = writer._write(tuples, None, 0, after=resolve)
+            else:
+                # Read, but no call of these services (a b-leg, another tenant): resolved.
+                with store.engine.begin() as conn:
+                    resolve(conn, [])
+                stored = 0
+            if kept:
+                still(row, kept[0].reason)
+                continue
+            report.resolved += 1
+            report.stored += stored
+
+
+def _json_value(value: Any) -> Any:
+    """A value json cannot encode: a Decimal read from a JSON number (Vodia) is a
+    number again, as the provider sent it; anything else is its text."""
+    if isinstance(value, Decimal) and value.is_finite() and abs(value) < Decimal("1e300"):
+        return float(value)
+    return str(value)
+
+
+def _shown_id(provider_id: str) -> str:
+    """A call id as one line can show it: no line break or control character, 80 at most."""
+    shown = "".join(c if c.isprintable() else "?" for c in provider_id[:80])
+    return shown + ("..." if len(provider_id) > 80 else "")

@@ -6,6 +6,8 @@ yield `CallRecord`s; `voipctl.jobs` moves those into the database.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -83,6 +85,35 @@ class CallRecord:
     service_id: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A record that cannot be read, yielded by `fetch_cdrs`/`fetch_feed` among CallRecords.
+
+    pull-cdrs sets it aside (the `rejected_records` table) and stores the rest.
+    `locator` names the record stably across runs (its provider id, or
+    `digest(raw)` when it has none that can be trusted), `reason` is one line
+    saying where and why, `raw` the record's text as the adapter's `reparse`
+    reads it again.
+    """
+
+    locator: str
+    reason: str
+    raw: str
+
+
+def digest(text: str) -> str:
+    """A short stable name for a record's text (a locator for records without an id)."""
+    return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def reason_of(exc: Exception) -> str:
+    """A ProviderError's message without its leading "SERVER: "."""
+    text = str(exc)
+    server = getattr(exc, "server", None)
+    prefix = f"{server}: "
+    return text[len(prefix) :] if server and text.startswith(prefix) else text
+
+
 class ProviderAdapter(ABC):
     """One configured server. Subclasses must implement every abstract method."""
 
@@ -138,6 +169,18 @@ class ProviderAdapter(ABC):
     ) -> Iterator[CallRecord]:
         """One read of a shared feed for `services` (same feed_key); records carry service_id."""
         raise NotImplementedError(f"{type(self).__name__} has no shared feeds")
+
+    # Optional: read a set-aside record's kept text again (pull-cdrs --retry-rejected).
+    def reparse(self, services: list[ServiceInfo], raw: str) -> Iterator[CallRecord | Rejected]:
+        """The records in `raw` as `fetch_cdrs` would give them, without a time window."""
+        raise NotImplementedError(f"{self.type} cannot read a set-aside record again")
+
+    def kept_text(self, record: CallRecord) -> str:
+        """A read record's text as `reparse` reads it (kept when pull-cdrs cannot store it)."""
+        raw = record.raw
+        if raw.__class__ is RawRecord:
+            return raw.json
+        return json.dumps(raw, separators=(",", ":"), default=str, ensure_ascii=False)
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

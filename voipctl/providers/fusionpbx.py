@@ -18,6 +18,7 @@ written in kind.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import uuid
@@ -42,7 +43,15 @@ from voipctl.errors import (
     ProviderError,
     ProviderUnavailable,
 )
-from voipctl.providers.base import CallRecord, LeverState, ProviderAdapter, ServiceInfo
+from voipctl.providers.base import (
+    CallRecord,
+    LeverState,
+    ProviderAdapter,
+    Rejected,
+    ServiceInfo,
+    digest,
+    reason_of,
+)
 from voipctl.providers.esl import (
     GatewayStatus,
     esl_for,
@@ -50,7 +59,12 @@ from voipctl.providers.esl import (
     sofia_verdict,
 )
 from voipctl.providers.fusionpbx_cache import CacheClearer, CacheSettings, read_settings, refusal
-from voipctl.providers.fusionpbx_export import EXPORT_PATH, lf_lines, read_export
+from voipctl.providers.fusionpbx_export import (
+    EXPORT_PATH,
+    ExportRecord,
+    lf_lines,
+    read_export,
+)
 from voipctl.providers.http import HttpClient
 from voipctl.providers.matching import did_key, did_keys
 
@@ -359,7 +373,14 @@ class FusionPBXAdapter(ProviderAdapter):
                     sql, params
                 )
                 for row in result.mappings():
-                    record = self._db_row_to_record(service, dids, row)
+                    try:
+                        record = self._db_row_to_record(service, dids, row)
+                    except ProviderDataError as exc:
+                        # One row that cannot be read is set aside by its uuid.
+                        raw = {key: _json_safe(value) for key, value in row.items()}
+                        text_ = json.dumps(raw, default=str, ensure_ascii=False)
+                        yield Rejected(str(row["xml_cdr_uuid"]), reason_of(exc), text_)
+                        continue
                     if record is not None:
                         yield record
         except SQLAlchemyError as exc:
@@ -462,17 +483,46 @@ class FusionPBXAdapter(ProviderAdapter):
         # seconds): ask a little wider and keep [since, until) here.
         start_epoch = math.floor(since.timestamp())
         stop_epoch = math.ceil(until.timestamp())
-        dids = self._did_keys(service)
         lines = self._export_lines(start_epoch, stop_epoch, tenant)
         try:
-            for read in read_export(self.name, lines):
-                # An unreadable record is a data error of that record alone.
-                row = read.fields()
-                record = self._export_row_to_record(service, dids, tenant, row, read.line)
-                if record is not None and since <= record.start < until:
+            for record in self._export_records(service, tenant, read_export(self.name, lines)):
+                if record.__class__ is Rejected or since <= record.start < until:
                     yield record
         finally:
             lines.close()
+
+    def _export_records(
+        self, service: ServiceInfo, tenant: str, reads: Iterator[ExportRecord]
+    ) -> Iterator[CallRecord | Rejected]:
+        """The service's calls of the export; a record that cannot be read is set aside.
+
+        Its locator is a digest of its text (its line number moves with the window).
+        """
+        dids = self._did_keys(service)
+        for read in reads:
+            try:
+                record = self._export_row_to_record(service, dids, tenant, read.fields(), read.line)
+            except ProviderDataError as exc:
+                yield Rejected(digest(read.raw), reason_of(exc), read.kept_text())
+                continue
+            if record is not None:
+                yield record
+
+    def kept_text(self, record: CallRecord) -> str:
+        """An export record as the export writes it: its header line and its line."""
+        if self.config.mode == "db":
+            return super().kept_text(record)
+        keys, values = zip(*record.raw.items(), strict=True) if record.raw else ((), ())
+        return '"' + '","'.join(keys) + '"\n"' + '","'.join(map(str, values)) + '"'
+
+    def reparse(self, services: list[ServiceInfo], raw: str) -> Iterator[CallRecord | Rejected]:
+        """A set-aside export record (header line and record text) read again."""
+        if self.config.mode == "db":
+            raise NotImplementedError("a FusionPBX database row is read again by --since")
+        service = services[0]
+        yield from self._export_records(
+            service, self._tenant(service), read_export(self.name, raw.split("\n"))
+        )
 
     def _export_row_to_record(
         self,

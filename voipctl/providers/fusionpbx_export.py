@@ -121,6 +121,11 @@ class ExportRecord:
     raw: str
     row: dict[str, str] | None = None
     error: ProviderDataError | None = None
+    header: tuple[str, ...] = ()
+
+    def kept_text(self) -> str:
+        """The header line and the record's text: what `read_export` reads this record from."""
+        return '"' + SEPARATOR.join(self.header) + '"\n' + self.raw
 
     def fields(self) -> dict[str, str]:
         """The row; the record's ProviderDataError raised when it could not be read."""
@@ -239,7 +244,12 @@ def read_export(server: str, lines: Iterable[str]) -> Iterator[ExportRecord]:
             else:
                 for _ in range(taken):
                     buffered.popleft()
-                yield ExportRecord(first_no, text, row=dict(zip(header, values, strict=True)))
+                yield ExportRecord(
+                    first_no,
+                    text,
+                    row=dict(zip(header, values, strict=True)),
+                    header=tuple(header),
+                )
                 break
             if _open(header, text) and taken < MAX_LINES_PER_RECORD:
                 if taken == len(buffered):
@@ -261,6 +271,7 @@ def read_export(server: str, lines: Iterable[str]) -> Iterator[ExportRecord]:
                 first_no,
                 alone,
                 error=ProviderDataError(server, f"{EXPORT_PATH} line {first_no}: {reason}"),
+                header=tuple(header),
             )
             break
 

@@ -249,6 +249,11 @@ class HttpClient:
                     response.content, parse_float=Decimal, parse_constant=_not_a_number
                 )
             return response.json()
+        except RecursionError:
+            # Nested deeper than Python's parser goes: the page as a whole is unreadable.
+            raise ProviderDataError(
+                self.server, f"{self._what(method, url)} answered with JSON nested too deep to read"
+            ) from None
         except ValueError:
             snippet = response.text[:80].replace("\n", " ")
             raise ProviderDataError(

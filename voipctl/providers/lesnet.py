@@ -36,13 +36,14 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
+import io
 import itertools
 import json
 import logging
 import subprocess
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from decimal import InvalidOperation
 from pathlib import Path
@@ -60,7 +61,16 @@ from voipctl.errors import (
     ProviderError,
     ProviderUnavailable,
 )
-from voipctl.providers.base import CallRecord, ProviderAdapter, RawRecord, ServiceInfo
+from voipctl.providers.base import (
+    CallRecord,
+    ProviderAdapter,
+    RawRecord,
+    Rejected,
+    ServiceInfo,
+)
+from voipctl.providers.base import (
+    digest as text_digest,
+)
 from voipctl.providers.http import HttpClient
 from voipctl.providers.matching import did_key
 
@@ -384,7 +394,7 @@ class LesnetAdapter(ProviderAdapter):
         try:
             for record in self._read_pass(link, matcher, since, until, _Occurrences(bounded=True)):
                 given += 1
-                ids.update(record.provider_id.encode() + b"\n")
+                ids.update(_key(record).encode("utf-8", "surrogatepass") + b"\n")
                 yield record
             return
         except _OutOfOrder:
@@ -393,7 +403,7 @@ class LesnetAdapter(ProviderAdapter):
         again = hashlib.blake2b(digest_size=16)
         records = self._read_pass(link, matcher, since, until, _Occurrences(bounded=False))
         for record in itertools.islice(records, given):
-            again.update(record.provider_id.encode() + b"\n")
+            again.update(_key(record).encode("utf-8", "surrogatepass") + b"\n")
         if again.digest() != ids.digest():
             raise ProviderUnavailable(
                 self.name,
@@ -409,11 +419,14 @@ class LesnetAdapter(ProviderAdapter):
         since: datetime,
         until: datetime,
         occurrences: _Occurrences,
-    ) -> Iterator[CallRecord]:
+        text: str | None = None,
+    ) -> Iterator[CallRecord | Rejected]:
+        """The link's records; `text` instead of the link's content (a set-aside row)."""
         since_ts, until_ts = int(since.timestamp()), int(until.timestamp())
         parse_time = _TimeParser(self.format.time_format, self.zone).parse
         shown = shown_link(link)
-        with self._lines(link) as lines:
+        source = nullcontext(io.StringIO(text, newline="")) if text is not None else None
+        with source or self._lines(link) as lines:
             first = next(lines, None)
             if first is not None and first.startswith("\ufeff"):
                 # A UTF-8 BOM, as the deck importer (utf-8-sig) reads it: not part of the header.
@@ -444,15 +457,26 @@ class LesnetAdapter(ProviderAdapter):
             i_start, i_caller, i_number, i_seconds = (idx[c] for c in REQUIRED_COLUMNS)
             i_peer, i_did, i_call = (idx.get(c) for c in OPTIONAL_COLUMNS)
             width = max(idx.values()) + 1
+            header_text = first.rstrip("\r\n") + "\n" if header is not None else ""
+
+            def rejected(row: list[str], reason: str) -> Rejected:
+                # The row as a line of this file again, after the header: what
+                # `reparse` reads. Its locator is a digest (line numbers move).
+                out = io.StringIO()
+                csv.writer(out, delimiter=delimiter, lineterminator="\n").writerow(row)
+                line = out.getvalue()
+                return Rejected(
+                    text_digest(line),
+                    f"CDR link {shown} line {reader.line_num}: {reason}",
+                    header_text + line,
+                )
+
             for row in rows:
                 if len(row) < width:
                     if not row or (len(row) == 1 and not row[0].strip()):
                         continue  # blank line
-                    raise ProviderDataError(
-                        self.name,
-                        f"CDR link {shown} line {reader.line_num}: {len(row)} columns, "
-                        f"expected at least {width}",
-                    )
+                    yield rejected(row, f"{len(row)} columns, expected at least {width}")
+                    continue
                 peer = row[i_peer].strip() if i_peer is not None else ""
                 caller = row[i_caller].strip()
                 number = row[i_number].strip()
@@ -472,9 +496,8 @@ class LesnetAdapter(ProviderAdapter):
                         # cdrs.billsec is a 32-bit integer, and the end time must exist.
                         raise ValueError(f"seconds {seconds_text!r} is not a call's duration")
                 except (ValueError, InvalidOperation, OverflowError) as exc:
-                    raise ProviderDataError(
-                        self.name, f"CDR link {shown} line {reader.line_num}: {exc}"
-                    ) from None
+                    yield rejected(row, str(exc))
+                    continue
                 if not since_ts <= start < until_ts:
                     continue
                 service, direction = found
@@ -508,6 +531,27 @@ class LesnetAdapter(ProviderAdapter):
                     raw=raw_record(row),
                     service_id=service.id,
                 )
+
+    def kept_text(self, record: CallRecord) -> str:
+        """A row as a line of its file again, after a header line of the raw record's keys."""
+        out = io.StringIO()
+        writer = csv.writer(out, delimiter=self._kept_delimiter(), lineterminator="\n")
+        if self.format.header:
+            writer.writerow(list(record.raw))
+        writer.writerow(list(record.raw.values()))
+        return out.getvalue()
+
+    def _kept_delimiter(self) -> str:
+        return "," if self.format.delimiter == "auto" else self.format.delimiter
+
+    def reparse(self, services: list[ServiceInfo], raw: str) -> Iterator[CallRecord | Rejected]:
+        """A set-aside row (the header line, then the row) read again, at any time."""
+        link = services[0].cdr_link or "(set aside)"
+        low = datetime.fromtimestamp(0, UTC)
+        high = datetime(9999, 12, 31, tzinfo=UTC)
+        yield from self._read_pass(
+            link, _Matcher(services), low, high, _Occurrences(bounded=False), text=raw
+        )
 
     # -- levers -----------------------------------------------------------------
 
@@ -646,6 +690,10 @@ def _rows(reader, server: str, shown: str) -> Iterator[list[str]]:
                 server, f"CDR link {shown} line {reader.line_num}: {exc}"
             ) from None
         yield row
+
+
+def _key(record: CallRecord | Rejected) -> str:
+    return record.locator if record.__class__ is Rejected else record.provider_id
 
 
 def _ceil_seconds(text: str) -> int:

@@ -14,6 +14,7 @@ the `extensions`/`trunks` lists are not in any public document found
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 from collections.abc import Iterator
@@ -28,7 +29,14 @@ import httpx
 from voipctl import money
 from voipctl.config import VodiaServer, secret
 from voipctl.errors import ProviderAuthError, ProviderDataError, ProviderError
-from voipctl.providers.base import CallRecord, ProviderAdapter, ServiceInfo
+from voipctl.providers.base import (
+    CallRecord,
+    ProviderAdapter,
+    Rejected,
+    ServiceInfo,
+    digest,
+    reason_of,
+)
 from voipctl.providers.http import HttpClient
 from voipctl.providers.matching import did_key, did_keys, sip_user
 
@@ -146,12 +154,33 @@ class VodiaAdapter(ProviderAdapter):
                     )
                 previous_first_id = items[0].get(self.columns["id"])
             for item in items:
-                record = self._to_call_record(item, service)
-                if record is not None and since <= record.start < until:
+                record = self._item(item, service)
+                if record is not None and (
+                    record.__class__ is Rejected or since <= record.start < until
+                ):
                     yield record
             if len(items) < PAGE_SIZE:
                 return
             page += 1
+
+    def _item(self, item: Any, service: ServiceInfo) -> CallRecord | Rejected | None:
+        """One item of a page; one that cannot be read is set aside (by its id, or
+        a digest of its JSON when it has no usable id)."""
+        try:
+            return self._to_call_record(item, service)
+        except ProviderDataError as exc:
+            raw = json.dumps(item, ensure_ascii=False, separators=(",", ":"), default=str)
+            ident = item.get(self.columns["id"]) if isinstance(item, dict) else None
+            usable = isinstance(ident, int | str) and not isinstance(ident, bool)
+            text = str(ident).strip() if usable else ""
+            locator = text if text and text.isprintable() and len(text) <= 200 else digest(raw)
+            return Rejected(locator, reason_of(exc), raw)
+
+    def reparse(self, services: list[ServiceInfo], raw: str) -> Iterator[CallRecord | Rejected]:
+        """A set-aside CDR item (its JSON) read again."""
+        record = self._item(json.loads(raw), services[0])
+        if record is not None:
+            yield record
 
     def suspend(self, service: ServiceInfo, reason: str) -> str:
         """Disable the service's trunk or billed extensions (per `suspend` in the config)."""

@@ -378,3 +378,24 @@ class ExternalPosting(Base):
     ledger_entry_id: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCTime)
     posted_at: Mapped[datetime | None] = mapped_column(UTCTime)
+
+
+class RejectedRecord(Base):
+    """A provider record pull-cdrs could not read or store, set aside (docs/providers.md).
+
+    `scope` is the pull scope it came from (a service or a shared CDR link),
+    `locator` what names the record there (its provider id, or a digest of its
+    text); `raw` its text with control characters escaped, at most RAW_MAX.
+    """
+
+    __tablename__ = "rejected_records"
+    __table_args__ = (UniqueConstraint("server", "scope", "locator"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    server: Mapped[str] = mapped_column(String(100))
+    scope: Mapped[str] = mapped_column(String(300))
+    locator: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+    raw: Mapped[str] = mapped_column(Text)
+    first_seen: Mapped[datetime] = mapped_column(UTCTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCTime)
