@@ -18,6 +18,7 @@ import pytest
 import respx
 from sqlalchemy import text
 
+from tests.rejects import strict
 from voipctl.config import LesnetServer
 from voipctl.errors import ProviderDataError
 from voipctl.providers.base import ServiceInfo
@@ -117,10 +118,13 @@ def test_a_lesnet_call_longer_than_the_limit_is_refused_naming_server_and_call(s
     assert result.exit_code == 1, result.output
     errors = [line for line in result.stderr.splitlines() if "longer than the limit" in line]
     assert len(errors) == 1, result.stderr
-    # The call id of a LES.NET row without one: its start (hex), a digest, an occurrence.
-    assert errors[0].startswith("voipctl: error: les1: CDR 6b0055e5-"), errors[0]
+    # Set aside (docs/providers.md, "Records set aside"), named by the call id of a
+    # LES.NET row without one: its start (hex), a digest, an occurrence.
+    assert errors[0].startswith("pull-cdrs: les1: set aside link:"), errors[0]
+    assert ": CDR 6b0055e5-" in errors[0], errors[0]
     assert errors[0].endswith(
         ": call of 2147483647 s is longer than the limit of 2678400 s ([pull] max_call_seconds)"
+        " (voipctl pull-cdrs --retry-rejected after a fix)"
     ), errors[0]
     assert stored(store) == []
 
@@ -133,8 +137,9 @@ def test_a_vodia_call_longer_than_the_limit_is_refused_naming_server_and_call(se
     result = pull(cli, configure(), "vodia1")
     assert result.exit_code == 1, result.output
     assert (
-        "voipctl: error: vodia1: CDR 20753: call of 2147483647 s is longer than the limit "
-        "of 2678400 s ([pull] max_call_seconds)"
+        "pull-cdrs: vodia1: set aside service:2 20753: CDR 20753: call of 2147483647 s is "
+        "longer than the limit of 2678400 s ([pull] max_call_seconds) (voipctl pull-cdrs "
+        "--retry-rejected after a fix)"
     ) in result.stderr.splitlines(), result.stderr
     assert stored(store) == []
 
@@ -148,10 +153,12 @@ def test_the_limit_is_configuration_and_a_call_at_it_is_stored(setup, store):
     result = pull(cli, config)
     assert result.exit_code == 1, result.output
     lines = [line for line in result.stderr.splitlines() if "limit" in line]
-    assert len(lines) == 1 and lines[0].startswith("voipctl: error: les1: CDR "), lines
+    assert len(lines) == 1 and lines[0].startswith("pull-cdrs: les1: set aside "), lines
     assert lines[0].endswith(": call of 3601 s is longer than the limit of 3600 s "
-                             "([pull] max_call_seconds)"), lines  # fmt: skip
-    assert stored(store) == [("vodia1", 3600)]  # the other server was pulled
+                             "([pull] max_call_seconds) (voipctl pull-cdrs --retry-rejected "
+                             "after a fix)"), lines  # fmt: skip
+    # The call at the limit and the other server's call are stored; the longer one is set aside.
+    assert stored(store) == [("les1", 3600), ("vodia1", 3600)]
 
 
 @pytest.mark.parametrize(
@@ -191,7 +198,7 @@ def read(path) -> list:
         extensions=(DID,), cdr_link=str(path),
     )  # fmt: skip
     with lesnet_adapter() as adapter:
-        return list(adapter.fetch_cdrs(service, SINCE, UNTIL))
+        return strict(adapter, adapter.fetch_cdrs(service, SINCE, UNTIL))
 
 
 @pytest.mark.parametrize("seconds", ["6_0", "\u0661\u0662", "1e3", "0.0_1", "\uff11\uff12", "NaN"])
@@ -272,7 +279,7 @@ VODIA_SERVICE = ServiceInfo(
 def test_a_vodia_time_as_text_not_in_plain_digits_is_refused(value):
     adapter = vodia_adapter([{**VODIA_ITEM, "connect": value}])
     with adapter, pytest.raises(ProviderDataError) as caught:
-        list(adapter.fetch_cdrs(VODIA_SERVICE, SINCE, UNTIL))
+        strict(adapter, adapter.fetch_cdrs(VODIA_SERVICE, SINCE, UNTIL))
     assert str(caught.value) == f"vodia1: CDR 20753: time {value!r} is not epoch seconds"
 
 

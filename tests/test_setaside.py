@@ -155,10 +155,10 @@ def lesnet_file(path: Path, rows: list[list[str]]) -> Path:
 
 
 def test_a_cost_beyond_any_column_sets_that_call_aside(cli, store, tmp_path):
-    """LES.NET allows 2**31-1 seconds; on an expensive deck the cost overflows: that call
-    is set aside, the others are stored and rated."""
+    """LES.NET allows 2**31-1 seconds; with the call-length limit raised that far, on an
+    expensive deck the cost overflows: that call is set aside, the others stored and rated."""
     config = tmp_path / "voipctl.toml"
-    config.write_text('[servers.lesnet]\ntype = "lesnet"\n')
+    config.write_text('[pull]\nmax_call_seconds = 2147483647\n[servers.lesnet]\ntype = "lesnet"\n')
     link = tmp_path / "cdrs.txt"
     deck = tmp_path / "deck.csv"
     deck.write_text("prefix,rate\n1,999999.0000\n")

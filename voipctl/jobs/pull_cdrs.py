@@ -32,8 +32,8 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from itertools import islice
 from decimal import Decimal
+from itertools import islice
 from typing import Any
 
 from sqlalchemy import Connection, select
