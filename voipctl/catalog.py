@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from voipctl import money
 from voipctl.errors import NotFound, UsageError
 from voipctl.providers.fields import parse_fields
+from voipctl.redact import redact_url
 from voipctl.store.models import Client, Invoice, LedgerEntry, Product, Service
 
 # --- shared checks ---------------------------------------------------------------------------
@@ -516,7 +517,7 @@ def _check_cdr_link(link: str) -> None:
         return  # a local path
     parts = urlsplit(link)
     scheme = parts.scheme.lower()
-    shown = f"{parts.scheme}://{parts.netloc}{parts.path}"
+    shown = redact_url(link)
     if scheme == "file":
         return
     if scheme not in ("http", "https"):
@@ -735,8 +736,13 @@ def product_names(session: Session, ids: Iterable[int]) -> dict[int, str]:
     return {pid: name for pid, name in rows}
 
 
-def service_view(service: Service, product_name: str) -> dict[str, Any]:
-    """A service as docs/cli.md shows it: `id`, `server`, `product`, `suspended` and its fields."""
+def service_view(
+    service: Service, product_name: str, *, show_secrets: bool = False
+) -> dict[str, Any]:
+    """A service as docs/cli.md shows it: `id`, `server`, `product`, `suspended` and its fields.
+
+    The CDR link's user-info and query string are masked unless `show_secrets`.
+    """
     return {
         "id": service.id,
         "client_id": service.client_id,
@@ -754,7 +760,7 @@ def service_view(service: Service, product_name: str) -> dict[str, Any]:
         "trunk": service.trunk_id,
         "first_name": service.first_name,
         "inbound_search": service.inbound_search,
-        "cdr_link": service.cdr_link,
+        "cdr_link": service.cdr_link if show_secrets else redact_url(service.cdr_link),
         "suspended": service.suspended,
         "suspended_by": service.suspended_by,
         "manual_action_required": service.manual_action_required,
