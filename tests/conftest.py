@@ -101,6 +101,7 @@ def db_url(_template_db, tmp_path, request) -> str:
     if BACKEND == "sqlite":
         path = tmp_path / "voipctl.db"
         shutil.copyfile(_template_db, path)
+        path.chmod(0o600)  # as `voipctl db upgrade` creates it (doctor checks the mode)
         return f"sqlite:///{path}"
     server: PgServer = request.getfixturevalue("pg_server")
     return server.create("t", template=_template_db)

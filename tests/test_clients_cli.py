@@ -595,3 +595,115 @@ def test_a_product_without_a_currency_takes_the_configurations(vc, client42, sto
     with store.session() as session:
         session.execute(update(Product).values(currency=None))
     ok(add_fusion_service(vc))
+
+
+# --- services that overlap ------------------------------------------------------------------
+
+TENANT = "mcon.wat7.ictvoip.ca"
+
+
+def _added_id(result) -> int:
+    return as_json(result)["id"]
+
+
+def _refused(result, message: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert result.stderr == f"voipctl: error: {message}\n"
+
+
+def _fusion(vc, tenant: str, billed: str):
+    return add_service(vc, "fusion1", "--domain", f"{tenant} | 5192229000", "--billed", billed,
+                       "--format", "json")  # fmt: skip
+
+
+def test_a_tenant_is_one_tenant_whatever_its_case(vc, client42, store):
+    first = _added_id(_fusion(vc, TENANT, "2112 | 2113"))
+    _refused(
+        _fusion(vc, "MCON.Wat7.ictvoip.ca", "2113 | 2114"),
+        f"service {first} (client 42) already bills 2113 of {TENANT} on server fusion1: "
+        "calls would be billed twice",
+    )
+    assert len(as_json(vc("service", "list", "--format", "json"))) == 1
+    ok(_fusion(vc, "MCON.Wat7.ictvoip.ca", "2114"))  # other extensions: no overlap
+
+
+@pytest.mark.parametrize(
+    ("first_billed", "second_billed", "says"),
+    [
+        (
+            "2112 | 2113",
+            "",
+            "already bills 2112, 2113 of mcon.wat7.ictvoip.ca, and this service would bill "
+            "the whole tenant MCON.WAT7.ICTVOIP.CA",
+        ),
+        (
+            "",
+            "2112",
+            "already bills the whole tenant mcon.wat7.ictvoip.ca, and this service would bill "
+            "2112 of it",
+        ),
+        (
+            "",
+            "",
+            "already bills the whole tenant mcon.wat7.ictvoip.ca, and this service would bill "
+            "it whole too",
+        ),
+    ],
+)
+def test_a_whole_tenant_conflict_says_which_service_bills_what(
+    vc, client42, first_billed, second_billed, says
+):
+    first = _added_id(_fusion(vc, TENANT, first_billed))
+    _refused(
+        _fusion(vc, TENANT.upper(), second_billed),
+        f"service {first} (client 42) {says} on server fusion1: calls would be billed twice",
+    )
+
+
+def _lesnet(vc, domain: str, *extra):
+    return add_service(vc, "lesnet", "--domain", domain, "--format", "json", *extra)
+
+
+@pytest.mark.parametrize("typed", ["12045550123", "+12045550123", "2045550123"])
+def test_a_lesnet_did_billed_by_another_service_is_refused_in_any_form(vc, client42, typed):
+    first = _added_id(_lesnet(vc, "D4E3CD2BFC791 | 12045550123"))
+    same = "" if typed == "12045550123" else f" (the same number as {typed})"
+    _refused(
+        _lesnet(vc, f"AB12CD34EF567 | {typed}"),
+        f"service {first} (client 42) already bills DID 12045550123{same} on server lesnet: "
+        "calls would be billed twice",
+    )
+    # The billed DID counts too.
+    _refused(
+        _lesnet(vc, "AB12CD34EF567 | 12045550999", "--billed", typed),
+        f"service {first} (client 42) already bills DID 12045550123{same} on server lesnet: "
+        "calls would be billed twice",
+    )
+
+
+def test_a_lesnet_peer_billed_by_another_service_is_refused(vc, client42):
+    first = _added_id(_lesnet(vc, "D4E3CD2BFC791 | 12045550123"))
+    _refused(
+        _lesnet(vc, "d4e3cd2bfc791 | 12045550999"),
+        f"service {first} (client 42) already bills LES.NET peer D4E3CD2BFC791 on server "
+        "lesnet: calls would be billed twice",
+    )
+
+
+def test_service_set_into_another_services_claim_is_refused(vc, client42):
+    first = _added_id(_lesnet(vc, "D4E3CD2BFC791 | 12045550123"))
+    second = _added_id(_lesnet(vc, "AB12CD34EF567 | 12045550999"))
+    result = vc("service", "set", str(second), "--domain", "AB12CD34EF567 | 2045550123")
+    _refused(
+        result,
+        f"service {first} (client 42) already bills DID 12045550123 (the same number as "
+        "2045550123) on server lesnet: calls would be billed twice",
+    )
+    shown = as_json(vc("service", "show", str(second), "--format", "json"))
+    assert shown["main_did"] == "12045550999"  # nothing changed
+
+
+def test_a_removed_service_no_longer_claims_its_numbers(vc, client42):
+    first = _added_id(_lesnet(vc, "D4E3CD2BFC791 | 12045550123"))
+    ok(vc("service", "remove", str(first)))
+    ok(_lesnet(vc, "D4E3CD2BFC791 | +12045550123"))

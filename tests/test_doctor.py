@@ -13,6 +13,7 @@ from voipctl import doctor as doctor_lib
 from voipctl import providers
 from voipctl.errors import ProviderAuthError
 from voipctl.store import open_store
+from voipctl.store.migrate import upgrade
 
 
 @pytest.fixture
@@ -48,12 +49,18 @@ def test_a_healthy_installation_is_all_ok(cli, tmp_path, sink):
     result = cli("doctor", config=config)
     assert result.exit_code == 0, result.output
     got = lines(result.stdout)
+    sqlite_only = (
+        {"database file mode": "ok"}
+        if os.environ.get("VOIPCTL_TEST_DB", "sqlite") == "sqlite"
+        else {}
+    )
     assert got == {
         "config": "ok",
         "secrets": "ok",
         "config file mode": "ok",
         "database": "ok",
         "schema": "ok",
+        **sqlite_only,
         "locks": "ok",
         "currencies": "ok",
         "smtp": "ok",
@@ -346,3 +353,21 @@ def test_a_product_without_a_currency_is_priced_in_the_configurations(store, cli
     result = cli("doctor", config=usd)
     assert result.exit_code == 1
     assert "client 42 pays in CAD, product 'Old Deck' is priced in USD" in result.stdout
+
+
+def test_a_database_file_readable_by_group_or_others_fails(tmp_path, sink):
+    database = tmp_path / "voipctl.db"
+    config = write_config(tmp_path, smtp_section(sink.port))
+    store = open_store(f"sqlite:///{database}")
+    upgrade(store)
+    store.dispose()
+    assert database.stat().st_mode & 0o777 == 0o600
+    ok = {c.what: c for c in doctor_lib.diagnose(str(config), db_url=f"sqlite:///{database}")}
+    assert ok["database file mode"].line() == f"ok    database file mode  {database} is mode 0600"
+    database.chmod(0o644)
+    checks = {c.what: c for c in doctor_lib.diagnose(str(config), db_url=f"sqlite:///{database}")}
+    assert checks["database file mode"].line() == (
+        f"FAIL  database file mode  {database} is mode 0644, readable by group or others: "
+        f"chmod 600 {database}"
+    )
+    assert checks["currencies"].ok  # the other checks still run

@@ -301,7 +301,7 @@ def test_a_bad_line_names_the_server_and_the_line_and_hides_the_query():
         strict(adapter, adapter.fetch_cdrs(svc(), SINCE, UNTIL))
     message = str(err.value)
     assert message.startswith(
-        "lesnet1: CDR link https://portal.les.test/cdr/11330_0000.txt line 3:"
+        "lesnet1: CDR link https://portal.les.test/cdr/11330_0000.txt?*** line 3:"
     )
     assert "token" not in message
 

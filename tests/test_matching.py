@@ -43,3 +43,9 @@ def test_did_key(number, key):
 
 def test_did_keys_drops_empty_ones():
     assert did_keys(["+15197830020", "", "x"]) == frozenset({"5197830020"})
+
+
+@pytest.mark.parametrize("number", ["12045550123", "+12045550123", "2045550123", "1-204-555-0123"])
+def test_one_nanp_number_in_every_form_has_one_key(number):
+    # service add/set compare DIDs by this key (voipctl.catalog._lesnet_claims).
+    assert did_key(number) == "2045550123"

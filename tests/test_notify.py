@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import os
 import ssl
 import subprocess
 from decimal import Decimal
@@ -295,3 +296,37 @@ def test_a_second_delivery_at_the_same_time_leaves_the_outbox_to_the_first(store
     assert result.skipped and result.sent == 0
     assert not (tmp_path / "mail").exists()
     assert outbox.deliver_pending(store, config).sent == 1
+
+
+@pytest.fixture
+def umask0():
+    old = os.umask(0)
+    yield
+    os.umask(old)
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_captured_emails_are_private_whatever_the_umask(store, tmp_path, umask0):
+    _queue(store, "k1")
+    config = EmailConfig(capture_dir=tmp_path / "spool" / "mail")
+    assert outbox.deliver_pending(store, config).sent == 1
+    (eml,) = (tmp_path / "spool" / "mail").glob("*.eml")
+    assert _mode(eml) == 0o600
+    assert _mode(tmp_path / "spool" / "mail") == 0o700
+    assert _mode(tmp_path / "spool") == 0o700
+
+
+def test_imported_templates_are_private_whatever_the_umask(cli, tmp_path, umask0):
+    tpl = tmp_path / "whmcs_low.tpl"
+    tpl.write_text("Dear {$client_first_name}.\n")
+    dest = tmp_path / "etc" / "templates"
+    r = cli(
+        "template", "import", tpl, "low_balance_alert", "--subject", "Low", "--dir", dest
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert _mode(dest / "low_balance_alert.txt") == 0o600
+    assert _mode(dest / "low_balance_alert.subject") == 0o600
+    assert _mode(dest) == 0o700 and _mode(dest.parent) == 0o700

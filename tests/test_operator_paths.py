@@ -47,7 +47,7 @@ def _no_traceback(result) -> None:
     ("link", "message"),
     [
         ("https://...", "--cdr-link https://...: not a URL with a host name"),
-        ("https://a..b/cdr.txt?key=s3cret", "--cdr-link https://a..b/cdr.txt: not a URL"),
+        ("https://a..b/cdr.txt?key=s3cret", "--cdr-link https://a..b/cdr.txt?***: not a URL"),
         ("ftp://portal.les.net/cdr.txt", "ftp:// links are not read"),
     ],
 )

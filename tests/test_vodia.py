@@ -418,3 +418,13 @@ def test_calls_stored_before_the_key_was_recorded_keep_the_legacy_id(cli, store,
     assert refused.exit_code == 1
     assert "calls are stored by 'id'; a new dedupe key" in refused.stderr
     assert count(store, "sim_vodia") == 1
+
+
+@respx.mock
+def test_check_names_the_server_url_without_its_credentials():
+    # A url's user-info is masked in the check line (docs/install.md, "Files and secrets").
+    respx.get(f"{BASE}/rest/system/domaininfo").mock(
+        return_value=recorded("vodia", "domaininfo__ok")
+    )
+    adapter = make(url=f"https://admin:{PASSWORD}@vodia.test")
+    assert adapter.check() == "Vodia PBX at https://***@vodia.test: basic auth accepted, 2 tenants"

@@ -23,6 +23,8 @@ from sqlalchemy.orm import Session
 from voipctl import money
 from voipctl.errors import NotFound, UsageError
 from voipctl.providers.fields import parse_fields
+from voipctl.providers.matching import did_key
+from voipctl.redact import redact_url
 from voipctl.store.models import Client, Invoice, LedgerEntry, Product, Service
 
 # --- shared checks ---------------------------------------------------------------------------
@@ -516,7 +518,7 @@ def _check_cdr_link(link: str) -> None:
         return  # a local path
     parts = urlsplit(link)
     scheme = parts.scheme.lower()
-    shown = f"{parts.scheme}://{parts.netloc}{parts.path}"
+    shown = redact_url(link)
     if scheme == "file":
         return
     if scheme not in ("http", "https"):
@@ -534,27 +536,79 @@ def _check_cdr_link(link: str) -> None:
         raise UsageError(f"--cdr-link {shown}: not a URL with a host name")
 
 
-def _claims_overlap(session: Session, service: Service) -> None:
-    """Two active services that bill the same calls would bill them twice: refuse."""
-    key = service.tenant or service.peer_id
-    others = session.scalars(
-        select(Service).where(
-            Service.server == service.server,
-            Service.active.is_(True),
-            Service.id != (service.id or -1),
+def _active_others(session: Session, service: Service) -> list[Service]:
+    """The other active services on the service's server, oldest first."""
+    return list(
+        session.scalars(
+            select(Service)
+            .where(
+                Service.server == service.server,
+                Service.active.is_(True),
+                Service.id != (service.id or -1),
+            )
+            .order_by(Service.id)
         )
     )
-    mine = set(service.extensions)
-    for other in others:
-        if (other.tenant or other.peer_id) != key:
+
+
+def _claims_overlap(session: Session, service: Service) -> None:
+    """Two active services that bill the same calls would bill them twice: refuse.
+
+    Tenants are domain names: compared without case. A service with no billed
+    extensions bills the whole tenant; the message says which service bills what.
+    """
+    if not service.tenant:
+        return
+    key = service.tenant.casefold()
+    mine = set(service.extensions or [])
+    for other in _active_others(session, service):
+        if not other.tenant or other.tenant.casefold() != key:
             continue
-        theirs = set(other.extensions)
-        if not mine or not theirs or mine & theirs:
-            shared = ", ".join(sorted(mine & theirs)) or "the whole tenant"
+        theirs = set(other.extensions or [])
+        if mine and theirs and not mine & theirs:
+            continue
+        who = f"service {other.id} (client {other.client_id})"
+        where = f"on server {service.server}: calls would be billed twice"
+        if mine and theirs:
+            shared = ", ".join(sorted(mine & theirs))
+            raise UsageError(f"{who} already bills {shared} of {other.tenant} {where}")
+        if theirs:
             raise UsageError(
-                f"service {other.id} (client {other.client_id}) already bills {shared} of "
-                f"{key} on server {service.server}: calls would be billed twice"
+                f"{who} already bills {', '.join(sorted(theirs))} of {other.tenant}, and this "
+                f"service would bill the whole tenant {service.tenant} {where}"
             )
+        this = f"{', '.join(sorted(mine))} of it" if mine else "it whole too"
+        raise UsageError(
+            f"{who} already bills the whole tenant {other.tenant}, and this service would "
+            f"bill {this} {where}"
+        )
+
+
+def _lesnet_claims(session: Session, service: Service) -> None:
+    """A LES.NET peer or DID belongs to one active service of a server.
+
+    Calls are matched by peer, then by DID (`did_key`: digits only, a NANP leading
+    1 dropped, so `12045550123`, `+12045550123` and `2045550123` are one number):
+    a second service on either would bill calls of the first, or none.
+    """
+    if service.server_type != "lesnet":
+        return
+    peer = (service.peer_id or "").casefold()
+    mine = {did_key(n): n for n in (*(service.dids or []), *(service.extensions or []))}
+    mine.pop("", None)
+    for other in _active_others(session, service):
+        if other.server_type != "lesnet":
+            continue
+        who = f"service {other.id} (client {other.client_id})"
+        where = f"on server {service.server}: calls would be billed twice"
+        if peer and (other.peer_id or "").casefold() == peer:
+            raise UsageError(f"{who} already bills LES.NET peer {other.peer_id} {where}")
+        for number in (*(other.dids or []), *(other.extensions or [])):
+            typed = mine.get(did_key(number))
+            if typed is None:
+                continue
+            same = "" if typed == number else f" (the same number as {typed})"
+            raise UsageError(f"{who} already bills DID {number}{same} {where}")
 
 
 # The suspend levers one service would share with another on the same server: the
@@ -659,6 +713,7 @@ def add_service(
         **_service_extras(server_type, extras),
     )
     _claims_overlap(session, service)
+    _lesnet_claims(session, service)
     _shares_lever(session, service, lever)
     session.add(service)
     session.flush()
@@ -696,6 +751,7 @@ def update_service(
     for key, value in _service_extras(service.server_type, extras).items():
         setattr(service, key, value)
     _claims_overlap(session, service)
+    _lesnet_claims(session, service)
     _shares_lever(session, service, lever)
     session.flush()
     return service
@@ -735,8 +791,13 @@ def product_names(session: Session, ids: Iterable[int]) -> dict[int, str]:
     return {pid: name for pid, name in rows}
 
 
-def service_view(service: Service, product_name: str) -> dict[str, Any]:
-    """A service as docs/cli.md shows it: `id`, `server`, `product`, `suspended` and its fields."""
+def service_view(
+    service: Service, product_name: str, *, show_secrets: bool = False
+) -> dict[str, Any]:
+    """A service as docs/cli.md shows it: `id`, `server`, `product`, `suspended` and its fields.
+
+    The CDR link's user-info and query string are masked unless `show_secrets`.
+    """
     return {
         "id": service.id,
         "client_id": service.client_id,
@@ -754,7 +815,7 @@ def service_view(service: Service, product_name: str) -> dict[str, Any]:
         "trunk": service.trunk_id,
         "first_name": service.first_name,
         "inbound_search": service.inbound_search,
-        "cdr_link": service.cdr_link,
+        "cdr_link": service.cdr_link if show_secrets else redact_url(service.cdr_link),
         "suspended": service.suspended,
         "suspended_by": service.suspended_by,
         "manual_action_required": service.manual_action_required,

@@ -319,6 +319,10 @@ def diagnose(
         try:
             database = list(check_database(store))
             checks.extend(database)
+            path = store.sqlite_path
+            if path is not None and path.is_file():
+                # Client names, numbers and balances: the file is the owner's alone.
+                checks.append(check_file_mode(path, "database file mode"))
             checks.append(check_locks(store))
             if config.servers and any(c.what == "schema" and c.ok for c in checks):
                 checks.append(check_shared_levers(store, config))

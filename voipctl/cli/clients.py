@@ -309,9 +309,9 @@ _SERVICE_FIELDS = [
 ]
 
 
-def _show_service(session, service, fmt: str) -> None:
+def _show_service(session, service, fmt: str, *, show_secrets: bool = False) -> None:
     name = catalog.product_names(session, [service.product_id]).get(service.product_id, "?")
-    view = catalog.service_view(service, name)
+    view = catalog.service_view(service, name, show_secrets=show_secrets)
     tz = _tz_of(session, service.client_id)
     render_one(_local_times(view, tz, fmt), fmt, fields=_SERVICE_FIELDS)
 
@@ -477,14 +477,20 @@ def service_list(client_id, include_ended, fmt):
 
 @service.command("show")
 @click.argument("service_id", metavar="ID", type=int)
+@click.option(
+    "--show-secrets",
+    is_flag=True,
+    help="Print the CDR link whole (user:password and query string are masked by default).",
+)
 @format_option
-def service_show(service_id, fmt):
+def service_show(service_id, show_secrets, fmt):
     """Show one service with its parsed product fields.
 
     Example: voipctl service show 7 --format json
     """
     with get_app().store().session() as session:
-        _show_service(session, catalog.get_service(session, service_id), fmt)
+        service = catalog.get_service(session, service_id)
+        _show_service(session, service, fmt, show_secrets=show_secrets)
 
 
 # --- credit and balance ----------------------------------------------------------------------

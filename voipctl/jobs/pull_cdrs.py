@@ -61,6 +61,7 @@ from voipctl.providers.base import (
 )
 from voipctl.providers.rejected import RAW_MAX, escape, unescape, was_cut
 from voipctl.rating.engine import PullRater
+from voipctl.redact import redact_url
 from voipctl.store.engine import Store
 from voipctl.store.models import Cdr, PullWatermark, RejectedRecord, Service
 
@@ -273,6 +274,13 @@ def _services(
     return dict(grouped)
 
 
+def shown_scope(key: str) -> str:
+    """A scope fit for the log: a CDR link's user-info and query string masked."""
+    if key.startswith("link:"):
+        return "link:" + (redact_url(key[len("link:") :]) or "")
+    return key
+
+
 def _scopes(adapter: ProviderAdapter, services: list[Service]) -> list[_Scope]:
     feeds: dict[str, list[Service]] = defaultdict(list)
     scopes = []
@@ -319,7 +327,7 @@ def _pull_server(
             continue
         infos = [service_info(s) for s in scope.services]
         clients = {s.id: s.client_id for s in scope.services}
-        log.info("%s: %s from %s to %s", pull.server, scope.key, start, until)
+        log.info("%s: %s from %s to %s", pull.server, shown_scope(scope.key), start, until)
         try:
             if scope.feed:
                 records = adapter.fetch_feed(infos, start, until)
@@ -336,7 +344,7 @@ def _pull_server(
             # One service's bad payload or missing setting: its neighbours still run.
             pull.errors.append(str(exc))
             continue
-        log.info("%s: %s read up to %s", pull.server, scope.key, newest)
+        log.info("%s: %s read up to %s", pull.server, shown_scope(scope.key), newest)
 
 
 DEDUPE_SCOPE = "dedupe-key:"

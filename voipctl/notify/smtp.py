@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import os
 import smtplib
 import ssl
 from email.message import EmailMessage
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from voipctl.config import EmailConfig, secret
 from voipctl.errors import VoipctlError
+from voipctl.private import private_dir, write_private
 
 log = logging.getLogger(__name__)
 
@@ -130,11 +130,9 @@ class Mailer:
     def _capture(self, msg: EmailMessage, name: str) -> str:
         directory = Path(self.config.capture_dir)
         try:
-            directory.mkdir(parents=True, exist_ok=True)
+            private_dir(directory)
             path = directory / f"{name}.eml"
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_bytes(msg.as_bytes())
-            os.replace(tmp, path)
+            write_private(path, msg.as_bytes())
         except OSError as exc:
             raise DeliveryError(f"{directory}: cannot write the email: {exc.strerror}") from None
         return str(path)

@@ -42,6 +42,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
 
 from voipctl import money
 from voipctl.errors import DataError
+from voipctl.private import private_dir, write_private
 
 PACKAGE_DIR = Path(__file__).parent / "templates"
 
@@ -448,12 +449,10 @@ def import_whmcs(
             raise
         except Exception as exc:  # noqa: BLE001 - any render failure refuses the import
             raise TemplateError(f"{where}: converted template does not render: {exc}") from None
-    dest_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(dest_dir)
     written = []
     for suffix, text in parts.items():
         path = dest_dir / f"{name}.{suffix}"
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+        write_private(path, text.encode("utf-8"))
         written.append(path)
     return written

@@ -67,6 +67,7 @@ from voipctl.providers.fusionpbx_export import (
 )
 from voipctl.providers.http import HttpClient
 from voipctl.providers.matching import did_key, did_keys
+from voipctl.redact import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,7 @@ class FusionPBXAdapter(ProviderAdapter):
             # empty to PHP) and would export every call.
             now = int(datetime.now(UTC).timestamp())
             self._export_lines(now - 1, now, None).close()
-            parts.append(f"export at {self.config.url}: API key accepted")
+            parts.append(f"export at {redact_url(self.config.url)}: API key accepted")
         if self.config.mode == "db" or self.config.db_url_env:
             parts.append(self._check_db())
             try:

@@ -73,6 +73,7 @@ from voipctl.providers.base import (
 )
 from voipctl.providers.http import HttpClient
 from voipctl.providers.matching import did_key
+from voipctl.redact import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -87,14 +88,8 @@ FEED_KEY_MAX = 300  # pull_watermarks.scope
 
 
 def shown_link(link: str) -> str:
-    """A CDR link fit for messages: no query string, no user:password."""
-    if "://" not in link:
-        return link
-    parts = urlsplit(link)
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    return f"{parts.scheme}://{host}{parts.path}"
+    """A CDR link fit for messages: user-info and query string masked (voipctl.redact)."""
+    return redact_url(link)
 
 
 def _fast_key(number: str) -> str:
@@ -320,14 +315,16 @@ class LesnetAdapter(ProviderAdapter):
                 handle = path.open(encoding=self.format.encoding, newline="")
             except OSError as exc:
                 raise ProviderError(
-                    self.name, f"CDR link {link}: cannot read: {exc.strerror}"
+                    self.name, f"CDR link {shown_link(link)}: cannot read: {exc.strerror}"
                 ) from None
             with handle:
                 try:
                     yield handle
                 except UnicodeDecodeError as exc:
                     raise ProviderDataError(
-                        self.name, f"CDR link {link}: not {self.format.encoding} text: {exc.reason}"
+                        self.name,
+                        f"CDR link {shown_link(link)}: not {self.format.encoding} text: "
+                        f"{exc.reason}",
                     ) from None
             return
         with self.http.stream("GET", link) as response:

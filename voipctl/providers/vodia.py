@@ -39,6 +39,7 @@ from voipctl.providers.base import (
 )
 from voipctl.providers.http import HttpClient
 from voipctl.providers.matching import did_key, did_keys, sip_user
+from voipctl.redact import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,8 @@ class VodiaAdapter(ProviderAdapter):
         """Log in (session auth) and list the tenants; return what was reached."""
         domains = self._call("GET", CHECK_PATH)
         count = len(domains) if isinstance(domains, list | dict) else "?"
-        return f"Vodia PBX at {self.config.url}: {self.config.auth} auth accepted, {count} tenants"
+        shown = redact_url(self.config.url)
+        return f"Vodia PBX at {shown}: {self.config.auth} auth accepted, {count} tenants"
 
     def fetch_cdrs(
         self, service: ServiceInfo, since: datetime, until: datetime

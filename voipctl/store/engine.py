@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from voipctl.errors import ConfigError, SchemaOutOfDate, VoipctlError
+from voipctl.private import FILE_MODE, private_dir, private_umask
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +100,29 @@ def cdrs_through(session: Session, index: str) -> str:
     return "cdrs"
 
 
+def _sqlite_private(engine: Engine) -> None:
+    """A database file this connection creates is 0600 whatever the umask.
+
+    SQLite creates the file 0644 less the umask, and its -wal and -shm files with
+    the database file's own mode: a private database file keeps all three private
+    (tests/test_private_files.py checks it under umask 0).
+    """
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(dialect, _record, cargs, cparams):
+        database = engine.url.database
+        if not database or database == ":memory:" or database.startswith("file:"):
+            return None  # the default connect
+        path = Path(database).expanduser()
+        if path.exists():
+            return None
+        with private_umask():
+            connection = dialect.connect(*cargs, **cparams)
+        if path.exists():
+            os.chmod(path, FILE_MODE)
+        return connection
+
+
 def _sqlite_setup(engine: Engine, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> None:
     # pysqlite's own transaction handling is turned off so that every transaction
     # starts with BEGIN IMMEDIATE: writers queue on the busy timeout up front
@@ -145,7 +170,7 @@ def open_store(
     kwargs: dict = {}
     if backend == "sqlite":
         if parsed.database and parsed.database != ":memory:" and create_dir:
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            private_dir(Path(parsed.database).expanduser().parent)
         kwargs["connect_args"] = {"timeout": busy_timeout_ms / 1000}
     elif backend == "postgresql":
         if (
@@ -177,6 +202,7 @@ def open_store(
     except (NoSuchModuleError, ArgumentError) as exc:
         raise ConfigError(f"database url: {exc}") from None
     if backend == "sqlite":
+        _sqlite_private(engine)
         _sqlite_setup(engine, busy_timeout_ms)
     return Store(engine=engine, sessions=sessionmaker(engine, expire_on_commit=False), url=url)
 
