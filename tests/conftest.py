@@ -160,3 +160,11 @@ def _reset_voipctl_logging():
     logger.handlers[:] = []
     logger.propagate = True
     logger.setLevel(logging.NOTSET)
+
+
+@pytest.fixture
+def umask0():
+    """The most permissive umask, for tests that voipctl's files are private anyway."""
+    old = os.umask(0)
+    yield
+    os.umask(old)

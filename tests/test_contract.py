@@ -696,7 +696,8 @@ REFUSALS = [
     (
         '[email]\nsmtp_port = "abc"\n',
         {},
-        "c.toml: email.smtp_port: input should be a valid integer",
+        "c.toml: email.smtp_port: not a whole number in plain digits 0-9 (no exponent, "
+        "underscore or other digits), got 'abc'",
     ),
     (
         '[servers.v]\ntype = "vodia"\nurl = "https://v.example"\npassword_env = "NOPE_UNSET"\n',
@@ -712,7 +713,8 @@ REFUSALS = [
     (
         "",
         {"VOIPCTL_EMAIL__SMTP_PORT": "abc"},
-        "$VOIPCTL_EMAIL__SMTP_PORT: email.smtp_port: input should be a valid integer",
+        "$VOIPCTL_EMAIL__SMTP_PORT: email.smtp_port: not a whole number in plain digits 0-9 "
+        "(no exponent, underscore or other digits), got 'abc'",
     ),
     ("", {"VOIPCTL_EMAIL__SMTP_HOTS": "x"}, "$VOIPCTL_EMAIL__SMTP_HOTS: email.smtp_hots: unknown"),
     ('[billing]\nbackend = "whmcs"\n', {}, "c.toml: whmcs.url: required with [billing] backend"),
@@ -725,7 +727,8 @@ REFUSALS = [
     (
         '[servers.v]\ntype = "vodia"\nurl = "https://v.example"\n',
         {"VOIPCTL_SERVERS__V__TIMEOUT_S": "soon"},
-        "$VOIPCTL_SERVERS__V__TIMEOUT_S: servers.v.timeout_s: input should be a valid number",
+        "$VOIPCTL_SERVERS__V__TIMEOUT_S: servers.v.timeout_s: not a number in plain digits 0-9 "
+        "(no exponent, underscore or other digits), got 'soon'",
     ),
 ]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import email
-import os
 import ssl
 import subprocess
 from decimal import Decimal
@@ -296,13 +295,6 @@ def test_a_second_delivery_at_the_same_time_leaves_the_outbox_to_the_first(store
     assert result.skipped and result.sent == 0
     assert not (tmp_path / "mail").exists()
     assert outbox.deliver_pending(store, config).sent == 1
-
-
-@pytest.fixture
-def umask0():
-    old = os.umask(0)
-    yield
-    os.umask(old)
 
 
 def _mode(path: Path) -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.rejects import strict
 from tests.test_lesnet import make, svc, write
 from voipctl.cli import run
 from voipctl.cli.app import App
@@ -100,16 +101,18 @@ def test_a_bad_duration_in_a_lesnet_file_names_the_line_and_the_value(tmp_path):
         "2026-11-20 09:15:02,12046664021,15195550100,65,D4E3CD2BFC791,12046664021",
         "2026-11-20 10:15:02,12046664021,15195550101,6x5,D4E3CD2BFC791,12046664021",
     )
+    adapter = make()
     with pytest.raises(ProviderDataError) as err:
-        list(make().fetch_cdrs(svc(link=str(path)), *_window()))
+        strict(adapter, adapter.fetch_cdrs(svc(link=str(path)), *_window()))
     assert str(err.value).endswith("line 3: seconds '6x5' is not a duration")
 
 
 def test_a_bad_epoch_time_in_a_lesnet_file_names_the_value(tmp_path):
     fmt = {"time_format": "epoch"}
     path = write(tmp_path, "17x9,12046664021,15195550100,65,D4E3CD2BFC791,12046664021")
+    adapter = make(fmt)
     with pytest.raises(ProviderDataError, match=r"line 2: time '17x9' is not epoch seconds"):
-        list(make(fmt).fetch_cdrs(svc(link=str(path)), *_window()))
+        strict(adapter, adapter.fetch_cdrs(svc(link=str(path)), *_window()))
 
 
 def _window():

@@ -3,22 +3,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import pytest
 from sqlalchemy import text
 
 from voipctl.cli import run
 from voipctl.private import private_dir, write_private
 from voipctl.store import open_store
-
-
-@pytest.fixture
-def umask0():
-    old = os.umask(0)
-    yield
-    os.umask(old)
 
 
 def _mode(path: Path) -> int:
