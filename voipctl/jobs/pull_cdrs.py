@@ -63,7 +63,7 @@ from voipctl.providers.rejected import RAW_MAX, escape, unescape, was_cut
 from voipctl.rating.engine import PullRater
 from voipctl.redact import redact_url
 from voipctl.store.engine import Store
-from voipctl.store.models import Cdr, PullWatermark, RejectedRecord, Service
+from voipctl.store.models import Cdr, PullWatermark, RejectedRecord, ServerPullState, Service
 
 log = logging.getLogger(__name__)
 
@@ -241,6 +241,8 @@ def pull_cdrs(
                         )
                 except ProviderError as exc:
                     pull.errors.append(str(exc))
+            if not dry_run:
+                _record_server(store, pull)
             for line in pull.set_aside:
                 log.info("%s", line)
                 run.fail(line)
@@ -250,6 +252,26 @@ def pull_cdrs(
                 report.failures.append(error)
             run.summary[name] = pull.as_dict()
     return report
+
+
+def _upsert_server_state(store: Store):
+    dialect = postgresql if store.dialect == "postgresql" else sqlite
+    return dialect.insert(ServerPullState.__table__)
+
+
+def _record_server(store: Store, pull: ServerPull) -> None:
+    """When this server was last read, and without an error (`voipctl status`)."""
+    now = int(datetime.now(UTC).timestamp())
+    values: dict[str, Any] = {"last_run_at": now, "last_error": None}
+    if pull.errors:
+        values["last_error"] = pull.errors[0][:1000]
+    else:
+        # Set-aside records do not make the pull a failed one: the server answered.
+        values["last_success_at"] = now
+    stmt = _upsert_server_state(store)
+    stmt = stmt.on_conflict_do_update(index_elements=["server"], set_=values)
+    with store.engine.begin() as conn:
+        conn.execute(stmt, {"server": pull.server, "cdrs_stored_total": 0, **values})
 
 
 def _services(
@@ -553,6 +575,15 @@ class _Writer:
             # in the row; a schema that grew one more takes the Core path.
             if set(compiled.params) == set(columns) and len(set(columns)) == len(columns):
                 self.driver_sql = self._driver_sql(columns)
+        # The server's count of stored calls grows in the transaction that stores them.
+        counted = dialect.insert(ServerPullState.__table__)
+        self.count_stored = counted.on_conflict_do_update(
+            index_elements=["server"],
+            set_={
+                "cdrs_stored_total": ServerPullState.__table__.c.cdrs_stored_total
+                + counted.excluded.cdrs_stored_total
+            },
+        )
         wm = dialect.insert(PullWatermark.__table__)
         self.upsert_watermark = wm.on_conflict_do_update(
             index_elements=["server", "scope"],
@@ -700,6 +731,10 @@ class _Writer:
                 stored = self._insert_driver(conn, params)
             else:
                 stored = len(conn.execute(self.insert_cdrs, dicts).all())
+            if stored:
+                conn.execute(
+                    self.count_stored, {"server": self.server, "cdrs_stored_total": stored}
+                )
             if scope is not None:
                 now = int(datetime.now(UTC).timestamp())
                 conn.execute(

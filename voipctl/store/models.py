@@ -399,3 +399,30 @@ class RejectedRecord(Base):
     raw: Mapped[str] = mapped_column(Text)
     first_seen: Mapped[datetime] = mapped_column(UTCTime)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCTime)
+
+
+class ServerPullState(Base):
+    """Per server: when pull-cdrs last read it without an error, and how many calls it stored.
+
+    `cdrs_stored_total` grows in the transaction that stores the calls, so the
+    counter `voipctl status` exports never goes back.
+    """
+
+    __tablename__ = "server_pulls"
+
+    server: Mapped[str] = mapped_column(String(100), primary_key=True)
+    last_run_at: Mapped[datetime | None] = mapped_column(UTCTime)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    cdrs_stored_total: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class StatusAlert(Base):
+    """A problem `voipctl status --notify` has told the operator about, until it clears."""
+
+    __tablename__ = "status_alerts"
+
+    # "job:autobill", "server:fusion1", "backlog:unrated", ...
+    problem: Mapped[str] = mapped_column(String(200), primary_key=True)
+    line: Mapped[str] = mapped_column(Text)
+    since: Mapped[datetime] = mapped_column(UTCTime)
