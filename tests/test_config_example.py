@@ -47,6 +47,8 @@ MODELS = [
     cfg.DatabaseConfig,
     cfg.EmailConfig,
     cfg.BillingConfig,
+    cfg.StatusConfig,
+    cfg.MetricsConfig,
     cfg.WhmcsConfig,
     cfg.FusionPBXServer,
     cfg.VodiaServer,

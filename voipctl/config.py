@@ -101,6 +101,55 @@ class PullConfig(_Section):
     max_call_seconds: PlainInt = Field(MAX_CALL_SECONDS, gt=0, le=2**31 - 1)
 
 
+# How often each job runs in crontab.example, with room for one late run: a job with
+# no successful run within this many minutes is stale (`voipctl status`, exit 1).
+DEFAULT_JOB_INTERVALS = {
+    "pull-cdrs": 15,  # every 5 minutes
+    "rate": 15,  # every 5 minutes, after pull-cdrs
+    "autobill": 25 * 60,  # daily
+    "low-balance": 25 * 60,  # daily
+    "autosuspend": 15,  # every 5 minutes
+}
+# A server with no successful pull within this many minutes is stale; LES.NET
+# publishes its CDRs for a day at a time, so it is pulled and checked daily.
+DEFAULT_SERVER_INTERVAL = 15
+DEFAULT_SERVER_INTERVALS_BY_TYPE = {"lesnet": 24 * 60}
+
+
+class StatusConfig(_Section):
+    # job -> minutes (merged over DEFAULT_JOB_INTERVALS; 0: do not check that job).
+    jobs: dict[str, PlainInt] = Field(default_factory=dict)
+    # server -> minutes (default DEFAULT_SERVER_INTERVAL, LES.NET a day; 0: not checked).
+    servers: dict[str, PlainInt] = Field(default_factory=dict)
+    # Backlog limits, minutes (0: not checked).
+    unrated_max_minutes: PlainInt = Field(60, ge=0)
+    no_rate_max_minutes: PlainInt = Field(24 * 60, ge=0)
+    unbilled_max_minutes: PlainInt = Field(26 * 60, ge=0)
+    email_max_minutes: PlainInt = Field(60, ge=0)
+
+    @field_validator("jobs", "servers")
+    @classmethod
+    def _minutes(cls, value: dict[str, int]) -> dict[str, int]:
+        for name, minutes in value.items():
+            if minutes < 0:
+                raise ValueError(f"{name}: minutes must be 0 or more, got {minutes}")
+        return value
+
+    def job_intervals(self) -> dict[str, int]:
+        return {**DEFAULT_JOB_INTERVALS, **self.jobs}
+
+    def server_interval(self, name: str, server_type: str | None) -> int:
+        if name in self.servers:
+            return self.servers[name]
+        return DEFAULT_SERVER_INTERVALS_BY_TYPE.get(server_type or "", DEFAULT_SERVER_INTERVAL)
+
+
+class MetricsConfig(_Section):
+    # node_exporter's textfile collector directory; every job writes voipctl_<job>.prom
+    # there (as with --metrics-dir DIR). None: no metrics files.
+    textfile_dir: Path | None = None
+
+
 class BillingConfig(_Section):
     backend: Literal["local", "whmcs"] = "local"
     currency: str = "USD"
@@ -342,6 +391,8 @@ class Config(_Section):
     billing: BillingConfig = Field(default_factory=BillingConfig)
     pull: PullConfig = Field(default_factory=PullConfig)
     whmcs: WhmcsConfig = Field(default_factory=WhmcsConfig)
+    status: StatusConfig = Field(default_factory=StatusConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     servers: dict[str, ServerConfig] = Field(default_factory=dict)
 
     # Where the configuration came from, for messages ("built-in defaults" when nowhere).
