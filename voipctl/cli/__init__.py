@@ -85,6 +85,7 @@ COMMAND_MODULES: dict[str, str] = {
     "db": "setup",
     "server": "setup",
     "doctor": "doctor",
+    "status": "status",
     "demo": "demo",
     "simulate": "simulate",
     "product": "products",

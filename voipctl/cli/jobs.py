@@ -10,7 +10,7 @@ import click
 from voipctl import money
 from voipctl.billing.backend import backend_for
 from voipctl.cli.app import get_app
-from voipctl.cli.options import client_option, dry_run_option
+from voipctl.cli.options import client_option, dry_run_option, metrics_option
 from voipctl.errors import ConfigError
 from voipctl.jobs import autobill as autobill_job
 from voipctl.jobs import autosuspend as autosuspend_job
@@ -33,6 +33,7 @@ def _finish(job: str, state: RunState, summary: str) -> int:
 
 
 @click.command()
+@metrics_option("autobill")
 @client_option
 @dry_run_option
 def autobill(client_id, dry_run):
@@ -66,6 +67,7 @@ def autobill(client_id, dry_run):
 
 
 @click.command("low-balance")
+@metrics_option("low-balance")
 @dry_run_option
 def low_balance(dry_run):
     """Send the latched "Low Balance Alert" emails, then deliver the outbox.
@@ -95,6 +97,7 @@ def low_balance(dry_run):
 
 
 @click.command()
+@metrics_option("autosuspend")
 @dry_run_option
 def autosuspend(dry_run):
     """Suspend or restore VoIP services from each client's credit, owing and overrides.
@@ -162,6 +165,7 @@ def _with_target(fn):
 
 
 @click.command()
+@metrics_option("suspend")
 @_with_target
 def suspend(service_id, client_id, reason, dry_run):
     """Suspend at once through the provider: an operator's hold.
@@ -175,6 +179,7 @@ def suspend(service_id, client_id, reason, dry_run):
 
 
 @click.command()
+@metrics_option("unsuspend")
 @_with_target
 def unsuspend(service_id, client_id, reason, dry_run):
     """Restore at once through the provider, lifting any hold.

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import click
 
 from voipctl import money
+from voipctl.errors import VoipctlError
 
 format_option = click.option(
     "--format",
@@ -148,3 +151,50 @@ class SignedArgsCommand(click.Command):
                     i += 1  # the option's value, whatever it looks like
             i += 1
         return super().parse_args(ctx, args)
+
+
+def metrics_option(job: str):
+    """`--metrics-dir DIR` on a job: after the run, its figures go to DIR/voipctl_<job>.prom.
+
+    Written once here for every job: the file is made from what the run recorded
+    in job_runs (and server_pulls), so it says what the database says. Without
+    the option, `[metrics] textfile_dir`; without either, no file. A dry run
+    records nothing and writes no file.
+    """
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, metrics_dir=None, **kwargs):
+            done = False
+            try:
+                rv = fn(*args, **kwargs)
+                done = True
+                return rv
+            finally:
+                # Also after a run that ended in an error: its failed run is news too.
+                if not kwargs.get("dry_run"):
+                    try:
+                        _write_metrics(job, metrics_dir)
+                    except VoipctlError:
+                        if done:
+                            raise  # else the run's own error is the one to show
+
+        return click.option(
+            "--metrics-dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            help="Write the run's figures to DIR/voipctl_<job>.prom for node_exporter "
+            "(default: [metrics] textfile_dir).",
+            metavar="DIR",
+        )(wrapper)
+
+    return decorate
+
+
+def _write_metrics(job: str, metrics_dir: Path | None) -> None:
+    from voipctl.cli.app import get_app
+    from voipctl.status import write_job_metrics
+
+    app = get_app()
+    directory = metrics_dir or app.config.metrics.textfile_dir
+    if directory is not None:
+        write_job_metrics(app.store(), app.config, job, Path(directory))

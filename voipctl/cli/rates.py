@@ -19,6 +19,7 @@ from voipctl.cli.options import (
     client_option,
     dry_run_option,
     format_option,
+    metrics_option,
     parse_day_or_time,
 )
 from voipctl.cli.output import render, render_one, to_json
@@ -245,6 +246,7 @@ def rates_quote(product, number, seconds, direction, at, fmt):
 
 
 @click.command("rate")
+@metrics_option("rate")
 @client_option
 @click.option("--rerate", is_flag=True, help="Rate CDRs of --from..--to again (billed: corrected).")
 @click.option("--from", "from_", metavar="DATE", help="First day to re-rate (inclusive).")

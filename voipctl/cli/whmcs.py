@@ -7,7 +7,7 @@ import click
 from voipctl.billing.whmcs import WhmcsBackend
 from voipctl.billing.whmcs_sync import sync
 from voipctl.cli.app import get_app
-from voipctl.cli.options import dry_run_option, format_option
+from voipctl.cli.options import dry_run_option, format_option, metrics_option
 from voipctl.cli.output import render
 from voipctl.errors import ConfigError
 from voipctl.jobs.runner import job_run
@@ -38,6 +38,7 @@ def whmcs():
 
 
 @whmcs.command("sync")
+@metrics_option("whmcs-sync")
 @dry_run_option
 @format_option
 def whmcs_sync(dry_run, fmt):
