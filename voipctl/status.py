@@ -412,7 +412,11 @@ def notify(store: Store, config: Config, *, now: datetime | None = None) -> tupl
             )
             session.delete(row)
             result.cleared.append(row.line)
-    result.delivery = outbox.deliver_pending(store, config.email)
+    # As the jobs deliver: with WHMCS sending the client alerts, a client email that
+    # waits in the outbox must still go through WHMCS, not through SMTP.
+    from voipctl.billing.backend import backend_for  # noqa: PLC0415 - only --notify delivers
+
+    result.delivery = backend_for(config).deliver_alerts(store, config)
     return status, result
 
 
