@@ -162,14 +162,15 @@ def test_a_server_without_a_successful_pull_is_stale_with_its_last_error(cli, tm
                 server="fusion1",
                 last_run_at=datetime.now(UTC),
                 last_success_at=OLD,
-                last_error="fusion1: cannot connect",
+                last_error="fusion1: cannot connect\nHTTP/1.1 502",  # a provider's text, two lines
                 cdrs_stored_total=0,
             )
         )
     result = cli("status", "-q", config=config)
     assert result.stdout == (
         "server fusion1: no successful pull in 15m "
-        "(last success: 2026-03-01T00:00:00Z; last error: fusion1: cannot connect)\n"
+        "(last success: 2026-03-01T00:00:00Z; "
+        "last error: fusion1: cannot connect\\x0aHTTP/1.1 502)\n"
     )
     # A server with no active service is not pulled, so it cannot be stale.
     with store.session() as s:

@@ -64,10 +64,22 @@ def stamp(at: datetime | None) -> str:
     return "never" if at is None else at.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def one_line(text: str) -> str:
+    """A problem line stays one line: a provider's error text may hold a newline, and
+    the line is also an email's Subject, where one would be refused."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 @dataclass(frozen=True)
 class Problem:
     key: str  # stable while the problem lasts: "job:autobill", "server:fusion1"
     line: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "line", one_line(self.line))
 
 
 @dataclass
