@@ -277,7 +277,14 @@ def test_calls_left_unrated_too_long_are_stale_and_clear_when_rate_runs(cli, tmp
         f"backlog: 2 calls not rated since {status_lib.stamp(pulled)} (limit 1h)\n"
     )
     # rate finds no deck: the calls go to no_rate, whose limit (a day) is not reached yet.
-    assert cli("rate", "-q", config=config).exit_code == 1
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    assert cli("rate", "-q", "--metrics-dir", metrics, config=config).exit_code == 1
+    # A run with failures still writes its file: that it failed is the news.
+    fams = _families((metrics / "voipctl_rate.prom").read_text())
+    success = ("voipctl_job_last_run_success", (("job", "rate"),))
+    assert fams["voipctl_job_last_run_success"][success] == 0
+    assert "voipctl_job_last_success_timestamp_seconds" not in fams
     result = cli("status", "--format", "json", config=config)
     assert result.exit_code == 0
     backlog = json.loads(result.stdout)["backlog"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import logging
 import re
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -13,7 +14,8 @@ from zoneinfo import ZoneInfo
 import click
 
 from voipctl import money
-from voipctl.errors import VoipctlError
+
+log = logging.getLogger(__name__)
 
 format_option = click.option(
     "--format",
@@ -173,11 +175,13 @@ def metrics_option(job: str):
             finally:
                 # Also after a run that ended in an error: its failed run is news too.
                 if not kwargs.get("dry_run"):
-                    try:
+                    if done:
                         _write_metrics(job, metrics_dir)
-                    except VoipctlError:
-                        if done:
-                            raise  # else the run's own error is the one to show
+                    else:
+                        try:
+                            _write_metrics(job, metrics_dir)
+                        except Exception:  # noqa: BLE001 - the run's own error is the one to show
+                            log.debug("%s: metrics not written", job, exc_info=True)
 
         return click.option(
             "--metrics-dir",
