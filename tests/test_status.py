@@ -466,3 +466,24 @@ def test_a_negative_interval_is_refused_naming_the_key(cli, tmp_path):
     assert result.exit_code == 2
     assert result.stderr.startswith(f"voipctl: error: {config}: status.jobs")
     assert "autobill: minutes must be 0 or more, got -5" in result.stderr
+
+
+def test_a_notice_that_smtp_refused_is_sent_by_the_next_run_once(cli, tmp_path):
+    sink = SmtpSink()  # not started: the SMTP server is down
+    config = _config(
+        tmp_path,
+        f'[email]\nsmtp_host = "{sink.host}"\nsmtp_port = {sink.port}\ntimeout_s = 2.0\n'
+        f'operator = "noc@example.com"\n' + ONLY_AUTOBILL,
+    )
+    result = cli("status", "--notify", "-q", config=config)
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr.startswith(
+        "voipctl: status: email 1 (status_problem) to noc@example.com: "
+    )
+    assert result.stderr.endswith("; will retry next run\n")
+    with sink:
+        for _ in range(2):
+            result = cli("status", "--notify", "-q", config=config)
+            assert (result.exit_code, result.stderr) == (1, "")
+        assert sink.received == 1
