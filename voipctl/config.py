@@ -191,6 +191,52 @@ class WhmcsConfig(_Section):
         return value
 
 
+TOPUP_PLACEHOLDERS = ("client_id", "amount", "reference")
+
+
+class TopupConfig(_Section):
+    """Auto VoIP Top-Up (docs/topup.md)."""
+
+    # local backend: the program that charges the card, run as a list (no shell).
+    command: list[str] | None = None
+    timeout_s: PlainFloat = Field(120.0, gt=0)
+    max_per_day: PlainInt = Field(3, ge=1)
+    auth_valid_days: PlainInt = Field(365, ge=1)
+    # WHMCS backend: CreateInvoice's paymentmethod ("" = the client's default gateway),
+    # and how the paid invoice becomes credit: AddCredit, or "none" when WHMCS itself
+    # turns it into credit (unverified: docs/topup.md).
+    whmcs_payment_method: str = ""
+    whmcs_credit: Literal["add_credit", "none"] = "add_credit"
+
+    @field_validator("command")
+    @classmethod
+    def _placeholders(cls, value: list[str] | None) -> list[str] | None:
+        import string
+
+        if value is None:
+            return None
+        if not value or not value[0].strip():
+            raise ValueError('a program and its arguments, e.g. ["/usr/local/sbin/charge-card"]')
+        names: set[str] = set()
+        for arg in value:
+            try:
+                names |= {n for _, n, _, _ in string.Formatter().parse(arg) if n is not None}
+            except ValueError as exc:
+                raise ValueError(f"{arg!r} is not a template ({exc})") from None
+        unknown = sorted(names - set(TOPUP_PLACEHOLDERS))
+        if unknown:
+            raise ValueError(
+                f"unknown placeholder {{{unknown[0]}}} (known: "
+                + ", ".join("{" + n + "}" for n in TOPUP_PLACEHOLDERS)
+                + ")"
+            )
+        if "reference" not in names:
+            raise ValueError(
+                "{reference} is required: it lets the program charge each reference once"
+            )
+        return value
+
+
 class _ServerBase(_Section):
     timeout_s: PlainFloat = 30.0
     retries: PlainInt = Field(3, ge=0, le=10)
@@ -342,6 +388,7 @@ class Config(_Section):
     billing: BillingConfig = Field(default_factory=BillingConfig)
     pull: PullConfig = Field(default_factory=PullConfig)
     whmcs: WhmcsConfig = Field(default_factory=WhmcsConfig)
+    topup: TopupConfig = Field(default_factory=TopupConfig)
     servers: dict[str, ServerConfig] = Field(default_factory=dict)
 
     # Where the configuration came from, for messages ("built-in defaults" when nowhere).

@@ -139,6 +139,7 @@ _CLIENT_FIELDS = [
     ("created_at", "created"),
     ("updated_at", "updated"),
     ("services", "services"),
+    ("auto_topups", "automatic top-ups"),
 ]
 
 
