@@ -114,6 +114,10 @@ WHMCS_CLIENT_FIELDS = (
     "manual_voip_suspend",
     "credit_limit",
     "timezone",
+    # Auto VoIP Top-Up (docs/topup.md): not mapped unless the operator names them.
+    "auto_topup_amount",
+    "cc_auth_on_file",
+    "cc_auth_date",
 )
 
 
