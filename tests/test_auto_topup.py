@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
@@ -23,7 +24,7 @@ from tests.topup_support import (
     topups,
     write_local_config,
 )
-from voipctl.store.models import Client, TopupAttempt
+from voipctl.store.models import Cdr, Client, TopupAttempt
 
 
 @pytest.fixture
@@ -253,8 +254,6 @@ def test_statement_client_show_and_explain_name_the_top_up(store, cli, config, p
     add_calls(store, service, [Decimal("0.10")])
     statement = cli("statement", "42", "--format", "json")
     assert statement.exit_code == 0, statement.output
-    import json
-
     rows = json.loads(statement.stdout)["entries"]
     assert [(r["kind"], r["amount"], r["reference"]) for r in rows][-1] == (
         "topup",
@@ -267,6 +266,16 @@ def test_statement_client_show_and_explain_name_the_top_up(store, cli, config, p
     assert view["auto_topups"][0]["status"] == "paid"
     text = cli("client", "show", "42")
     assert "  - reference=auto-topup-42-1, status=paid, amount=25.00, day=" in text.stdout
+    # The call started before the top-up: explain's ledger chain lists it after the call.
+    with store.session() as s:
+        cdr_id = s.scalar(select(Cdr.id))
+    doc = json.loads(cli("explain", str(cdr_id), "--format", "json").stdout)
+    assert [(e["kind"], e["amount"], e["reference"]) for e in doc["billing"]["auto_topups"]] == [
+        ("topup", "25.0000", "auto-topup-42-1")
+    ]
+    out = cli("explain", str(cdr_id)).stdout
+    assert "  topped up    entry " in out
+    assert "reference auto-topup-42-1 (automatic top-up (approved txn-auto-topup-42-1))" in out
 
 
 def _wait_for(predicate, timeout: float = 30.0) -> None:

@@ -48,6 +48,7 @@ MODELS = [
     cfg.EmailConfig,
     cfg.BillingConfig,
     cfg.WhmcsConfig,
+    cfg.TopupConfig,
     cfg.FusionPBXServer,
     cfg.VodiaServer,
     cfg.LesnetServer,
