@@ -226,6 +226,15 @@ def test_a_missing_command_is_a_configuration_error(store, cli, tmp_path):
     assert attempts(store) == []
 
 
+def test_without_top_up_clients_no_command_is_needed(store, cli, tmp_path):
+    add_topup_client(store, cc_auth_on_file=False)
+    path = tmp_path / "none.toml"
+    path.write_text("")
+    result = cli("auto-topup", config=path)
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+
+
 def test_a_command_without_the_reference_is_refused(cli, tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text('[topup]\ncommand = ["/bin/true", "{client_id}", "{amont}"]\n')

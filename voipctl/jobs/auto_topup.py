@@ -243,6 +243,20 @@ def _settle(
         return Line(client.id, f"top-up of {amount} unknown ({ref}): {outcome.detail}")
 
 
+def _eligible():
+    return (Client.cc_auth_on_file.is_(True)) & (Client.auto_topup_amount > Decimal(0))
+
+
+def _has_work(store: Store) -> bool:
+    """Some client may be charged, or an earlier attempt is open."""
+    with store.sessions() as session:
+        client = session.scalar(select(Client.id).where(_eligible()).limit(1))
+        attempt = session.scalar(
+            select(TopupAttempt.id).where(TopupAttempt.status.in_(OPEN)).limit(1)
+        )
+    return client is not None or attempt is not None
+
+
 def _open_attempts(store: Store, client_id: int | None) -> list[topup.TopupRequest]:
     with store.sessions() as session:
         query = select(TopupAttempt).where(TopupAttempt.status.in_(OPEN))
@@ -261,15 +275,17 @@ def run_auto_topup(
     dry_run: bool = False,
 ) -> list[Line]:
     """Resolve open attempts, then top up every client at or below its threshold once."""
-    if not dry_run:
-        backend.check_topup(config)
-        templates = Templates(config.email.templates_dir)
-        for name in AUTO_TOPUP_TEMPLATES:
-            templates.check(name)
     if retry_client is not None:
         with store.sessions() as session:
             if session.get(Client, retry_client) is None:
                 raise NotFound(f"no client {retry_client}")
+    if not dry_run and _has_work(store):
+        # Checked only when some client has top-ups on: an operator who does not use
+        # them runs the crontab line without configuring a charge command.
+        backend.check_topup(config)
+        templates = Templates(config.email.templates_dir)
+        for name in AUTO_TOPUP_TEMPLATES:
+            templates.check(name)
     lines: list[Line] = []
     counts = {"topups": 0, "declined": 0, "unknown": 0, "rearmed": 0, "capped": 0, "renew": 0}
 
@@ -286,12 +302,7 @@ def run_auto_topup(
         take(request)
 
     with store.sessions() as session:
-        query = select(Client.id).where(
-            or_(
-                Client.auto_topup_latched.is_(True),
-                (Client.cc_auth_on_file.is_(True)) & (Client.auto_topup_amount > Decimal(0)),
-            )
-        )
+        query = select(Client.id).where(or_(Client.auto_topup_latched.is_(True), _eligible()))
         if retry_client is not None:
             query = query.where(Client.id == retry_client)
         client_ids = list(session.scalars(query.order_by(Client.id)))
