@@ -334,3 +334,17 @@ def test_killed_between_the_charge_and_the_credit_charges_and_credits_once(
     assert [c[1] for c in program.calls] == ["auto-topup-42-1", "auto-topup-42-1"]
     assert topups(store) == [("auto-topup-42-1", Decimal("25.00"))]
     assert attempts(store) == [("auto-topup-42-1", "paid", "already charged auto-topup-42-1")]
+
+
+def test_whmcs_templates_of_top_ups_may_use_the_top_up_variables(cli, tmp_path):
+    source = tmp_path / "done.tpl"
+    source.write_text("Dear {$client_first_name}, {$topup_amount} added ({$topup_reference}).\n")
+    dest = tmp_path / "templates"
+    ok = cli("template", "import", str(source), "auto_topup_done", "--dir", str(dest))
+    assert ok.exit_code == 0, ok.output
+    assert (dest / "auto_topup_done.txt").read_text() == (
+        "Dear {{ client_first_name }}, {{ topup_amount }} added ({{ topup_reference }}).\n"
+    )
+    refused = cli("template", "import", str(source), "low_balance_alert", "--dir", str(dest))
+    assert refused.exit_code == 1
+    assert f"{source}:1: unknown variable $topup_amount" in refused.stderr
