@@ -225,3 +225,14 @@ def test_whmcs_sync_reads_the_top_up_fields_when_mapped(store, tmp_path, whmcs, 
     assert str(err.value) == (
         "client 42: custom field \"id:23\": '31/01/2026' is not a date (YYYY-MM-DD)"
     )
+
+
+def test_whmcs_credit_none_ends_at_the_paid_invoice(store, cli, tmp_path, whmcs, client42):
+    extra = TOPUP + 'whmcs_credit = "none"\n'
+    config = write_config(tmp_path / "none.toml", whmcs, emails="smtp", extra=extra)
+    result = cli("auto-topup", config=config)
+    assert result.exit_code == 0, result.output
+    assert len(whmcs.captures) == 1
+    assert "AddCredit" not in _actions(whmcs) and _topup_credits(whmcs) == []
+    invoice_id = whmcs.captures[0]
+    assert attempts(store) == [("auto-topup-42-1", "paid", f"WHMCS invoice {invoice_id}")]
