@@ -50,6 +50,7 @@ MODELS = [
     cfg.StatusConfig,
     cfg.MetricsConfig,
     cfg.WhmcsConfig,
+    cfg.TopupConfig,
     cfg.FusionPBXServer,
     cfg.VodiaServer,
     cfg.LesnetServer,

@@ -107,6 +107,7 @@ OPTIONS = [
     ("rate", "--client --rerate --from --to --dry-run"),
     ("autobill", "--client --dry-run"),
     ("low-balance", "--dry-run"),
+    ("auto-topup", "--retry --dry-run"),
     ("autosuspend", "--dry-run"),
     ("suspend", "--service --client --reason --dry-run"),
     ("unsuspend", "--service --client --reason --dry-run"),
@@ -166,7 +167,16 @@ def test_creating_commands_take_format_json(path):
     assert "json" in _options(_command(path))["--format"].type.choices
 
 
-JOBS = ["pull-cdrs", "rate", "autobill", "low-balance", "autosuspend", "suspend", "unsuspend"]
+JOBS = [
+    "pull-cdrs",
+    "rate",
+    "autobill",
+    "low-balance",
+    "auto-topup",
+    "autosuspend",
+    "suspend",
+    "unsuspend",
+]
 
 
 @pytest.mark.parametrize("path", JOBS)

@@ -108,6 +108,7 @@ DEFAULT_JOB_INTERVALS = {
     "rate": 15,  # every 5 minutes, after pull-cdrs
     "autobill": 25 * 60,  # daily
     "low-balance": 25 * 60,  # daily
+    "auto-topup": 15,  # every 5 minutes, before autosuspend
     "autosuspend": 15,  # every 5 minutes
 }
 # A server with no successful pull within this many minutes is stale; LES.NET
@@ -163,6 +164,10 @@ WHMCS_CLIENT_FIELDS = (
     "manual_voip_suspend",
     "credit_limit",
     "timezone",
+    # Auto VoIP Top-Up (docs/topup.md): not mapped unless the operator names them.
+    "auto_topup_amount",
+    "cc_auth_on_file",
+    "cc_auth_date",
 )
 
 
@@ -236,6 +241,52 @@ class WhmcsConfig(_Section):
         if unknown:
             raise ValueError(
                 f"unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+            )
+        return value
+
+
+TOPUP_PLACEHOLDERS = ("client_id", "amount", "reference")
+
+
+class TopupConfig(_Section):
+    """Auto VoIP Top-Up (docs/topup.md)."""
+
+    # local backend: the program that charges the card, run as a list (no shell).
+    command: list[str] | None = None
+    timeout_s: PlainFloat = Field(120.0, gt=0)
+    max_per_day: PlainInt = Field(3, ge=1)
+    auth_valid_days: PlainInt = Field(365, ge=1)
+    # WHMCS backend: CreateInvoice's paymentmethod ("" = the client's default gateway),
+    # and how the paid invoice becomes credit: AddCredit, or "none" when WHMCS itself
+    # turns it into credit (unverified: docs/topup.md).
+    whmcs_payment_method: str = ""
+    whmcs_credit: Literal["add_credit", "none"] = "add_credit"
+
+    @field_validator("command")
+    @classmethod
+    def _placeholders(cls, value: list[str] | None) -> list[str] | None:
+        import string
+
+        if value is None:
+            return None
+        if not value or not value[0].strip():
+            raise ValueError('a program and its arguments, e.g. ["/usr/local/sbin/charge-card"]')
+        names: set[str] = set()
+        for arg in value:
+            try:
+                names |= {n for _, n, _, _ in string.Formatter().parse(arg) if n is not None}
+            except ValueError as exc:
+                raise ValueError(f"{arg!r} is not a template ({exc})") from None
+        unknown = sorted(names - set(TOPUP_PLACEHOLDERS))
+        if unknown:
+            raise ValueError(
+                f"unknown placeholder {{{unknown[0]}}} (known: "
+                + ", ".join("{" + n + "}" for n in TOPUP_PLACEHOLDERS)
+                + ")"
+            )
+        if "reference" not in names:
+            raise ValueError(
+                "{reference} is required: it lets the program charge each reference once"
             )
         return value
 
@@ -393,6 +444,7 @@ class Config(_Section):
     whmcs: WhmcsConfig = Field(default_factory=WhmcsConfig)
     status: StatusConfig = Field(default_factory=StatusConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    topup: TopupConfig = Field(default_factory=TopupConfig)
     servers: dict[str, ServerConfig] = Field(default_factory=dict)
 
     # Where the configuration came from, for messages ("built-in defaults" when nowhere).

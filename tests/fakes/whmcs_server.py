@@ -10,6 +10,12 @@ action below names the page its answer is read from. `credits_shape` chooses
 between GetCredits' two shapes: "flat" (the page's example, the default) and
 "nested" (`credits.credit[]`, the shape of the other listings' examples).
 
+Automatic top-ups: `CapturePayment` charges the client's stored card (`card`:
+"ok" pays, "decline" answers the docs' "Payment Attempt Failed") and records
+the invoice in `captures` (the card was charged); `UpdateInvoice` sets a status.
+`delay_after_s[action]` does the action, then waits before answering (a kill
+of voipctl lands after WHMCS did it and before voipctl heard).
+
 Faults for tests: `bad_secret` (any request fails "Authentication Failed"),
 `allowed_ips` (others get "Invalid IP ..."), and `inject(action, fault, times)`
 with fault "500" (answer HTTP 500, nothing done), "drop" (close the connection
@@ -50,6 +56,7 @@ class FakeClient:
     credit: Decimal = Decimal("0.00")
     status: str = "Active"
     customfields: dict[int, str] = field(default_factory=dict)
+    card: str = "ok"  # what CapturePayment does with the stored card: "ok" or "decline"
 
 
 @dataclass
@@ -112,6 +119,8 @@ class FakeWhmcs:
         self.requests: list[tuple[str, dict[str, str]]] = []  # (action, params without auth)
         self.faults: dict[str, list[str]] = {}
         self.delay_s: dict[str, float] = {}  # action -> seconds to wait before doing it
+        self.delay_after_s: dict[str, float] = {}  # action -> seconds between doing and answering
+        self.captures: list[int] = []  # invoice ids whose payment CapturePayment charged
         self.lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
         self._ids = {"invoice": 1000, "credit": 0, "service": 500}
@@ -293,6 +302,8 @@ class FakeWhmcs:
         if fault == "drop_after_commit":
             handler._drop()
             return
+        if self.delay_after_s.get(action):
+            time.sleep(self.delay_after_s[action])
         handler._send(200, body)
 
     # --- the API actions ------------------------------------------------------------------
@@ -575,6 +586,33 @@ class FakeWhmcs:
         amount = Decimal(form["amount"]) if form.get("amount") else inv.balance
         self._add_payment(inv, amount)
         return {"result": "success"}
+
+    # source: api-reference/capturepayment.md (https://developers.whmcs.com/api-reference/
+    # capturepayment/): "Attempt to capture a payment on an unpaid CC Invoice", invoiceid
+    # required, answers only `result`; errors "Invoice Not Found or Not Unpaid" and "Payment
+    # Attempt Failed". That a capture pays the invoice's whole balance and marks it Paid is
+    # how WHMCS shows a paid invoice (GetInvoice status/balance), not stated there: unverified.
+    def _api_CapturePayment(self, form):  # noqa: N802
+        inv = self.invoices.get(int(form.get("invoiceid") or 0))
+        if inv is None or inv.status != "Unpaid":
+            return self._error("Invoice Not Found or Not Unpaid")
+        client = self.clients.get(inv.userid)
+        if client is None or client.card != "ok":
+            return self._error("Payment Attempt Failed")
+        self.captures.append(inv.id)
+        self._add_payment(inv, inv.balance)
+        return {"result": "success"}
+
+    # source: api-reference/updateinvoice.md (https://developers.whmcs.com/api-reference/
+    # updateinvoice/): invoiceid required, `status` optional; answers `invoiceid`; error
+    # "Invoice ID Not Found". Only the status is modelled (voipctl cancels a declined top-up).
+    def _api_UpdateInvoice(self, form):  # noqa: N802
+        inv = self.invoices.get(int(form.get("invoiceid") or 0))
+        if inv is None:
+            return self._error("Invoice ID Not Found")
+        if form.get("status"):
+            inv.status = form["status"]
+        return {"result": "success", "invoiceid": str(inv.id)}
 
     def _api_SendEmail(self, form):  # noqa: N802
         name = form.get("messagename", "")

@@ -21,7 +21,7 @@ from voipctl.billing import ledger
 from voipctl.billing.backend import BillingBackend, LocalBackend
 from voipctl.catalog import check_amount, client_view, get_client, product_names, service_view
 from voipctl.errors import DuplicateReference, NotFound, UsageError
-from voipctl.store.models import Client, Invoice, LedgerEntry, Service
+from voipctl.store.models import Client, Invoice, LedgerEntry, Service, TopupAttempt
 
 _MAX_REFERENCE = 200
 
@@ -293,7 +293,32 @@ def client_detail(session: Session, backend: BillingBackend, client_id: int) -> 
     )
     names = product_names(session, (s.product_id for s in services))
     view["services"] = [service_view(s, names.get(s.product_id, "?")) for s in services]
+    view["auto_topups"] = recent_topups(session, client.id)
     return view
+
+
+# How many of a client's automatic top-ups `client show` lists, newest first.
+TOPUPS_SHOWN = 5
+
+
+def recent_topups(session: Session, client_id: int) -> list[dict[str, Any]]:
+    """The client's latest automatic top-up attempts (docs/topup.md), newest first."""
+    rows = session.scalars(
+        select(TopupAttempt)
+        .where(TopupAttempt.client_id == client_id)
+        .order_by(TopupAttempt.id.desc())
+        .limit(TOPUPS_SHOWN)
+    )
+    return [
+        {
+            "reference": a.reference,
+            "status": a.status,
+            "amount": money.fmt(a.amount, 2),
+            "day": a.day,
+            "detail": a.detail,
+        }
+        for a in rows
+    ]
 
 
 def client_summaries(

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
-from voipctl.billing import ledger
+from voipctl.billing import ledger, topup
 from voipctl.config import Config
 
 if TYPE_CHECKING:
@@ -111,6 +111,21 @@ class BillingBackend(ABC):
 
         A hook for a backend that mirrors the state elsewhere; the local ledger has no copy.
         """
+
+    def check_topup(self, config: Config) -> None:
+        """Refuse (ConfigError) a top-up configuration this backend cannot use; default: the
+        local charge command (docs/topup.md)."""
+        topup.check_command(config)
+
+    def take_topup(
+        self, store: Store, config: Config, request: topup.TopupRequest
+    ) -> topup.TopupOutcome:
+        """Charge one recorded top-up; the caller posts the credit when it is paid.
+
+        Called again with the same request when an earlier run left it pending or
+        unknown. Default: the configured charge command, told the reference.
+        """
+        return topup.run_command(config, request)
 
     def deliver_alerts(self, store: Store, config: Config) -> Delivery:
         """Deliver the queued emails (default: the outbox over SMTP)."""

@@ -33,6 +33,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from voipctl import money
+from voipctl.billing import topup
 from voipctl.billing.backend import BillingBackend
 from voipctl.billing.whmcs_api import (
     WhmcsApi,
@@ -43,7 +44,7 @@ from voipctl.billing.whmcs_api import (
 from voipctl.config import Config
 from voipctl.errors import BillingBackendError, ConfigError, DataError, LockHeld
 from voipctl.store.locks import job_lock
-from voipctl.store.models import ExternalPosting, LedgerEntry, OutboxEmail
+from voipctl.store.models import ExternalPosting, LedgerEntry, OutboxEmail, TopupAttempt
 
 if TYPE_CHECKING:
     from voipctl.notify.outbox import Delivery
@@ -392,6 +393,153 @@ class WhmcsBackend(BillingBackend):
                 update(ExternalPosting)
                 .where(ExternalPosting.reference == reference)
                 .values(state="posted", external_id=external_id, posted_at=datetime.now(UTC))
+            )
+
+    # --- automatic top-ups (docs/topup.md) -----------------------------------------------
+
+    def check_topup(self, config: Config) -> None:
+        """WHMCS charges the card itself: no command is needed."""
+
+    def take_topup(
+        self, store: Store, config: Config, request: topup.TopupRequest
+    ) -> topup.TopupOutcome:
+        """Invoice the amount, capture it on the client's stored card, make it credit.
+
+        Each step is recorded (topup_attempts.step) and committed before WHMCS hears
+        of it, and an earlier run's step is looked up in WHMCS before it is done
+        again: the invoice by the reference in its notes, the capture by the
+        invoice's status, the credit by the reference in the credit log. A lost
+        answer is looked up, never followed by a resend in the same run.
+        """
+        ref = request.reference
+        client_id = request.client_id
+        invoice_id = request.external_id
+        step = request.step
+        try:
+            if step in (None, "invoice"):
+                invoice_id = self._find(client_id, ref, INVOICE) if step == "invoice" else None
+                if invoice_id is None:
+                    self._topup_step(store, request, "invoice", None)
+                    try:
+                        invoice_id = self._topup_invoice(config, request)
+                    except WhmcsOutcomeUnknown as exc:
+                        invoice_id = self._find(client_id, ref, INVOICE)
+                        if invoice_id is None:
+                            return topup.TopupOutcome(
+                                topup.UNKNOWN, f"{exc}; the invoice is looked up on the next run"
+                            )
+                self._topup_step(store, request, "capture", invoice_id)
+                step = "capture"
+            if step == "capture":
+                outcome = self._topup_capture(client_id, str(invoice_id))
+                if outcome is not None:
+                    return outcome
+                if config.topup.whmcs_credit == "none":
+                    return topup.TopupOutcome(topup.PAID, f"WHMCS invoice {invoice_id}")
+                self._topup_step(store, request, "credit", invoice_id)
+            if self._find(client_id, ref, CREDIT_ADD) is None:
+                try:
+                    self.api.call(
+                        "AddCredit",
+                        {
+                            "clientid": client_id,
+                            "description": f"VoIP automatic top-up {marker(ref)}, "
+                            f"invoice {invoice_id}",
+                            "amount": money.quantize(request.amount, 2),
+                            "type": "add",
+                        },
+                        client_id=client_id,
+                    )
+                except WhmcsOutcomeUnknown as exc:
+                    if self._find(client_id, ref, CREDIT_ADD) is None:
+                        return topup.TopupOutcome(
+                            topup.UNKNOWN,
+                            f"invoice {invoice_id} is paid; {exc}; "
+                            "the credit is looked up on the next run",
+                        )
+        except BillingBackendError as exc:
+            return topup.TopupOutcome(topup.UNKNOWN, str(exc))
+        return topup.TopupOutcome(topup.PAID, f"WHMCS invoice {invoice_id}")
+
+    def _topup_invoice(self, config: Config, request: topup.TopupRequest) -> str:
+        today = datetime.now(UTC).date().isoformat()
+        text = f"VoIP credit top-up {marker(request.reference)}"
+        params: dict[str, Any] = {
+            "userid": request.client_id,
+            "status": "Unpaid",
+            "date": today,
+            "duedate": today,
+            "notes": text,
+            "itemdescription1": text,
+            "itemamount1": money.quantize(request.amount, 2),
+            "itemtaxed1": "0",
+            "autoapplycredit": "0",
+            "sendinvoice": "0",
+        }
+        if config.topup.whmcs_payment_method:
+            params["paymentmethod"] = config.topup.whmcs_payment_method
+        body = self.api.call("CreateInvoice", params, client_id=request.client_id)
+        invoice_id = str(body.get("invoiceid") or "")
+        if not invoice_id:
+            raise DataError(
+                f"WHMCS CreateInvoice for client {request.client_id}: no invoiceid in the answer"
+            )
+        return invoice_id
+
+    def _invoice_status(self, client_id: int, invoice_id: str) -> str:
+        body = self.api.call("GetInvoice", {"invoiceid": invoice_id}, client_id=client_id)
+        return str(body.get("status") or "")
+
+    def _topup_capture(self, client_id: int, invoice_id: str) -> topup.TopupOutcome | None:
+        """Capture the invoice unless it is paid already; None when it is paid."""
+        status = self._invoice_status(client_id, invoice_id)
+        if status == "Paid":
+            return None
+        if status != "Unpaid":
+            return topup.TopupOutcome(
+                topup.DECLINED, f"WHMCS invoice {invoice_id} is {status or 'without a status'}"
+            )
+        try:
+            self.api.call("CapturePayment", {"invoiceid": invoice_id}, client_id=client_id)
+        except WhmcsOutcomeUnknown as exc:
+            if self._invoice_status(client_id, invoice_id) == "Paid":
+                return None
+            return topup.TopupOutcome(
+                topup.UNKNOWN, f"{exc}; invoice {invoice_id} is looked at again on the next run"
+            )
+        except BillingBackendError as exc:
+            if self._invoice_status(client_id, invoice_id) == "Paid":
+                return None
+            if "Payment Attempt Failed" not in str(exc):
+                return topup.TopupOutcome(topup.UNKNOWN, str(exc))
+            # Declined: cancel the invoice, so that it is never owing.
+            try:
+                self.api.call(
+                    "UpdateInvoice",
+                    {"invoiceid": invoice_id, "status": "Cancelled"},
+                    client_id=client_id,
+                )
+            except BillingBackendError as cancel:
+                log.warning("%s; cancel invoice %s in WHMCS", cancel, invoice_id)
+            return topup.TopupOutcome(topup.DECLINED, f"{exc} (invoice {invoice_id} cancelled)")
+        if self._invoice_status(client_id, invoice_id) != "Paid":
+            return topup.TopupOutcome(
+                topup.UNKNOWN,
+                f"WHMCS CapturePayment for client {client_id} answered success, "
+                f"but invoice {invoice_id} is not Paid",
+            )
+        return None
+
+    @staticmethod
+    def _topup_step(
+        store: Store, request: topup.TopupRequest, step: str, invoice_id: str | None
+    ) -> None:
+        """Record the step about to be taken, committed before WHMCS hears of it."""
+        with store.session() as session:
+            session.execute(
+                update(TopupAttempt)
+                .where(TopupAttempt.id == request.attempt_id)
+                .values(step=step, external_id=invoice_id, updated_at=datetime.now(UTC))
             )
 
     # --- custom client fields -------------------------------------------------------------

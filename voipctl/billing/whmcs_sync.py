@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -109,8 +110,15 @@ def client_columns(
             continue
         raw = backend.field_value(details, field_id).strip()
         what = f'client {client_id}: custom field "{backend.whmcs.fields[key]}"'
-        if key in ("has_voip_service", "manual_voip_suspend"):
+        if key in ("has_voip_service", "manual_voip_suspend", "cc_auth_on_file"):
             cols[key] = parse_flag(raw)
+        elif key == "auto_topup_amount":
+            cols[key] = _amount(raw, what) if raw else None
+        elif key == "cc_auth_date":
+            try:
+                cols[key] = date.fromisoformat(raw) if raw else None
+            except ValueError:
+                raise DataError(f"{what}: {raw!r} is not a date (YYYY-MM-DD)") from None
         elif key == "low_balance_threshold":
             cols[key] = _amount(raw, what) if raw else None
         elif key == "credit_limit":

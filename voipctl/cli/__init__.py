@@ -100,6 +100,7 @@ COMMAND_MODULES: dict[str, str] = {
     "rate": "rates",
     "autobill": "jobs",
     "low-balance": "jobs",
+    "auto-topup": "jobs",
     "autosuspend": "jobs",
     "suspend": "jobs",
     "unsuspend": "jobs",

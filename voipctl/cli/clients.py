@@ -87,11 +87,17 @@ def client_options(required: bool) -> Callable[[Callable], Callable]:
             click.option(
                 "--auto-topup-amount",
                 type=MONEY_OR_NONE,
-                help="Stored for a later auto top-up ('none' clears it).",
+                help="What auto-topup charges when credit runs low ('none' clears it).",
             ),
-            click.option("--cc-auth-on-file", type=YES_NO, help="Stored: card authorisation."),
             click.option(
-                "--cc-auth-date", type=DAY, help="Stored: date of the card authorisation."
+                "--cc-auth-on-file",
+                type=YES_NO,
+                help="yes: auto-topup may charge the card on file.",
+            ),
+            click.option(
+                "--cc-auth-date",
+                type=DAY,
+                help="Date of the card authorisation (ages out for auto-topup).",
             ),
         ]
         for option in reversed(options):
@@ -139,6 +145,7 @@ _CLIENT_FIELDS = [
     ("created_at", "created"),
     ("updated_at", "updated"),
     ("services", "services"),
+    ("auto_topups", "automatic top-ups"),
 ]
 
 

@@ -1,5 +1,5 @@
-"""The billing jobs: `autobill`, `low-balance`, `autosuspend`, `suspend`, `unsuspend`,
-and `template import` for the email templates."""
+"""The billing jobs: `autobill`, `low-balance`, `auto-topup`, `autosuspend`, `suspend`,
+`unsuspend`, and `template import` for the email templates."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from voipctl.billing.backend import backend_for
 from voipctl.cli.app import get_app
 from voipctl.cli.options import client_option, dry_run_option, metrics_option
 from voipctl.errors import ConfigError
+from voipctl.jobs import auto_topup as auto_topup_job
 from voipctl.jobs import autobill as autobill_job
 from voipctl.jobs import autosuspend as autosuspend_job
 from voipctl.jobs import low_balance as low_balance_job
@@ -94,6 +95,56 @@ def low_balance(dry_run):
     if s.get("emails_pending"):
         line += f", {s['emails_pending']} waiting for the next run"
     return _finish("low-balance", state, line)
+
+
+@click.command("auto-topup")
+@metrics_option("auto-topup")
+@click.option(
+    "--retry",
+    "retry_client",
+    metavar="CLIENT",
+    type=int,
+    help="Only this client, taken again now although latched (after a declined charge).",
+)
+@dry_run_option
+def auto_topup(retry_client, dry_run):
+    """Charge the card on file of clients whose credit ran low: once per crossing.
+
+    Clients with CC Auth on File and an Auto VoIP Top Amount, at or below their
+    Low Balance Threshold (or zero), are charged that amount once; the credit
+    must rise above the threshold before the next. At most [topup] max_per_day
+    a day; an authorisation older than [topup] auth_valid_days is not charged
+    (the client is asked to renew it). A charge whose outcome is unknown is
+    retried on every run under its own reference only. Run it before autosuspend.
+
+    Example: voipctl auto-topup -q; voipctl autosuspend -q
+    """
+    app = get_app()
+    store = app.store()
+    config = app.config
+    with job_run(store, "auto-topup", dry_run=dry_run) as state:
+        lines = auto_topup_job.run_auto_topup(
+            store,
+            config,
+            backend_for(config),
+            state,
+            retry_client=retry_client,
+            dry_run=dry_run,
+        )
+    if dry_run or app.verbosity > 0 or retry_client is not None:
+        for line in lines:
+            click.echo(line.describe())
+    s = state.summary
+    line = (
+        f"{s['topups']} topped up, {s['declined']} declined, {s['unknown']} unknown, "
+        f"{s['capped']} at the daily cap, {s['renew']} authorisations expired, "
+        f"{s['rearmed']} re-armed"
+    )
+    if "emails_sent" in s:
+        line += f", {s['emails_sent']} emails sent"
+    if s.get("emails_pending"):
+        line += f", {s['emails_pending']} waiting for the next run"
+    return _finish("auto-topup", state, line)
 
 
 @click.command()
@@ -194,7 +245,8 @@ def unsuspend(service_id, client_id, reason, dry_run):
 
 @click.group()
 def template():
-    """The email templates (low_balance_alert, voip_zero_balance, manual_action_required)."""
+    """The email templates (low_balance_alert, voip_zero_balance, manual_action_required,
+    auto_topup_done, auto_topup_failed, auto_topup_renew_auth, auto_topup_operator)."""
 
 
 @template.command("import")
@@ -237,4 +289,4 @@ def template_show(name):
         click.echo(f"\n--- HTML ---\n{rendered.html}", nl=False)
 
 
-COMMANDS = [autobill, low_balance, autosuspend, suspend, unsuspend, template]
+COMMANDS = [autobill, low_balance, auto_topup, autosuspend, suspend, unsuspend, template]

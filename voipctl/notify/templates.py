@@ -49,6 +49,16 @@ PACKAGE_DIR = Path(__file__).parent / "templates"
 LOW_BALANCE_ALERT = "low_balance_alert"
 VOIP_ZERO_BALANCE = "voip_zero_balance"
 MANUAL_ACTION = "manual_action_required"
+AUTO_TOPUP_DONE = "auto_topup_done"
+AUTO_TOPUP_FAILED = "auto_topup_failed"
+AUTO_TOPUP_RENEW_AUTH = "auto_topup_renew_auth"
+AUTO_TOPUP_OPERATOR = "auto_topup_operator"
+AUTO_TOPUP_TEMPLATES = (
+    AUTO_TOPUP_DONE,
+    AUTO_TOPUP_FAILED,
+    AUTO_TOPUP_RENEW_AUTH,
+    AUTO_TOPUP_OPERATOR,
+)
 
 # The variables of the client emails, named as operators know them from WHMCS.
 CLIENT_VARIABLES = (
@@ -65,6 +75,15 @@ CLIENT_VARIABLES = (
 )
 # The operator's "manual action required" email has these as well.
 MANUAL_VARIABLES = (*CLIENT_VARIABLES, "service_id", "server", "action", "instructions")
+# The automatic top-up emails have these as well (docs/topup.md).
+TOPUP_VARIABLES = (
+    *CLIENT_VARIABLES,
+    "topup_amount",
+    "topup_reference",
+    "topup_status",
+    "topup_reason",
+    "client_custom_field_ccauthdate",
+)
 
 SAMPLE_VARIABLES: dict[str, Any] = {
     "client_id": 42,
@@ -81,6 +100,11 @@ SAMPLE_VARIABLES: dict[str, Any] = {
     "server": "lesnet",
     "action": "suspend",
     "instructions": "disable peer D4E3CD2BFC791 in the LES.NET portal",
+    "topup_amount": "25.00",
+    "topup_reference": "auto-topup-42-1",
+    "topup_status": "declined",
+    "topup_reason": "card declined",
+    "client_custom_field_ccauthdate": "2025-01-31",
 }
 
 
@@ -432,6 +456,8 @@ def import_whmcs(
     if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
         raise TemplateError(f"template name {name!r}: use letters, digits, _ and - only")
     known = MANUAL_VARIABLES if name == MANUAL_ACTION else CLIENT_VARIABLES
+    if name in AUTO_TOPUP_TEMPLATES:
+        known = TOPUP_VARIABLES
     try:
         source = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

@@ -149,6 +149,8 @@ class Client(Base):
     cc_auth_date: Mapped[date | None] = mapped_column(Date)
     # The low-balance latch: set when the alert is decided, cleared when credit rises above.
     low_balance_alerted: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The auto top-up latch (docs/topup.md): set when a top-up is decided, cleared as above.
+    auto_topup_latched: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCTime)
     updated_at: Mapped[datetime] = mapped_column(UTCTime)
 
@@ -426,3 +428,28 @@ class StatusAlert(Base):
     problem: Mapped[str] = mapped_column(String(200), primary_key=True)
     line: Mapped[str] = mapped_column(Text)
     since: Mapped[datetime] = mapped_column(UTCTime)
+
+
+class TopupAttempt(Base):
+    """One automatic top-up charge, recorded (pending) and committed before money moves.
+
+    status: pending (decided, outcome not known yet), paid (charged and credited),
+    declined (not charged), unknown (maybe charged: only ever retried under this
+    reference). See docs/topup.md.
+    """
+
+    __tablename__ = "topup_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    reference: Mapped[str] = mapped_column(String(200), unique=True)
+    amount: Mapped[Decimal] = mapped_column(Money)
+    status: Mapped[str] = mapped_column(String(12), default="pending")
+    # WHMCS only: the step under way (invoice | capture | credit) and the invoice id.
+    step: Mapped[str | None] = mapped_column(String(12))
+    external_id: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    # The date in the client's time zone when the attempt was decided (the daily cap).
+    day: Mapped[str] = mapped_column(String(10))
+    created_at: Mapped[datetime] = mapped_column(UTCTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCTime)

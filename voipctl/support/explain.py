@@ -24,6 +24,8 @@ from voipctl.store.models import Cdr, Client, DeckVersion, LedgerEntry, Product,
 from voipctl.support.common import client_zone, local_time
 
 COST_PLACES = 4
+# How many automatic top-ups after a call `explain` lists.
+AUTO_TOPUPS_SHOWN = 5
 
 
 def _money(value) -> str | None:
@@ -120,8 +122,21 @@ def billing(session: Session, cdr: Cdr, zone: ZoneInfo) -> dict[str, Any]:
         state = "not billed: the number is not valid"
     else:
         state = f"nothing to bill: {cdr.status}"
+    # The automatic top-ups taken since the call started (docs/topup.md), oldest first.
+    topped_up = session.scalars(
+        select(LedgerEntry)
+        .where(
+            LedgerEntry.client_id == cdr.client_id,
+            LedgerEntry.created_at >= cdr.start,
+            LedgerEntry.kind == "topup",
+            LedgerEntry.reference.like("auto-topup-%"),
+        )
+        .order_by(LedgerEntry.id)
+        .limit(AUTO_TOPUPS_SHOWN)
+    )
     return {
         "state": state,
+        "auto_topups": [_entry(e, zone) for e in topped_up],
         "billed": cdr.billed_entry_id is not None,
         "billed_by": _entry(original, zone),
         "current_entry": _entry(current, zone),
@@ -323,6 +338,8 @@ def explain_text(doc: dict[str, Any]) -> str:
     current = bill["current_entry"]
     if current and bill["rerating"] and current["id"] != bill["rerating"][-1]["id"]:
         out.append(f"  now          {_entry_line(current)}")
+    for entry in bill["auto_topups"]:
+        out.append(f"  topped up    {_entry_line(entry)}")
     return "\n".join(out)
 
 
