@@ -35,11 +35,13 @@ from voipctl.store.models import (
 OLD = datetime(2026, 3, 1, tzinfo=UTC)
 # Only the job a test is about is checked; the others would be stale in a fresh database.
 ONLY_AUTOBILL = (
-    '[status]\njobs = { "pull-cdrs" = 0, rate = 0, "low-balance" = 0, autosuspend = 0 }\n'
+    "[status]\n"
+    'jobs = { "pull-cdrs" = 0, rate = 0, "low-balance" = 0, "auto-topup" = 0, autosuspend = 0 }\n'
 )
 NO_JOBS = (
     "[status]\n"
-    'jobs = { "pull-cdrs" = 0, rate = 0, "low-balance" = 0, autosuspend = 0, autobill = 0 }\n'
+    'jobs = { "pull-cdrs" = 0, rate = 0, "low-balance" = 0, "auto-topup" = 0, autosuspend = 0, '
+    "autobill = 0 }\n"
 )
 
 
