@@ -13,6 +13,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -67,7 +68,7 @@ class MariaDB:
 
 
 @pytest.fixture(scope="session")
-def mariadb(tmp_path_factory) -> Iterator[MariaDB]:
+def mariadb() -> Iterator[MariaDB]:
     mariadbd = _tool("mariadbd", "/usr/sbin")
     install_db = _tool("mariadb-install-db", "/usr/bin")
     if not mariadbd or not install_db:
@@ -78,7 +79,9 @@ def mariadb(tmp_path_factory) -> Iterator[MariaDB]:
         import pymysql  # noqa: F401
     except ImportError:
         pytest.skip("no PyMySQL (pip install pymysql)")
-    base = tmp_path_factory.mktemp("mariadb")
+    # Not under pytest's temporary directory: that is private to this user (0700),
+    # and mariadbd runs as another one when the tests run as root.
+    base = Path(tempfile.mkdtemp(prefix="voipctl-mariadb-"))
     datadir = base / "data"
     socket = str(base / "mysqld.sock")
     args = ["--no-defaults", f"--datadir={datadir}"]
@@ -92,7 +95,7 @@ def mariadb(tmp_path_factory) -> Iterator[MariaDB]:
             user = "nobody"
         shutil.chown(base, user)
         args.append(f"--user={user}")
-    subprocess.run(
+    done = subprocess.run(
         [
             install_db,
             *args,
@@ -100,10 +103,13 @@ def mariadb(tmp_path_factory) -> Iterator[MariaDB]:
             "--skip-test-db",
             "--skip-name-resolve",
         ],
-        check=True,
         capture_output=True,
+        text=True,
         timeout=120,
     )
+    if done.returncode != 0:
+        shutil.rmtree(base, ignore_errors=True)
+        pytest.fail(f"mariadb-install-db failed ({done.returncode}):\n{done.stderr[-2000:]}")
     log = base / "error.log"
     proc = subprocess.Popen(
         [
@@ -140,6 +146,7 @@ def mariadb(tmp_path_factory) -> Iterator[MariaDB]:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
