@@ -17,6 +17,7 @@ from voipctl.providers.asterisk.master_csv import (
     RowReader,
     Skipped,
 )
+from voipctl.providers.asterisk.offsets import MasterCsvReader
 from voipctl.providers.base import CallRecord, Rejected, digest
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "asterisk"
@@ -24,9 +25,10 @@ TRUNKS = CallRules(trunk_prefixes=("PJSIP/trunk-", "SIP/trunk-"))
 
 
 def read(name: str, layout: Layout, rules: CallRules = TRUNKS, **kw) -> list:
+    """The fixture's records as the offsets reader gives them, each parsed."""
     reader = RowReader(layout, rules, source="Master.csv", **kw)
-    lines = (FIXTURES / name).read_text().splitlines()
-    return [reader.parse_line(line, n) for n, line in enumerate(lines, 1)]
+    lines = MasterCsvReader(FIXTURES / name).lines()
+    return [reader.parse_line(line.text, line.lineno) for line in lines]
 
 
 def utc(*args) -> datetime:
@@ -183,19 +185,26 @@ def test_layout_mismatch_names_line_and_flags():
 
 def test_bad_lines_are_set_aside_with_one_line_reasons():
     out = read("master__bad.csv", Layout(zone="America/Toronto"))
-    assert [o.reason for o in out] == [
+    bad = [o for o in out if isinstance(o, Rejected)]
+    assert [o.reason for o in bad] == [
         "Master.csv line 1: 17 fields where the layout (no flags) has 16; "
         "check cdr.conf's loguniqueid, loguserfield, newcdrcolumns",
         "Master.csv line 2: start '2026-11-20 9:15' is not a time like 2026-11-20 09:15:02",
-        # cdr_csv does not escape a newline inside a field: one record, two lines.
-        "Master.csv line 3: not a cdr_csv line (unexpected end of data)",
-        "Master.csv line 4: 12 fields where the layout (no flags) has 16; "
-        "check cdr.conf's loguniqueid, loguserfield, newcdrcolumns",
         "Master.csv line 5: billsec '-5' is not a number of seconds",
     ]
     lines = (FIXTURES / "master__bad.csv").read_text().splitlines()
-    assert [o.raw for o in out] == lines
-    assert [o.locator for o in out] == [digest(line) for line in lines]
+    assert [o.raw for o in bad] == [lines[0], lines[1], lines[4]]
+    assert [o.locator for o in bad] == [digest(o.raw) for o in bad]
+    # cdr_csv writes a newline inside a field as it is: lines 3-4 are one record.
+    (record,) = [o for o in out if isinstance(o, CallRecord)]
+    assert record.raw["clid"] == '"Alice\nSmith" <101>'
+    assert record.billsec == 65
+
+
+def test_a_line_read_alone_is_set_aside():
+    line = (FIXTURES / "master__bad.csv").read_text().splitlines()[2]
+    out = RowReader(Layout(), TRUNKS, source="Master.csv").parse_line(line, 3)
+    assert out.reason == "Master.csv line 3: not a cdr_csv line (unexpected end of data)"
 
 
 def test_repeated_hour_of_dst_change_reads_as_first(write_line):

@@ -169,3 +169,37 @@ def test_offset_round_trips_as_text_and_bad_text_is_one_line():
     with pytest.raises(DataError) as exc:
         ReadOffset.from_text('{"path": "x"}')
     assert str(exc.value) == "stored Master.csv offset is not readable ('device')"
+
+
+def test_newline_inside_a_quoted_field_joins_lines(tmp_path, write_line):
+    path = tmp_path / "Master.csv"
+    shutil.copyfile(FIXTURES / "master__bad.csv", path)
+    lines, offset, _ = run(path, None)
+    physical = (FIXTURES / "master__bad.csv").read_text().splitlines()
+    assert [x.lineno for x in lines] == [1, 2, 3, 5]
+    assert lines[2].text == physical[2] + "\n" + physical[3]
+    assert (offset.lines, offset.offset) == (5, path.stat().st_size)
+
+
+def test_a_record_being_written_across_lines_waits(tmp_path):
+    path = tmp_path / "Master.csv"
+    physical = (FIXTURES / "master__bad.csv").read_text().splitlines(keepends=True)
+    path.write_text("".join(physical[:3]))  # line 3 opens a quote it has not closed yet
+    lines, offset, _ = run(path, None)
+    assert [x.lineno for x in lines] == [1, 2]
+    assert offset.offset == len(physical[0]) + len(physical[1])
+    append(path, physical[3])
+    lines, _, _ = run(path, offset)
+    assert [(x.lineno, x.text.count("\n")) for x in lines] == [(3, 1)]
+
+
+def test_an_unclosed_quote_is_not_a_record_past_cdr_csv_buffer(tmp_path):
+    # cdr_csv.c csv_log(): char buf[1024]; a longer record is never written, so
+    # lines that stay open for 1024 bytes are not one record.
+    path = tmp_path / "Master.csv"
+    cut = '"","101","1","from-internal","""Alice\n'
+    path.write_text(cut + "".join(DEFAULT * 4))
+    lines, offset, _ = run(path, None)
+    assert lines[0] == Line(str(path), 1, cut[:-1])
+    assert [x.text for x in lines[1:]] == [d[:-1] for d in DEFAULT * 4]
+    assert offset.offset == path.stat().st_size

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,6 +32,9 @@ from pathlib import Path
 from voipctl.errors import DataError
 
 CHUNK = 1 << 16
+# cdr/cdr_csv.c csv_log(): a record is built in `char buf[1024]` and not written
+# when it does not fit, so no record (with its newline) is longer.
+RECORD_MAX = 1024
 ROTATED_SUFFIX = ".1"  # logrotate's name for the previous file (no dateext, no compression)
 
 
@@ -144,34 +148,78 @@ class MasterCsvReader:
         # run stopped half-way goes on in it next time.
         shown = str(path)
         first = self.previous.first_line if start > 0 and self.previous else None
+        pos = start
         with path.open("rb") as f:
             f.seek(start)
-            pending = b""
-            pos = start
-            while True:
-                chunk = f.read(CHUNK)
-                if not chunk:
-                    break
-                pending += chunk
-                parts = pending.split(b"\n")
-                pending = parts.pop()
-                for part in parts:
-                    pos += len(part) + 1
-                    lines += 1
-                    if first is None:
-                        first = hashlib.sha256(part + b"\n").hexdigest()
-                    self.offset = ReadOffset(
-                        str(self.path), st.st_dev, st.st_ino, pos, lines, first
-                    )
-                    yield Line(shown, lines, part.decode("utf-8", "replace"))
-            if final and pending:
-                pos += len(pending)
+            tail: list[bytes] = []
+            for record, count, closed in _records(_physical_lines(f, tail)):
+                if not closed and not final:
+                    break  # a record still being written: left for the next run
+                pos += len(record) + 1
+                lineno = lines + 1
+                lines += count
+                if first is None:
+                    first = _first_line_digest(path)
+                self.offset = ReadOffset(str(self.path), st.st_dev, st.st_ino, pos, lines, first)
+                yield Line(shown, lineno, record.decode("utf-8", "replace"))
+            if final and tail and tail[0]:
+                # A moved-aside file gets no more lines: its cut last line is read too.
+                pos += len(tail[0])
                 lines += 1
                 self.offset = ReadOffset(str(self.path), st.st_dev, st.st_ino, pos, lines, first)
-                yield Line(shown, lines, pending.decode("utf-8", "replace"))
+                yield Line(shown, lines, tail[0].decode("utf-8", "replace"))
         current = self.offset
         if not final and (
             current is None or (current.device, current.inode) != (st.st_dev, st.st_ino)
         ):
             # Nothing whole in this file yet: remember it from its start.
             self.offset = ReadOffset(str(self.path), st.st_dev, st.st_ino, 0, 0, None)
+
+
+def _physical_lines(f, tail: list[bytes]) -> Iterator[bytes]:
+    """The file's lines that end in a newline (without it); what follows the last goes in `tail`."""
+    pending = b""
+    while True:
+        chunk = f.read(CHUNK)
+        if not chunk:
+            break
+        pending += chunk
+        parts = pending.split(b"\n")
+        pending = parts.pop()
+        yield from parts
+    tail.append(pending)
+
+
+def _records(physical: Iterator[bytes]) -> Iterator[tuple[bytes, int, bool]]:
+    """Physical lines -> (record, how many lines it spans, closed).
+
+    cdr_csv quotes every text field and doubles a quote inside one, but writes a
+    newline inside a field as it is: a line with an odd number of quotes goes on
+    on the next line. A record is shorter than cdr_csv's buffer (RECORD_MAX), so
+    lines that reach it without closing their quotes are not one record: the
+    first is given alone (its reader sets it aside) and the rest read again.
+    The lines left open at the end come last, not closed.
+    """
+    queue: deque[bytes] = deque()
+    held: list[bytes] = []
+    quotes = size = 0
+    while True:
+        if queue:
+            part = queue.popleft()
+        else:
+            part = next(physical, None)
+            if part is None:
+                break
+        held.append(part)
+        quotes += part.count(b'"')
+        size += len(part) + 1
+        if quotes % 2 == 0:
+            yield b"\n".join(held), len(held), True
+        elif size >= RECORD_MAX:
+            yield held[0], 1, True
+            queue.extendleft(reversed(held[1:]))
+        else:
+            continue
+        held, quotes, size = [], 0, 0
+    if held:
+        yield b"\n".join(held), len(held), False
