@@ -234,3 +234,21 @@ def test_config_errors_are_one_line():
     with pytest.raises(ConfigError) as exc:
         CallRules(trunk_prefixes=("",))
     assert str(exc.value) == "trunk_prefixes: an empty prefix would match every channel"
+
+
+def test_keys_are_the_same_when_a_file_is_read_again():
+    # After a truncation or a changed first line the file is read from its start:
+    # the rows already stored must get the ids they had.
+    layout = Layout(loguniqueid=True, loguserfield=True, usegmtime=True)
+    first = [o.provider_id for o in read("master__uniqueid_userfield_gmt.csv", layout)]
+    again = [o.provider_id for o in read("master__uniqueid_userfield_gmt.csv", layout)]
+    assert first == again
+    assert len(set(first)) == 3
+
+    def ids():
+        out = read("master__default.csv", Layout(zone="America/Toronto"))
+        return [o.provider_id for o in out if isinstance(o, CallRecord)]
+
+    plain = ids()
+    assert plain == ids()
+    assert all(p.startswith(("6b0055e6-", "6b005710-")) for p in plain)
