@@ -78,6 +78,8 @@ def mariadb() -> Iterator[MariaDB]:
     try:
         import pymysql  # noqa: F401
     except ImportError:
+        if MARIADB_REQUIRED:
+            pytest.fail("VOIPCTL_TEST_MARIADB=required but PyMySQL is not installed")
         pytest.skip("no PyMySQL (pip install pymysql)")
     # Not under pytest's temporary directory: that is private to this user (0700),
     # and mariadbd runs as another one when the tests run as root.
