@@ -49,6 +49,9 @@ PACKAGE_DIR = Path(__file__).parent / "templates"
 LOW_BALANCE_ALERT = "low_balance_alert"
 VOIP_ZERO_BALANCE = "voip_zero_balance"
 MANUAL_ACTION = "manual_action_required"
+# The fraud guard's emails (docs/fraud.md): the operator's always, the client's if configured.
+FRAUD_OPERATOR = "fraud_guard_operator"
+FRAUD_GUARD = "fraud_guard"
 
 # The variables of the client emails, named as operators know them from WHMCS.
 CLIENT_VARIABLES = (
@@ -65,6 +68,8 @@ CLIENT_VARIABLES = (
 )
 # The operator's "manual action required" email has these as well.
 MANUAL_VARIABLES = (*CLIENT_VARIABLES, "service_id", "server", "action", "instructions")
+# The fraud guard's emails have the limit, the figure and (the operator's) the last calls.
+FRAUD_VARIABLES = (*CLIENT_VARIABLES, "limit", "limit_value", "figure", "reason", "calls")
 
 SAMPLE_VARIABLES: dict[str, Any] = {
     "client_id": 42,
@@ -81,6 +86,11 @@ SAMPLE_VARIABLES: dict[str, Any] = {
     "server": "lesnet",
     "action": "suspend",
     "instructions": "disable peer D4E3CD2BFC791 in the LES.NET portal",
+    "limit": "max_spend_per_hour",
+    "limit_value": "50.00",
+    "figure": "61.20",
+    "reason": "fraud guard: max_spend_per_hour 61.20",
+    "calls": "2026-03-01 02:10:00 UTC  outbound  5350000000  600 s  12.0000",
 }
 
 
@@ -431,7 +441,13 @@ def import_whmcs(
     its subject into `NAME.subject`. Checked by a sample render before anything is written."""
     if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
         raise TemplateError(f"template name {name!r}: use letters, digits, _ and - only")
-    known = MANUAL_VARIABLES if name == MANUAL_ACTION else CLIENT_VARIABLES
+    known = (
+        MANUAL_VARIABLES
+        if name == MANUAL_ACTION
+        else FRAUD_VARIABLES
+        if name in (FRAUD_OPERATOR, FRAUD_GUARD)
+        else CLIENT_VARIABLES
+    )
     try:
         source = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

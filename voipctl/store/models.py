@@ -72,6 +72,8 @@ class Product(Base):
     max_internal_digits: Mapped[int] = mapped_column(Integer, default=6)
     # The currency the deck is priced in; None: the configuration's [billing] currency.
     currency: Mapped[str | None] = mapped_column(String(3))
+    # Overrides of the fraud guard's limits for the product's services (docs/fraud.md).
+    fraud: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCTime)
 
 
@@ -149,6 +151,8 @@ class Client(Base):
     cc_auth_date: Mapped[date | None] = mapped_column(Date)
     # The low-balance latch: set when the alert is decided, cleared when credit rises above.
     low_balance_alerted: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Overrides of the fraud guard's limits for this client (docs/fraud.md).
+    fraud: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCTime)
     updated_at: Mapped[datetime] = mapped_column(UTCTime)
 
@@ -178,7 +182,8 @@ class Service(Base):
     cdr_link: Mapped[str | None] = mapped_column(Text)
     # Suspension state as last confirmed by the provider.
     suspended: Mapped[bool] = mapped_column(Boolean, default=False)
-    # "autosuspend" (a row of the decision table) or "operator" (voipctl suspend: a hold).
+    # "autosuspend" (a row of the decision table), "operator" (voipctl suspend: a hold) or
+    # "fraud guard" (a limit of docs/fraud.md tripped: a hold only the operator releases).
     suspended_by: Mapped[str | None] = mapped_column(String(20))
     suspend_reason: Mapped[str | None] = mapped_column(Text)
     suspended_at: Mapped[datetime | None] = mapped_column(UTCTime)

@@ -1,0 +1,32 @@
+"""fraud: per-product and per-client overrides of the fraud guard's limits
+
+Revision ID: 0004_fraud
+Revises: 0003_rejected
+
+One JSON column on products and on clients holding the `[fraud]` limits set for
+them (docs/fraud.md): a key present overrides the configuration, "" (stored as
+null) disables that limit, a key absent inherits. Validated by the same model as
+the configuration when written and when read.
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0004_fraud"
+down_revision = "0003_rejected"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("products") as batch:
+        batch.add_column(sa.Column("fraud", sa.JSON(), nullable=True))
+    with op.batch_alter_table("clients") as batch:
+        batch.add_column(sa.Column("fraud", sa.JSON(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("clients") as batch:
+        batch.drop_column("fraud")
+    with op.batch_alter_table("products") as batch:
+        batch.drop_column("fraud")
