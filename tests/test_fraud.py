@@ -449,3 +449,55 @@ def test_a_refused_hupall_fails_the_run_and_the_hold_stands(cli, env_full):
     assert "`hupall MANAGER_REQUEST sip_gateway_name" in r.stderr and "Traceback" not in r.stderr
     assert env.service(service_id).suspended_by == "fraud guard"
     assert env.fusion.gateway_enabled(gateway) is False
+
+
+@pytest.mark.parametrize(
+    ("lever", "commands", "left"),
+    [
+        ("domain", ["api hupall MANAGER_REQUEST domain_name mcon.example.net"], ["other"]),
+        (
+            "extensions",
+            [
+                "api hupall MANAGER_REQUEST user_name 101 domain_name mcon.example.net",
+                "api hupall MANAGER_REQUEST user_name 102 domain_name mcon.example.net",
+            ],
+            ["same-ext-other-tenant", "other", "unauthenticated"],
+        ),
+    ],
+)
+def test_hupall_filters_of_the_domain_and_extension_levers(esl_server, lever, commands, left):
+    from voipctl.config import FusionPBXServer
+    from voipctl.providers.base import ServiceInfo
+    from voipctl.providers.fusionpbx import FusionPBXAdapter
+
+    config = FusionPBXServer(
+        type="fusionpbx",
+        db_url_env="UNUSED",
+        esl_host=esl_server.host,
+        esl_port=esl_server.port,
+        suspend=lever,
+    )
+    tenant = "mcon.example.net"
+    esl_server.channels.up = [
+        {"uuid": "ext101", "user_name": "101", "domain_name": tenant},
+        {"uuid": "ext102", "user_name": "102", "domain_name": tenant},
+        {"uuid": "same-ext-other-tenant", "user_name": "101", "domain_name": "other.example"},
+        {"uuid": "other", "user_name": "300", "domain_name": "other.example"},
+        {"uuid": "unauthenticated", "sip_from_user": "101"},
+    ]
+    if lever == "domain":
+        esl_server.channels.up = [
+            c for c in esl_server.channels.up if c["uuid"] in ("ext101", "ext102", "other")
+        ]
+    service = ServiceInfo(
+        id=7, client_id=42, server="fusion1", tenant=tenant, extensions=("102", "101")
+    )
+    answer = FusionPBXAdapter("fusion1", config).hang_up(service)
+    assert esl_server.wait_for(len(commands))[: len(commands)] == commands
+    assert sorted(c["uuid"] for c in esl_server.channels.up) == sorted(left)
+    more = "..." if lever == "extensions" else ""
+    first = "user_name" if lever == "extensions" else "domain_name"
+    value = "101" if lever == "extensions" else tenant
+    assert answer.startswith(
+        f"+OK hangup all channels matching [{first}]=[{value}]{more} with cause: MANAGER_REQUEST"
+    )

@@ -281,9 +281,9 @@ def _releases(session: Session, client_ids: list[int] | None, now: datetime) -> 
         )
         .group_by(SuspensionEvent.client_id)
     )
-    if client_ids is not None:
-        query = query.where(SuspensionEvent.client_id.in_(client_ids))
-    return {cid: at for cid, at in session.execute(query)}
+    # Few rows (releases of the last day): filtered here, not with a long IN list.
+    wanted = None if client_ids is None else set(client_ids)
+    return {cid: at for cid, at in session.execute(query) if wanted is None or cid in wanted}
 
 
 @dataclass
@@ -696,7 +696,10 @@ def stop(store, config: Config, backend, adapters, run, trip: Trip, *, dry_run: 
         try:
             adapter = adapters.get(service.server)
             if not adapter.can_hang_up:
-                log.info("%s: %s cannot hang up calls in progress", where, adapter.type)
+                lines.append(
+                    f"{where}: calls in progress left to run: {adapter.type} cannot end "
+                    "them (docs/fraud.md)"
+                )
                 continue
             answer = adapter.hang_up(service_info(service))
         except Exception as exc:  # noqa: BLE001 - the hold stands; the failure is reported
