@@ -208,7 +208,7 @@ def test_a_hold_survives_a_top_up_and_autosuspend_runs_until_the_operator_releas
     assert env.vodia_puts() == [TRUNK_PATH]  # the one suspend, nothing since
     assert env.trunk_state() == {"dis": "true"}
 
-    # voipctl suspend of a held service keeps it held, now by the operator's hand too.
+    # Only the operator releases it.
     r = cli("unsuspend", "--service", service_id, "--reason", "calls explained", config=env.config)
     assert r.exit_code == 0, r.output
     assert not env.service(service_id).suspended and env.trunk_state() == {"dis": "false"}

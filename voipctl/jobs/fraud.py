@@ -1,7 +1,8 @@
 """The fraud guard (docs/fraud.md): velocity limits over the calls already stored and rated.
 
 autosuspend runs `check()` first. It reads, with SQL aggregates per client over
-the last hour and the last day (the `ix_cdrs_client_start` index), the figures
+the last hour and the last day (the index `ix_cdrs_client_start`, which holds
+the cost), the figures
 each limit looks at:
 
 - `max_spend_per_hour` / `max_spend_per_day`: the cost of the calls that
@@ -218,31 +219,42 @@ def _window_sums(
     prefixes: tuple[str, ...],
     since: datetime | None = None,
 ) -> dict[int, tuple[int, int, int]]:
-    """{client: (hour spend units, day spend units, risk calls of the hour)} in one pass."""
+    """{client: (hour spend units, day spend units, risk calls of the hour)}.
+
+    The sums read `ix_cdrs_client_start` (client_id, start, cost) alone; only the
+    risk count, over the last hour's calls, reads rows (direction and number).
+    """
     day_from = now - DAY
     hour_from = now - HOUR
     if since is not None:
         day_from, hour_from = max(day_from, since), max(hour_from, since)
     cost = type_coerce(Cdr.cost, BigInteger)
-    in_hour = Cdr.start >= hour_from
     risk = _risk_term(prefixes)
-    columns = [
-        Cdr.client_id,
-        func.sum(case((in_hour, cost), else_=0)),
-        func.sum(cost),
-        func.sum(case((and_(in_hour, risk), 1), else_=0)) if risk is not None else func.sum(0),
-    ]
     out: dict[int, tuple[int, int, int]] = {}
     for i in range(0, len(client_ids), _CHUNK):
         chunk = client_ids[i : i + _CHUNK]
-        rows = session.execute(
-            select(*columns)
+        sums = session.execute(
+            select(
+                Cdr.client_id,
+                func.sum(case((Cdr.start >= hour_from, cost), else_=0)),
+                func.sum(cost),
+            )
             # Bounded by `now` too: a call dated in the future is not this hour's.
             .where(Cdr.client_id.in_(chunk), Cdr.start >= day_from, Cdr.start <= now)
             .group_by(Cdr.client_id)
         )
-        for client_id, hour, day, risky in rows:
-            out[client_id] = (int(hour or 0), int(day or 0), int(risky or 0))
+        for client_id, hour, day in sums:
+            out[client_id] = (int(hour or 0), int(day or 0), 0)
+        if risk is None:
+            continue
+        counts = session.execute(
+            select(Cdr.client_id, func.count())
+            .where(Cdr.client_id.in_(chunk), Cdr.start >= hour_from, Cdr.start <= now, risk)
+            .group_by(Cdr.client_id)
+        )
+        for client_id, risky in counts:
+            hour, day, _ = out.get(client_id, (0, 0, 0))
+            out[client_id] = (hour, day, int(risky))
     return out
 
 

@@ -7,6 +7,10 @@ One JSON column on products and on clients holding the `[fraud]` limits set for
 them (docs/fraud.md): a key present overrides the configuration, "" (stored as
 null) disables that limit, a key absent inherits. Validated by the same model as
 the configuration when written and when read.
+
+`ix_cdrs_client_start` gains the cost column, so the guard's sums per client
+over the last hour, day and 30 days read the index alone (one rebuild of the
+index on upgrade).
 """
 
 import sqlalchemy as sa
@@ -23,9 +27,13 @@ def upgrade() -> None:
         batch.add_column(sa.Column("fraud", sa.JSON(), nullable=True))
     with op.batch_alter_table("clients") as batch:
         batch.add_column(sa.Column("fraud", sa.JSON(), nullable=True))
+    op.drop_index("ix_cdrs_client_start", table_name="cdrs")
+    op.create_index("ix_cdrs_client_start", "cdrs", ["client_id", "start", "id", "cost"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_cdrs_client_start", table_name="cdrs")
+    op.create_index("ix_cdrs_client_start", "cdrs", ["client_id", "start"])
     with op.batch_alter_table("clients") as batch:
         batch.drop_column("fraud")
     with op.batch_alter_table("products") as batch:
