@@ -501,3 +501,36 @@ def test_hupall_filters_of_the_domain_and_extension_levers(esl_server, lever, co
     assert answer.startswith(
         f"+OK hangup all channels matching [{first}]=[{value}]{more} with cause: MANAGER_REQUEST"
     )
+
+
+def test_the_spend_sums_read_the_client_start_index_alone(store):
+    """On SQLite the check's sums never read a row: a covering index (docs/fraud.md, "Cost")."""
+    if not store.is_sqlite:
+        pytest.skip("SQLite's plan names a covering index; PostgreSQL's depends on vacuum")
+    from sqlalchemy import event
+
+    from voipctl.jobs import fraud
+
+    seen: list[tuple[str, object]] = []
+
+    def capture(conn, cursor, statement, params, context, executemany):
+        seen.append((statement, params))
+
+    event.listen(store.engine, "before_cursor_execute", capture)
+    try:
+        with store.session() as s:
+            fraud._window_sums(s, [1, 2], datetime.now(UTC), ("53",))
+    finally:
+        event.remove(store.engine, "before_cursor_execute", capture)
+    (sums, sums_args), (risk, risk_args) = seen[-2:]
+    with store.engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        sums_plan = raw.execute("EXPLAIN QUERY PLAN " + sums, sums_args).fetchall()
+        risk_plan = raw.execute("EXPLAIN QUERY PLAN " + risk, risk_args).fetchall()
+    assert [row[-1] for row in sums_plan] == [
+        "SEARCH cdrs USING COVERING INDEX ix_cdrs_client_start "
+        "(client_id=? AND start>? AND start<?)"
+    ]
+    assert [row[-1] for row in risk_plan] == [
+        "SEARCH cdrs USING INDEX ix_cdrs_client_start (client_id=? AND start>? AND start<?)"
+    ]
