@@ -534,3 +534,19 @@ def test_the_spend_sums_read_the_client_start_index_alone(store):
     assert [row[-1] for row in risk_plan] == [
         "SEARCH cdrs USING INDEX ix_cdrs_client_start (client_id=? AND start>? AND start<?)"
     ]
+
+
+def test_report_since_shows_only_clients_with_calls_since_then(cli, env):
+    guard(env, max_spend_per_day='"100.00"')
+    env.client(42, credit="500")
+    service_id = env.vodia_service(42)
+    call(env, service_id, "30.00", ago=timedelta(hours=5))
+    r = cli("fraud", "report", "--format", "json", config=env.config)
+    assert r.exit_code == 0, r.output
+    (row,) = json.loads(r.stdout)
+    assert (row["day_spend"], row["day_limit"], row["day_percent"]) == ("30.00", "100.00", "30.0")
+    since = (datetime.now(UTC) - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    r = cli("fraud", "report", "--since", since, config=env.config)
+    assert (r.exit_code, r.stdout.splitlines()[-1]) == (0, "(none)")
+    r = cli("fraud", "report", "--since", "yesterday", config=env.config)
+    assert r.exit_code == 2 and "'yesterday' is not a date (YYYY-MM-DD) or an ISO time" in r.stderr
