@@ -146,6 +146,7 @@ EXTRA_ARGS: dict[str, tuple[list[str], list[str] | None]] = {
     "bench_cdrs": (["1000000", "2000"], ["200000", "100"]),
     "bench_fusionpbx_db": (["--rows", "200000"], ["--rows", "20000"]),
     "bench_floor": (["200000"], ["20000"]),
+    "bench_fraud": ([], ["--quick"]),
 }
 
 

@@ -12,6 +12,7 @@ import json
 import os
 import tomllib
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -149,6 +150,91 @@ class MetricsConfig(_Section):
     # node_exporter's textfile collector directory; every job writes voipctl_<job>.prom
     # there (as with --metrics-dir DIR). None: no metrics files.
     textfile_dir: Path | None = None
+
+
+# The names of the fraud guard's limits: `[fraud]` and the per-product and per-client
+# overrides (docs/fraud.md) use exactly these.
+FRAUD_LIMITS = (
+    "max_spend_per_hour",
+    "max_spend_per_day",
+    "risk_prefixes",
+    "max_risk_calls_per_hour",
+    "trailing_multiple",
+)
+
+
+def _fraud_empty(value: Any) -> Any:
+    # An empty value disables a limit: "" in TOML, or an empty environment override.
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+def _fraud_amount(value: Any) -> Any:
+    value = _fraud_empty(value)
+    if value is None or isinstance(value, Decimal):
+        return value
+    if isinstance(value, bool | float):
+        raise PydanticCustomError(
+            "fraud_amount", 'an amount is written as text or a whole number, e.g. "50.00"'
+        )
+    try:
+        amount = money.parse(value, field="value")
+    except money.MoneyError as exc:
+        raise PydanticCustomError("fraud_amount", str(exc).removeprefix("value: ")) from None
+    if amount <= 0:
+        raise PydanticCustomError("fraud_amount", 'must be above 0 ("" disables the limit)')
+    return amount
+
+
+def _fraud_prefixes(value: Any) -> Any:
+    value = _fraud_empty(value)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",")]
+    if not isinstance(value, list):
+        raise PydanticCustomError("fraud_prefixes", 'a list of number prefixes, e.g. ["53"]')
+    prefixes = []
+    for item in value:
+        text = str(item).strip().removeprefix("+")
+        if not (text.isascii() and text.isdigit()) or len(text) > 15:
+            raise PydanticCustomError(
+                "fraud_prefixes",
+                f"{str(item)[:20]!r} is not a number prefix (digits of an E.164 number, "
+                "country code first)",
+            )
+        prefixes.append(text)
+    return tuple(sorted(set(prefixes)))
+
+
+FraudAmount = Annotated[Decimal | None, BeforeValidator(_fraud_amount)]
+FraudCount = Annotated[PlainInt | None, BeforeValidator(_fraud_empty), Field(gt=0)]
+FraudPrefixes = Annotated[tuple[str, ...] | None, BeforeValidator(_fraud_prefixes)]
+
+
+class FraudLimits(_Section):
+    """The fraud guard's limits (docs/fraud.md); None (an empty value) disables one.
+
+    The same model reads `[fraud]` and the overrides stored on a product or a
+    client; in an override only the names it sets count (`model_fields_set`).
+    """
+
+    max_spend_per_hour: FraudAmount = None
+    max_spend_per_day: FraudAmount = None
+    risk_prefixes: FraudPrefixes = None
+    max_risk_calls_per_hour: FraudCount = None
+    trailing_multiple: FraudAmount = None
+
+
+class FraudConfig(FraudLimits):
+    # The client email "fraud_guard" is sent only when this is true.
+    notify_client: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        """The guard runs when any limit is set here (an override alone does not start it)."""
+        return any(
+            getattr(self, name) is not None for name in FRAUD_LIMITS if name != "risk_prefixes"
+        )
 
 
 class BillingConfig(_Section):
@@ -445,6 +531,7 @@ class Config(_Section):
     status: StatusConfig = Field(default_factory=StatusConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     topup: TopupConfig = Field(default_factory=TopupConfig)
+    fraud: FraudConfig = Field(default_factory=FraudConfig)
     servers: dict[str, ServerConfig] = Field(default_factory=dict)
 
     # Where the configuration came from, for messages ("built-in defaults" when nowhere).

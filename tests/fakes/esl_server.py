@@ -107,6 +107,47 @@ class Sofia:
         return None
 
 
+# source: signalwire/freeswitch src/mod/applications/mod_commands/mod_commands.c,
+# hupall_api_function() (commit cc93a683ca6e1f8f47c1d6e38bd2daf8fa6a7b1c): `hupall <cause>
+# [<var> <value>]...`; an unknown cause name is MANAGER_REQUEST; the channels hung up are
+# those whose variables equal every pair given (src/switch_core_session.c,
+# switch_core_session_hupall_matching_vars_ans()); the reply is always +OK and never says
+# how many channels matched:
+#   "+OK hangup all channels with cause %s\n"                      (no pair)
+#   "+OK hangup all channels matching [%s]=[%s] with cause: %s\n"  (one pair)
+#   "+OK hangup all channels matching [%s]=[%s]... with cause: %s\n" (more: the first shown)
+# The cause names are switch_channel.c's CAUSE_CHART (a few of them here).
+HUPALL_CAUSES = ("MANAGER_REQUEST", "NORMAL_CLEARING", "CALL_REJECTED", "NORMAL_TEMPORARY_FAILURE")
+
+
+class Channels:
+    """The calls in progress: each a dict of its channel variables (e.g. sip_gateway_name)."""
+
+    def __init__(self, channels: list[dict[str, str]] | None = None):
+        self.up: list[dict[str, str]] = list(channels or [])
+        self.hung_up: list[tuple[dict[str, str], str]] = []
+
+    def hupall(self, command: str) -> str:
+        argv = command.split(" ")[1:12]  # switch_separate_string(..., argv[11])
+        cause = argv[0] if argv and argv[0] in HUPALL_CAUSES else "MANAGER_REQUEST"
+        pairs = [
+            (argv[i], argv[i + 1]) for i in range(1, len(argv) - 1, 2) if argv[i] and argv[i + 1]
+        ]
+        keep = []
+        for channel in self.up:
+            if all(channel.get(name) == value for name, value in pairs):
+                self.hung_up.append((channel, cause))
+            else:
+                keep.append(channel)
+        self.up = keep
+        if not pairs:
+            return f"+OK hangup all channels with cause {cause}\n"
+        more = "..." if len(pairs) > 1 else ""
+        return (
+            f"+OK hangup all channels matching [{argv[1]}]=[{argv[2]}]{more} with cause: {cause}\n"
+        )
+
+
 DEFAULT_REPLIES: dict[str, Reply] = {"version": VERSION}
 
 
@@ -139,6 +180,7 @@ class FakeEslServer:
     ):
         self.password = password
         self.sofia = sofia if sofia is not None else Sofia()
+        self.channels = Channels()
         self.replies: dict[str, Reply] = {**DEFAULT_REPLIES, **(replies or {})}
         self.stall_api = stall_api
         self.silent = silent
@@ -265,6 +307,8 @@ class FakeEslServer:
         if reply is not None:
             return reply(command) if callable(reply) else reply
         with self._lock:
+            if command.split(" ")[0] == "hupall":
+                return self.channels.hupall(command)
             answer = self.sofia(command)
         return answer if answer is not None else _default_reply(command)
 

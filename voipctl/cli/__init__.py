@@ -108,6 +108,7 @@ COMMAND_MODULES: dict[str, str] = {
     "cdrs": "support",
     "explain": "support",
     "whmcs": "whmcs",
+    "fraud": "fraud",
 }
 
 

@@ -154,7 +154,9 @@ def autosuspend(dry_run):
     """Suspend or restore VoIP services from each client's credit, owing and overrides.
 
     Only clients with Has VoIP Service = yes; an operator's hold is never
-    lifted; a provider that fails is retried on the next run (exit 1).
+    lifted; a provider that fails is retried on the next run (exit 1). The fraud
+    guard's limits ([fraud], docs/fraud.md) are checked first: a client that
+    reaches one is suspended and held until `voipctl unsuspend`.
 
     Example: voipctl autosuspend --dry-run
     """

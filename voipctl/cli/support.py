@@ -184,9 +184,10 @@ def explain(cdr_id, fmt):
 
     Example: voipctl explain 123456 --format json
     """
-    store = get_app().store()
+    app = get_app()
+    store = app.store()
     with store.session() as session:
-        doc = explaining.explain_cdr(session, cdr_id)
+        doc = explaining.explain_cdr(session, cdr_id, app.config)
     if fmt == "json":
         render_one(doc, fmt)
     else:

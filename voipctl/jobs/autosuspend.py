@@ -11,9 +11,11 @@ For each client with Has VoIP Service = yes:
 | no                  | none           | credit > -limit and owing = 0         | active    |
 | no                  | none           | credit > -limit, 0 < owing <= credit  | unchanged |
 
-An operator's hold (suspended_by = "operator") beats every row; autosuspend
-lifts only what autosuspend suspended. A suspension for credit or owing mails
-the client "VoIP Zero Balance" once per suspension episode: the dedupe key is
+An operator's hold (suspended_by = "operator") and a fraud stop (suspended_by =
+"fraud guard", docs/fraud.md) beat every row; autosuspend lifts only what
+autosuspend suspended. The fraud guard's limits are checked first, each run.
+A suspension for credit or owing mails the client "VoIP Zero Balance" once per
+suspension episode: the dedupe key is
 the audit row that started the episode, so a second service cut later in the
 same episode, or a retry, finds the email already decided.
 """
@@ -30,11 +32,14 @@ from sqlalchemy.orm import Session
 from voipctl import money
 from voipctl.billing.backend import BillingBackend
 from voipctl.config import Config
+from voipctl.jobs import fraud
 from voipctl.jobs.common import service_info
 from voipctl.jobs.delivery import deliver
 from voipctl.jobs.runner import RunState
-from voipctl.jobs.suspend import AUTOSUSPEND, OPERATOR, Adapters, Outcome, act
+from voipctl.jobs.suspend import AUTOSUSPEND, Adapters, Outcome, act
 from voipctl.notify.templates import (
+    FRAUD_GUARD,
+    FRAUD_OPERATOR,
     MANUAL_ACTION,
     VOIP_ZERO_BALANCE,
     Templates,
@@ -147,7 +152,7 @@ def plan_client(
                 f"found active on {service.server} while held suspended by "
                 f"{service.suspended_by or 'unknown'} ({seen.detail}); suspending again"
             )
-            if decision.state != ACTIVE or service.suspended_by == OPERATOR:
+            if decision.state != ACTIVE or service.suspended_by in fraud.HOLDS:
                 again = Decision(SUSPENDED, service.suspend_reason or decision.reason)
                 planned.append(
                     Planned(
@@ -161,8 +166,8 @@ def plan_client(
                     )
                 )
                 continue
-        if service.suspended_by == OPERATOR:
-            continue  # an operator's hold beats every row
+        if service.suspended_by in fraud.HOLDS:
+            continue  # an operator's hold, or a fraud stop, beats every row
         if decision.state == SUSPENDED and not service.suspended:
             planned.append(Planned(service, "suspend", decision, credit, owing))
         elif decision.state == ACTIVE and service.suspended and service.suspended_by == AUTOSUSPEND:
@@ -281,6 +286,9 @@ def run_autosuspend(
         templates = Templates(config.email.templates_dir)
         templates.check(VOIP_ZERO_BALANCE)
         templates.check(MANUAL_ACTION)
+        templates.check(FRAUD_OPERATOR)
+        if config.fraud.notify_client:
+            templates.check(FRAUD_GUARD)
     with store.sessions() as session:
         client_ids = list(
             session.scalars(
@@ -290,6 +298,8 @@ def run_autosuspend(
     lines: list[str] = []
     counts = {"suspended": 0, "unsuspended": 0, "failed": 0, "manual": 0}
     with Adapters(config) as adapters:
+        # The fraud guard first: a runaway account is held before the table is applied.
+        lines += fraud.check_and_stop(store, config, backend, adapters, run, dry_run=dry_run)
         for client_id in client_ids:
             # Read the services, read their levers back from the PBX (no database
             # held), then decide; release the database before acting.

@@ -59,6 +59,9 @@ AUTO_TOPUP_TEMPLATES = (
     AUTO_TOPUP_RENEW_AUTH,
     AUTO_TOPUP_OPERATOR,
 )
+# The fraud guard's emails (docs/fraud.md): the operator's always, the client's if configured.
+FRAUD_OPERATOR = "fraud_guard_operator"
+FRAUD_GUARD = "fraud_guard"
 
 # The variables of the client emails, named as operators know them from WHMCS.
 CLIENT_VARIABLES = (
@@ -84,6 +87,15 @@ TOPUP_VARIABLES = (
     "topup_reason",
     "client_custom_field_ccauthdate",
 )
+# The fraud guard's emails have the limit, the figure and (the operator's) the last calls.
+FRAUD_VARIABLES = (*CLIENT_VARIABLES, "limit", "limit_value", "figure", "reason", "calls")
+# The variables a template may use beyond the client's, by template name.
+TEMPLATE_VARIABLES: dict[str, tuple[str, ...]] = {
+    MANUAL_ACTION: MANUAL_VARIABLES,
+    **dict.fromkeys(AUTO_TOPUP_TEMPLATES, TOPUP_VARIABLES),
+    FRAUD_OPERATOR: FRAUD_VARIABLES,
+    FRAUD_GUARD: FRAUD_VARIABLES,
+}
 
 SAMPLE_VARIABLES: dict[str, Any] = {
     "client_id": 42,
@@ -105,6 +117,11 @@ SAMPLE_VARIABLES: dict[str, Any] = {
     "topup_status": "declined",
     "topup_reason": "card declined",
     "client_custom_field_ccauthdate": "2025-01-31",
+    "limit": "max_spend_per_hour",
+    "limit_value": "50.00",
+    "figure": "61.20",
+    "reason": "fraud guard: max_spend_per_hour 61.20",
+    "calls": "2026-03-01 02:10:00 UTC  outbound  5350000000  600 s  12.0000",
 }
 
 
@@ -455,9 +472,7 @@ def import_whmcs(
     its subject into `NAME.subject`. Checked by a sample render before anything is written."""
     if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
         raise TemplateError(f"template name {name!r}: use letters, digits, _ and - only")
-    known = MANUAL_VARIABLES if name == MANUAL_ACTION else CLIENT_VARIABLES
-    if name in AUTO_TOPUP_TEMPLATES:
-        known = TOPUP_VARIABLES
+    known = TEMPLATE_VARIABLES.get(name, CLIENT_VARIABLES)
     try:
         source = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

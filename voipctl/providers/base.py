@@ -157,6 +157,14 @@ class ProviderAdapter(ABC):
         """
         return LeverState(None, f"{self.type} cannot read its lever back")
 
+    # Optional capability: end the calls in progress of a service on a fraud stop
+    # (docs/fraud.md). A suspend keeps new calls out; calls already up may survive it.
+    can_hang_up: ClassVar[bool] = False
+
+    def hang_up(self, service: ServiceInfo) -> str:
+        """Hang up the service's calls in progress; return the PBX's confirmation."""
+        raise NotImplementedError(f"{self.type} cannot hang up calls in progress")
+
     # Optional capability: several services read from one feed (a LES.NET CDR link
     # shared by the peers of one account). A run then reads the feed once for all
     # of them, and the pull watermark is kept per feed.

@@ -702,6 +702,51 @@ class FusionPBXAdapter(ProviderAdapter):
             reply = esl.api(f"sofia status gateway {gateway_uuid}")
         return parse_gateway_status(self.name, gateway_uuid, reply)
 
+    # -- calls in progress (the fraud guard) ------------------------------------
+
+    can_hang_up = True
+
+    def hangup_filters(self, service: ServiceInfo) -> list[list[tuple[str, str]]]:
+        """The channel-variable filters of `hupall` that select the service's calls.
+
+        mod_commands.c hupall_api_function() hangs up the channels whose variables
+        equal every (name, value) pair given. mod_sofia sets `sip_gateway_name` to
+        the gateway's name on a call out through it (FusionPBX names gateways by
+        their uuid), and on a call a directory user authenticated the directory's
+        `user_name` and `domain_name` (sofia_reg.c, sofia.c).
+        """
+        lever = self.config.suspend
+        if lever == "gateway":
+            return [[("sip_gateway_name", self._gateway_uuid(service))]]
+        tenant = self._tenant(service)
+        if lever == "domain":
+            return [[("domain_name", tenant)]]
+        extensions = sorted(set(service.extensions))
+        if not extensions:
+            raise ProviderError(self.name, f"service {service.id} has no billed extensions")
+        return [[("user_name", ext), ("domain_name", tenant)] for ext in extensions]
+
+    def hang_up(self, service: ServiceInfo) -> str:
+        """`hupall MANAGER_REQUEST VAR VALUE ...` per filter; each reply must confirm it."""
+        answers = []
+        with esl_for(self.name, self.config) as esl:
+            for pairs in self.hangup_filters(service):
+                if any(not value or any(c.isspace() for c in value) for _, value in pairs):
+                    raise ProviderError(
+                        self.name, f"service {service.id}: {pairs!r} cannot be a hupall filter"
+                    )
+                args = " ".join(f"{name} {value}" for name, value in pairs)
+                command = f"hupall MANAGER_REQUEST {args}"
+                reply = esl.api(command).strip()
+                name, value = pairs[0]
+                expected = f"+OK hangup all channels matching [{name}]=[{value}]"
+                if not reply.startswith(expected):
+                    raise ProviderError(
+                        self.name, f"event socket: `{command}` answered {reply[:200]!r}"
+                    )
+                answers.append(reply)
+        return "; ".join(answers)
+
     # -- reading the levers back ------------------------------------------------
 
     def state(self, service: ServiceInfo) -> LeverState:

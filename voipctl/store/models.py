@@ -72,6 +72,8 @@ class Product(Base):
     max_internal_digits: Mapped[int] = mapped_column(Integer, default=6)
     # The currency the deck is priced in; None: the configuration's [billing] currency.
     currency: Mapped[str | None] = mapped_column(String(3))
+    # Overrides of the fraud guard's limits for the product's services (docs/fraud.md).
+    fraud: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCTime)
 
 
@@ -151,6 +153,8 @@ class Client(Base):
     low_balance_alerted: Mapped[bool] = mapped_column(Boolean, default=False)
     # The auto top-up latch (docs/topup.md): set when a top-up is decided, cleared as above.
     auto_topup_latched: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Overrides of the fraud guard's limits for this client (docs/fraud.md).
+    fraud: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCTime)
     updated_at: Mapped[datetime] = mapped_column(UTCTime)
 
@@ -180,7 +184,8 @@ class Service(Base):
     cdr_link: Mapped[str | None] = mapped_column(Text)
     # Suspension state as last confirmed by the provider.
     suspended: Mapped[bool] = mapped_column(Boolean, default=False)
-    # "autosuspend" (a row of the decision table) or "operator" (voipctl suspend: a hold).
+    # "autosuspend" (a row of the decision table), "operator" (voipctl suspend: a hold) or
+    # "fraud guard" (a limit of docs/fraud.md tripped: a hold only the operator releases).
     suspended_by: Mapped[str | None] = mapped_column(String(20))
     suspend_reason: Mapped[str | None] = mapped_column(Text)
     suspended_at: Mapped[datetime | None] = mapped_column(UTCTime)
@@ -202,7 +207,9 @@ class Cdr(Base):
     __tablename__ = "cdrs"
     __table_args__ = (
         UniqueConstraint("server", "provider_id"),
-        Index("ix_cdrs_client_start", "client_id", "start"),
+        # With id (newest first straight off the index) and the cost, so the fraud
+        # guard's sums per client and window (docs/fraud.md) read the index alone.
+        Index("ix_cdrs_client_start", "client_id", "start", "id", "cost"),
         Index("ix_cdrs_service_start", "service_id", "start"),
         # `voipctl rate`'s work list: only calls not rated yet or to be tried again, so a
         # call rated as it is pulled (the usual) never enters it. Nothing looks CDRs up by

@@ -185,7 +185,7 @@ def rating_trace(session: Session, cdr_id: int) -> tuple[dict[str, Any], Any]:
     return steps, found["cdr"]["raw"]
 
 
-def explain_cdr(session: Session, cdr_id: int) -> dict[str, Any]:
+def explain_cdr(session: Session, cdr_id: int, config: Any = None) -> dict[str, Any]:
     """The whole story of one call as one JSON-ready document (money as strings)."""
     cdr = session.get(Cdr, cdr_id) if id_fits(cdr_id) else None
     if cdr is None:
@@ -224,7 +224,17 @@ def explain_cdr(session: Session, cdr_id: int) -> dict[str, Any]:
         "trace": steps,
         "free_minutes": free_minutes(session, cdr, product, zone),
         "billing": billing(session, cdr, zone),
+        # The fraud guard's limits this call counts toward (docs/fraud.md).
+        "fraud_guard": _fraud_lines(session, cdr, config),
     }
+
+
+def _fraud_lines(session: Session, cdr: Cdr, config: Any) -> list[str]:
+    if config is None:
+        return []
+    from voipctl.jobs import fraud  # noqa: PLC0415 - only when a configuration is given
+
+    return fraud.contributions(session, config, cdr)
 
 
 def _show(value: Any) -> str:
@@ -340,6 +350,9 @@ def explain_text(doc: dict[str, Any]) -> str:
         out.append(f"  now          {_entry_line(current)}")
     for entry in bill["auto_topups"]:
         out.append(f"  topped up    {_entry_line(entry)}")
+    if doc.get("fraud_guard"):
+        out += ["", "Fraud guard"]
+        out += [f"  {line}" for line in doc["fraud_guard"]]
     return "\n".join(out)
 
 
