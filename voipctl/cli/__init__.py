@@ -97,9 +97,20 @@ HELP_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Cron jobs", ("pull-cdrs", "rate", "autobill", "low-balance", "autosuspend")),
     (
         "Operator",
-        ("client", "service", "credit", "balance", "invoice", "product", "rates"),
+        (
+            "client",
+            "service",
+            "credit",
+            "balance",
+            "invoice",
+            "product",
+            "rates",
+            "suspend",
+            "unsuspend",
+            "template",
+            "whmcs",
+        ),
     ),
-    ("Operator: suspensions and emails", ("suspend", "unsuspend", "template", "whmcs")),
     ("Support", ("cdrs", "explain", "statement")),
     ("Setup", ("init", "doctor", "db", "server", "demo", "simulate")),
 )
@@ -147,6 +158,7 @@ class VoipctlGroup(click.Group):
 def cli(ctx, config_path, db_url, env_file, verbose, quiet, log_format):
     """Bill and suspend prepaid VoIP customers on FusionPBX, Vodia PBX and LES.NET.
 
+    \b
     Example: voipctl --config /etc/voipctl/voipctl.toml autobill
     """
     verbosity = -1 if quiet else verbose

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import click
 
 from voipctl.cli.app import get_app
-from voipctl.cli.options import client_option, dry_run_option, parse_day_or_time
+from voipctl.cli.options import WHEN, client_option, dry_run_option, parse_day_or_time
 from voipctl.jobs.pull_cdrs import pull_cdrs
 from voipctl.jobs.pull_cdrs import retry_rejected as retry_rejected_records
 
@@ -23,10 +23,15 @@ _UTC_ZONE = ZoneInfo("UTC")
 @click.option("--service", "service_id", type=int, metavar="ID", help="Only this service.")
 @click.option(
     "--since",
-    metavar="ISO",
-    help="Read from this time (UTC unless it has an offset) instead of the watermark.",
+    type=WHEN,
+    help="Read from this time instead of the watermark: a date or ISO time (UTC unless it "
+    "has an offset), today, yesterday, or 3d, 12h, 30m ago.",
 )
-@click.option("--until", metavar="ISO", help="Read calls that started before this time.")
+@click.option(
+    "--until",
+    type=WHEN,
+    help="Read calls that started before this time (a date: through its end); as --since.",
+)
 @click.option(
     "--retry-rejected",
     is_flag=True,
@@ -45,6 +50,7 @@ def pull_cdrs_command(server_name, client_id, service_id, since, until, retry_re
     that cannot be read or stored is set aside and named once on stderr (exit
     status 1); --retry-rejected reads the set-aside records again.
 
+    \b
     Example: voipctl pull-cdrs --server vodia1 --since 2026-11-01
     """
     app = get_app()
@@ -64,7 +70,7 @@ def pull_cdrs_command(server_name, client_id, service_id, since, until, retry_re
     since_at = parse_day_or_time(since, _UTC_ZONE, end=False) if since else None
     until_at = parse_day_or_time(until, _UTC_ZONE, end=True) if until else None
     if since_at and until_at and since_at >= until_at:
-        raise click.BadParameter("--since must be before --until")
+        raise click.UsageError("--since must be before --until")
     config = app.config
     store = app.store()
     show_bar = sys.stderr.isatty() and app.verbosity >= 0

@@ -7,7 +7,7 @@ import click
 from voipctl import money
 from voipctl.catalog import get_client
 from voipctl.cli.app import get_app
-from voipctl.cli.options import document_format_option, format_option, parse_day_or_time
+from voipctl.cli.options import WHEN, document_format_option, format_option, parse_day_or_time
 from voipctl.cli.output import render, render_one
 from voipctl.support import cdrs as cdr_view
 from voipctl.support import explain as explaining
@@ -31,8 +31,14 @@ def _period(date_from, date_to, zone):
 @click.command("cdrs")
 @click.argument("client_id", metavar="CLIENT", type=int)
 @click.option("--service", "service_id", type=int, help="Only this service of the client.")
-@click.option("--from", "date_from", metavar="DATE", help="First day (client's time zone).")
-@click.option("--to", "date_to", metavar="DATE", help="Last day, inclusive.")
+@click.option(
+    "--from",
+    "--since",
+    "date_from",
+    type=WHEN,
+    help="First day or time (client's time zone): a date, ISO time, today, yesterday, 3d, 12h.",
+)
+@click.option("--to", "--until", "date_to", type=WHEN, help="Last day, inclusive; as --from.")
 @click.option("--direction", type=click.Choice(cdr_view.DIRECTIONS), help="Only this direction.")
 @click.option(
     "--number",
@@ -70,6 +76,7 @@ def cdrs(
     repeated when DST ends shows two distinct calls); --from/--to are whole days
     there. The table ends with a totals line; CSV and JSON carry rows alone.
 
+    \b
     Example: voipctl cdrs 42 --from 2026-11-01 --to 2026-11-30 --number '1519*'
     """
     store = get_app().store()
@@ -126,8 +133,14 @@ _USAGE_COLUMNS = [
 
 @click.command("statement")
 @click.argument("client_id", metavar="CLIENT", type=int)
-@click.option("--from", "date_from", metavar="DATE", help="First day (default: the 1st).")
-@click.option("--to", "date_to", metavar="DATE", help="Last day, inclusive (default: today).")
+@click.option(
+    "--from",
+    "--since",
+    "date_from",
+    type=WHEN,
+    help="First day (default: the 1st): a date, ISO time, today, yesterday, 3d, 12h.",
+)
+@click.option("--to", "--until", "date_to", type=WHEN, help="Last day, inclusive (default: today).")
 @format_option
 @raw_option
 def statement(client_id, date_from, date_to, fmt, raw):
@@ -138,6 +151,7 @@ def statement(client_id, date_from, date_to, fmt, raw):
     month so far. CSV prints two blocks: the ledger (with opening and closing
     rows), a blank line, then the usage.
 
+    \b
     Example: voipctl statement 42 --from 2026-11-01 --to 2026-11-30 --format csv
     """
     store = get_app().store()
@@ -182,6 +196,7 @@ def explain(cdr_id, fmt):
     """The whole story of one call: the provider's record, how it was rated, the free
     minutes it used, the ledger entry that billed it and any re-rating.
 
+    \b
     Example: voipctl explain 123456 --format json
     """
     store = get_app().store()
