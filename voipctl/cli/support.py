@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import click
 
 from voipctl import money
@@ -54,6 +56,14 @@ def _period(date_from, date_to, zone):
 @click.option("--all", "show_all", is_flag=True, help="Show suppressed calls too.")
 @click.option("--limit", type=click.IntRange(min=1), help="At most N calls (the newest).")
 @click.option("--utc", is_flag=True, help="Show times in UTC, not the client's time zone.")
+@click.option("--wide", is_flag=True, help="Table: every column, whatever the terminal's width.")
+@click.option(
+    "--columns",
+    "column_names",
+    metavar="A,B,...",
+    help="Table: these columns, in this order (id, start, service, direction, caller, "
+    "number, normalized, billsec, billable, time, status, prefix, destination, cost, billed).",
+)
 @format_option
 @raw_option
 def cdrs(
@@ -67,6 +77,8 @@ def cdrs(
     show_all,
     limit,
     utc,
+    wide,
+    column_names,
     fmt,
     raw,
 ):
@@ -75,6 +87,9 @@ def cdrs(
     Times are shown in the client's time zone (with the UTC offset, so the hour
     repeated when DST ends shows two distinct calls); --from/--to are whole days
     there. The table ends with a totals line; CSV and JSON carry rows alone.
+    The table shows id, start, direction, number, destination, billable time,
+    cost and status, cut to the terminal's width (COLUMNS); --wide or --columns
+    show others. CSV and JSON always carry every column.
 
     \b
     Example: voipctl cdrs 42 --from 2026-11-01 --to 2026-11-30 --number '1519*'
@@ -96,10 +111,16 @@ def cdrs(
             limit=limit,
         )
         shown_zone = UTC_ZONE if utc else zone
-        columns = [
-            (key, f"start ({shown_zone.key})" if key == "start_local" else header)
-            for key, header in cdr_view.TABLE_COLUMNS
-        ]
+
+        def headed(pairs):
+            return [
+                (key, f"start ({shown_zone.key})" if key == "start_local" else header)
+                for key, header in pairs
+            ]
+
+        columns = headed(cdr_view.TABLE_COLUMNS)
+        names = [n.strip() for n in column_names.split(",")] if column_names else None
+        table = headed(cdr_view.table_columns(names, wide))
         rows = cdr_view.iter_cdrs(session, query)
         if fmt == "json":
             render((), columns, fmt, json_rows=(cdr_view.json_row(r) for r in rows))
@@ -111,7 +132,15 @@ def cdrs(
             for row in rows:
                 totals.add(row)
                 shown.append(cdr_view.display_row(row, shown_zone))
-            render(shown, columns, fmt, footer=f"total: {totals.line()}")
+            fit = not (wide or column_names)
+            render(
+                shown,
+                table,
+                fmt,
+                footer=f"total: {totals.line()}",
+                width=shutil.get_terminal_size().columns if fit else None,
+                shrink=cdr_view.SHRINKABLE,
+            )
 
 
 _ENTRY_COLUMNS = [
