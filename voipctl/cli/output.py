@@ -176,3 +176,21 @@ def render_one(obj: Row, fmt: str, *, fields: Columns | None = None) -> None:
                 click.echo("  - " + ", ".join(f"{k}={_cell(v)}" for k, v in item.items()))
         else:
             click.echo(f"{header.ljust(width)}: {_cell(value)}")
+
+
+class ServerProgress:
+    """Calls stored so far, counted per server, on one line of stderr rewritten in place:
+    `pull-cdrs: fusion1 120 calls, les1 240 calls` (on a terminal, without -q)."""
+
+    def __init__(self, label: str = "pull-cdrs") -> None:
+        self.label = label
+        self.counts: dict[str, int] = {}
+
+    def __call__(self, server: str, count: int) -> None:
+        self.counts[server] = self.counts.get(server, 0) + count
+        shown = ", ".join(f"{name} {n:,} calls" for name, n in self.counts.items())
+        click.echo(f"\r{self.label}: {shown}", err=True, nl=False)
+
+    def close(self) -> None:
+        if self.counts:
+            click.echo("", err=True)

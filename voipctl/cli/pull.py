@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import sys
-from contextlib import nullcontext
 from zoneinfo import ZoneInfo
 
 import click
 
 from voipctl.cli.app import get_app
 from voipctl.cli.options import WHEN, client_option, dry_run_option, parse_day_or_time
+from voipctl.cli.output import ServerProgress
 from voipctl.jobs.pull_cdrs import pull_cdrs
 from voipctl.jobs.pull_cdrs import retry_rejected as retry_rejected_records
 
@@ -73,20 +73,9 @@ def pull_cdrs_command(server_name, client_id, service_id, since, until, retry_re
         raise click.UsageError("--since must be before --until")
     config = app.config
     store = app.store()
-    show_bar = sys.stderr.isatty() and app.verbosity >= 0
-    bar_context = (
-        click.progressbar(length=0, label="pulling calls", file=sys.stderr, show_pos=True)
-        if show_bar
-        else nullcontext()
-    )
-    with bar_context as bar:
-
-        def progress(server: str, count: int) -> None:
-            if bar is not None:
-                bar.label = f"pulling calls from {server}"
-                bar.length = (bar.length or 0) + count  # open-ended: count what came in
-                bar.update(count)
-
+    # Progress on a terminal only, and never with -q (docs/install.md, "Quiet and progress").
+    progress = ServerProgress() if sys.stderr.isatty() and app.verbosity >= 0 else None
+    try:
         report = pull_cdrs(
             store,
             config,
@@ -99,6 +88,9 @@ def pull_cdrs_command(server_name, client_id, service_id, since, until, retry_re
             progress=progress,
             rate=True,
         )
+    finally:
+        if progress is not None:
+            progress.close()
     for line in report.set_aside:
         click.echo(line, err=True)
     for failure in report.failures:

@@ -81,7 +81,8 @@ def rates_import(product, file, effective, dry_run, fmt):
     Example: voipctl rates import Standard deck-2026-01.csv --effective 2026-01-01
     """
     app = get_app()
-    counter = _ProgressLine("rates import", "rates") if sys.stderr.isatty() else None
+    on_terminal = sys.stderr.isatty() and app.verbosity >= 0
+    counter = _ProgressLine("rates import", "rates") if on_terminal else None
     try:
         result = deck.import_deck_file(
             app.store(),
@@ -297,7 +298,7 @@ def rate(client_id, rerate, from_, to, dry_run, fmt):
         window = (parse_day_or_time(from_, tz, end=False), parse_day_or_time(to, tz, end=True))
         if window[0] >= window[1]:
             raise click.UsageError("--from must be before --to")
-    counter = _ProgressLine() if sys.stderr.isatty() else None
+    counter = _ProgressLine() if sys.stderr.isatty() and app.verbosity >= 0 else None
     try:
         report = rate_job.run(
             store, client_id=client_id, rerate=window, dry_run=dry_run, progress=counter
