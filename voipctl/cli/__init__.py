@@ -117,9 +117,9 @@ HELP_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 
 def did_you_mean(word: str, choices) -> str:
-    """` (did you mean X?)` for the closest of `choices`, or ""."""
+    """` Did you mean 'X'?` (Click's words for options) for the closest of `choices`, or ""."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]}?)" if close else ""
+    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 class VoipctlGroup(click.Group):
@@ -260,9 +260,8 @@ def usage_line(exc: click.UsageError) -> str:
     path = ctx.command_path.split(" ", 1)[1] if ctx and " " in ctx.command_path else ""
     where = f"{path}: " if path else ""
     if isinstance(exc, click.NoSuchOption):
-        close = sorted(exc.possibilities or [])
-        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
-        return f"{where}no such option {exc.option_name}{hint}"
+        # Click's own line, with its "Did you mean" (one line already).
+        return f"{where}{' '.join(exc.format_message().split())}"
     if isinstance(exc, click.BadParameter):
         hint = exc.param_hint
         if hint is None and exc.param is not None and ctx is not None:
@@ -278,7 +277,7 @@ def usage_line(exc: click.UsageError) -> str:
         name = message.split("'")[1] if "'" in message else ""
         group = ctx.command
         choices = group.list_commands(ctx) if isinstance(group, click.Group) else []
-        message = f"no such command {name!r}{did_you_mean(name, choices)}"
+        message = f"No such command {name!r}.{did_you_mean(name, choices)}"
     return f"{where}{message}"
 
 
