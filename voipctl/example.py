@@ -22,10 +22,14 @@ _HEADER = re.compile(r"^\[([^\]]+)\]\s*(#.*)?$")
 
 
 def example_path() -> Path:
-    """The example beside the package (a source checkout), else where a wheel put it."""
+    """The example beside the package (a source checkout), else where a wheel put it
+    (share/voipctl under the environment's prefix, or the user's for `pip install --user`)."""
+    import site
+
     candidates = (
         Path(__file__).resolve().parent.parent / EXAMPLE_NAME,
         Path(sys.prefix) / "share" / "voipctl" / EXAMPLE_NAME,
+        Path(site.USER_BASE or "~/.local").expanduser() / "share" / "voipctl" / EXAMPLE_NAME,
     )
     for path in candidates:
         if path.is_file():
