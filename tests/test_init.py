@@ -123,3 +123,68 @@ def test_the_server_tables_come_from_the_example_file():
     block = example.server_block(example.chunks(text), "vodia", "vodia1")
     # The example's own name: the block is the example's text, unchanged.
     assert block in text
+
+
+def test_from_init_to_billed_calls_against_the_simulator(cli, tmp_path, monkeypatch):
+    import re
+    from datetime import timedelta
+
+    from tests.sim_env import start_sim
+    from voipctl.demo import DECK
+    from voipctl.sim import SimConfig
+
+    sims = start_sim(monkeypatch, SimConfig(seed=3, days=2, calls_per_day=20))
+    sim = next(sims)
+    try:
+        for name in sim.env():
+            monkeypatch.delenv(name)  # the .env below sets them; monkeypatch removes them after
+        monkeypatch.delenv("VOIPCTL_SMTP_PASSWORD", raising=False)
+        servers = ("--server", "vodia:sim_vodia", "--server", "lesnet:sim_lesnet")
+        assert cli("init", *servers).exit_code == 0
+        names = ["VOIPCTL_SMTP_PASSWORD", "SIM_VODIA_PASSWORD", "SIM_LESNET_API_KEY"]
+        names.append("SIM_LESNET_ID_KEY")
+        doctor = cli("doctor", "--smtp-timeout", "0.5")
+        assert doctor.exit_code == 1
+        assert re.search(r"FAIL +secrets +4 named but not set: ", doctor.stdout)
+        env = tmp_path / ".env"
+        text = env.read_text()
+        values = {**sim.env(), "VOIPCTL_SMTP_PASSWORD": "unused"}
+        for name in names:
+            text = text.replace(f"#{name}=", f"{name}={values[name]}")
+        env.write_text(text)
+        # The example's URLs point at the real services: point them at the simulator.
+        monkeypatch.setenv("VOIPCTL_SERVERS__SIM_VODIA__URL", sim.base_url)
+        monkeypatch.setenv("VOIPCTL_SERVERS__SIM_VODIA__AUTH", "session")
+        monkeypatch.setenv("VOIPCTL_SERVERS__SIM_LESNET__URL", sim.base_url + "/v1")
+
+        def ok(*args):
+            result = cli(*args)
+            assert result.exit_code == 0, (args, result.output)
+            return result
+
+        ok("db", "upgrade")
+        deck = tmp_path / "deck.csv"
+        deck.write_text(DECK)  # the demo's: every destination the simulator dials
+        effective = (sim.start_at - timedelta(days=2)).date().isoformat()
+        ok("product", "add", "Standard")
+        ok("rates", "import", "Standard", str(deck), "--effective", effective)
+        services = sim.services()
+        for cid, index in ((101, 0), (103, 2)):
+            fields = services[index]
+            ok("client", "add", str(cid), "--first-name", "A", "--last-name", "B",
+               "--email", f"c{cid}@example.com", "--has-voip-service")  # fmt: skip
+            ok("credit", "add", str(cid), "100.00", "--reference", f"t{cid}")
+            extra = ["--trunk", fields["trunk"]] if "trunk" in fields else []
+            extra += ["--cdr-link", fields["cdr_link"]] if "cdr_link" in fields else []
+            ok("service", "add", "--client", str(cid), "--product", "Standard",
+               "--server", fields["server"], "--domain", fields["domain"],
+               "--billed", fields["billed"], *extra)  # fmt: skip
+        since = (sim.start_at - timedelta(hours=1)).isoformat()
+        pulled = ok("-v", "pull-cdrs", "--since", since).stdout
+        stored = [int(n) for n in re.findall(r"stored (\d+)", pulled)]
+        assert len(stored) == 2 and all(n > 0 for n in stored), pulled
+        ok("rate")
+        billed = ok("-v", "autobill").stdout
+        assert re.search(r"autobill: 2 charges", billed), billed
+    finally:
+        sims.close()
