@@ -110,3 +110,16 @@ def test_a_misspelt_configuration_key_gets_a_suggestion(cli, tmp_path):
         "voipctl: error: c.toml: email.smtp_hots: unknown key (did you mean smtp_host?)",
         "voipctl: error: c.toml: servers.v.timout_s: unknown key (did you mean timeout_s?)",
     ]
+
+
+def test_a_group_without_its_subcommand_prints_its_help(cli):
+    result = cli("rates")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Usage: voipctl rates [OPTIONS] COMMAND [ARGS]...\n")
+    assert "voipctl: error:" not in result.stderr
+
+
+def test_an_option_without_its_value_is_one_line(cli):
+    result = cli("pull-cdrs", "--since")
+    assert result.exit_code == 2
+    assert result.stderr == "voipctl: error: Option '--since' requires an argument.\n"

@@ -180,6 +180,10 @@ def _err(message: str) -> None:
         click.echo(f"voipctl: error: {line}", err=True)
 
 
+# Click 8.2+ raises this (a UsageError carrying the help) for a group run bare.
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 # PostgreSQL's lock_not_available and query_canceled (statement_timeout).
 _PG_WAITED = {"55P03": "lock_timeout_s", "57014": "statement_timeout_s"}
 
@@ -215,6 +219,9 @@ def run(argv: list[str]) -> int:
             return EXIT_INTERRUPTED
         _err("aborted")
         return EXIT_FAILURES
+    except _NO_ARGS_IS_HELP as exc:
+        exc.show()  # a group without its subcommand (`voipctl rates`): its help, exit 2
+        return exc.exit_code if exc.exit_code else EXIT_USAGE
     except click.UsageError as exc:
         _err(usage_line(exc))
         return exc.exit_code if exc.exit_code else EXIT_USAGE
