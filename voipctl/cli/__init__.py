@@ -150,7 +150,13 @@ class VoipctlGroup(click.Group):
 @click.option("--db", "db_url", metavar="URL", help="Database URL (overrides the configuration).")
 @click.option("--env-file", metavar="PATH", help="File of secrets to load (default ./.env).")
 @click.option("-v", "--verbose", count=True, help="More detail on stderr; repeat for debug.")
-@click.option("-q", "--quiet", is_flag=True, help="No summary line, errors only.")
+@click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    help="No summary line and no progress, even on a terminal; warnings and errors still "
+    "go to stderr.",
+)
 @click.option(
     "--log-format", type=click.Choice(["text", "json"]), default="text", help="Log line format."
 )
