@@ -1,5 +1,6 @@
 """Every command and subcommand explains itself: help text, and an Example: line on each command."""
 
+import inspect
 from pathlib import Path
 
 import click
@@ -63,3 +64,63 @@ def test_docs_cli_reference_is_current():
 
     docs = (Path(__file__).resolve().parent.parent / "docs" / "cli.md").read_text()
     assert reference() in docs, "docs/cli.md is stale: python -m voipctl.cli.reference"
+
+
+@pytest.mark.parametrize(("path", "command"), COMMANDS, ids=IDS)
+def test_every_option_has_help(path, command):
+    bare = [
+        "/".join(p.opts)
+        for p in command.params
+        if isinstance(p, click.Option) and not (p.help or "").strip()
+    ]
+    assert not bare, f"voipctl {' '.join(path)}: options without help: {', '.join(bare)}"
+
+
+@pytest.mark.parametrize(
+    ("path", "command"), [(p, c) for p, c in COMMANDS if "Example:" in (c.help or "")], ids=str
+)
+def test_examples_are_kept_as_written(path, command):
+    # Click re-wraps a paragraph unless it starts with \b: the example would break mid-option.
+    text = inspect.cleandoc(command.help)
+    assert "\b\nExample: voipctl" in text, f"voipctl {' '.join(path)}: no \\b before it"
+
+
+def test_a_long_example_is_printed_as_written_on_a_narrow_terminal(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "60")
+    assert run(["client", "add", "--help"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert (
+        "  Example: voipctl client add 42 --first-name Ann --last-name Lee "
+        "--email ann@example.com \\"
+    ) in lines
+    assert (
+        "    --currency CAD --low-balance-threshold 5.00 --has-voip-service "
+        "--timezone America/Toronto"
+    ) in lines
+
+
+def test_top_level_help_groups_the_commands_with_whole_descriptions(capsys, monkeypatch):
+    from voipctl.cli import COMMAND_MODULES, HELP_SECTIONS
+
+    listed = [name for _, names in HELP_SECTIONS for name in names]
+    assert sorted(listed) == sorted(COMMAND_MODULES), "each command in exactly one section"
+    monkeypatch.setenv("COLUMNS", "80")
+    assert run(["--help"]) == 0
+    out = capsys.readouterr().out
+    headers = [line for line in out.splitlines() if line.endswith(":") and line[:1] != " "]
+    assert headers == ["Options:", "Cron jobs:", "Operator:", "Support:", "Setup:"]
+    section = out[out.index("Cron jobs:") : out.index("Operator:")].splitlines()[1:]
+    assert [line.split()[0] for line in section if line[:3].strip() and line[:2] == "  "] == [
+        "pull-cdrs",
+        "rate",
+        "autobill",
+        "low-balance",
+        "autosuspend",
+    ]
+    # The whole first sentence (wrapped), not Click's 45-character cut with "...".
+    support = " ".join(out[out.index("Support:") : out.index("Setup:")].split())
+    assert (
+        "explain The whole story of one call: the provider's record, how it was rated, "
+        "the free minutes it used, the ledger entry that billed it and any re-rating."
+    ) in support
+    assert "..." not in out[out.index("Cron jobs:") :]

@@ -37,3 +37,28 @@ def test_demo_runs_every_job_against_the_simulator_and_exits_0(tmp_path):
     assert any(n.endswith("manual_action_required.eml") for n in names)
     report = check_invariants(f"sqlite:///{db}")
     assert report.billed_cdrs > 0 and report.suspended_services == 2
+    _every_call_is_accounted_for(out, db)
+
+
+def _every_call_is_accounted_for(out: str, db: Path) -> None:
+    import sqlite3
+
+    section = out[out.index("== what became of every call") : out.index("== where things")]
+    lines = section.strip().splitlines()[1:]
+    total = int(lines[0].split()[0])
+    assert lines[0] == f"{total} calls pulled from the three servers:"
+    counts = {line.split(":")[0].split(None, 1)[1]: int(line.split()[0]) for line in lines[1:-1]}
+    with sqlite3.connect(db) as conn:
+        by_status = dict(conn.execute("SELECT status, COUNT(*) FROM cdrs GROUP BY status"))
+        assert total == conn.execute("SELECT COUNT(*) FROM cdrs").fetchone()[0]
+    # The simulator's calls: some of each kind the demo explains.
+    assert counts == {
+        "rated": by_status["rated"],
+        "unanswered": by_status["unanswered"],
+        "inbound, not billed": by_status["inbound_not_billed"],
+        "internal": by_status["internal"],
+    }
+    assert sum(counts.values()) == total
+    parts = " + ".join(str(n) for n in counts.values())
+    assert lines[-1] == f"  {parts} = {total} calls"
+    assert "(pull-cdrs prices each call it can as it stores it" in out

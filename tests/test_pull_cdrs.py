@@ -388,3 +388,28 @@ def test_a_call_id_too_long_for_the_column_is_set_aside(store, sim, config_file)
     ]
     assert report.exit_code == 1
     assert count(store) == 0
+
+
+def test_progress_on_a_terminal_counts_each_server_apart_and_q_silences_it(
+    cli, store, sim, config_file, monkeypatch
+):
+    import sys
+
+    add_services(store, sim)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    result = cli("pull-cdrs", config=config_file)
+    assert result.exit_code == 0, result.output
+    last = result.stderr.split("\r")[-1]
+    # Each server's own count, in the order they were read, as the summary says.
+    counts = {name: count(store, name) for name in ("sim_vodia", "sim_lesnet", "sim_fusion")}
+    shown = dict(
+        (part.split()[0], int(part.split()[1].replace(",", "")))
+        for part in last.removeprefix("pull-cdrs: ").strip().split(", ")
+    )
+    assert shown == counts
+    assert result.stdout.startswith("pull-cdrs: ")  # the summary line, on a terminal
+
+    quiet = cli("pull-cdrs", "-q", "--since", sim.start_at.isoformat(), config=config_file)
+    assert quiet.exit_code == 0, quiet.output
+    assert (quiet.stdout, quiet.stderr) == ("", "")

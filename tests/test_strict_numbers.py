@@ -76,5 +76,5 @@ def vc(cli, tmp_path, monkeypatch):
 def test_credit_add_refuses_a_non_plain_amount_with_exit_2(vc, amount, reason):
     result = vc("credit", "add", "42", amount)
     assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert lines[-1] == f"Error: Invalid value for 'AMOUNT': amount: {reason}"
+    # One line naming the command and the argument (docs/cli.md, "Conventions").
+    assert result.stderr == f"voipctl: error: credit add: AMOUNT: amount: {reason}\n"

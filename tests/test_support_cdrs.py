@@ -370,3 +370,58 @@ def test_ids_too_large_for_the_database_are_not_found(cli, calls):
         r = cli(*args)
         assert r.exit_code == 2, r.output
         assert r.stderr.strip() == f"voipctl: error: {message}"
+
+
+PERIOD = ("--from", "2026-11-01", "--to", "2026-11-30")
+
+
+def test_the_table_shows_what_support_reads_within_the_terminal(cli, calls, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")
+    r = cli("cdrs", "42", *PERIOD)
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == [
+        "id", "start", "(UTC)", "direction", "number", "destination", "time", "cost", "status",
+    ]  # fmt: skip
+    assert max(len(line) for line in lines) <= 100
+    assert lines[-1] == "total: 6 calls, 2.80 billable minutes, cost 0.0510"
+
+
+def test_a_narrow_terminal_cuts_the_destination_first(cli, calls, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    wide_lines = cli("cdrs", "42", *PERIOD).stdout.splitlines()
+    natural = max(len(line) for line in wide_lines[:-1])
+    monkeypatch.setenv("COLUMNS", str(natural - 3))
+    lines = cli("cdrs", "42", *PERIOD).stdout.splitlines()
+    assert max(len(line) for line in lines[:-1]) == natural - 3
+    assert any("~" in line for line in lines[2:-1])
+
+
+def test_wide_and_columns_choose_the_table_columns(cli, calls):
+    wide = cli("cdrs", "42", *PERIOD, "--wide").stdout.splitlines()[0].split()
+    assert wide == [
+        "id", "start", "(UTC)", "service", "direction", "caller", "number", "normalized",
+        "billsec", "billable", "status", "prefix", "destination", "cost", "billed",
+    ]  # fmt: skip
+    r = cli("cdrs", "42", *PERIOD, "--columns", "id,billsec,time,billed")
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines()[0].split() == ["id", "billsec", "time", "billed"]
+    assert "1:06" in r.stdout  # 66 billable seconds
+
+
+def test_an_unknown_column_is_one_line_with_a_suggestion(cli, calls):
+    r = cli("cdrs", "42", "--columns", "id,cots")
+    assert r.exit_code == 2
+    assert r.stderr == (
+        "voipctl: error: cdrs: --columns: unknown column 'cots' (did you mean cost?) (columns: "
+        "id, start, service, direction, caller, number, normalized, billsec, billable, status, "
+        "prefix, destination, cost, billed, time)\n"
+    )
+
+
+def test_csv_keeps_every_column(cli, calls):
+    header = cli("cdrs", "42", *PERIOD, "--format", "csv").stdout.splitlines()[0]
+    assert header == (
+        "id,start (UTC),service,direction,caller,number,normalized,billsec,billable,status,"
+        "prefix,destination,cost,billed"
+    )

@@ -636,7 +636,7 @@ def _format_validation_error(
             env_name = next((n for k, n in (from_env or {}).items() if k.startswith(parent)), None)
         source = f"${env_name}" if env_name else file_source
         if err["type"] == "extra_forbidden":
-            hint = "unknown key"
+            hint = "unknown key" + _did_you_mean(err["loc"])
             if any(word in key for word in ("password", "secret", "key", "token")):
                 hint += (
                     " (secrets are not kept in the file: name an environment variable with *_env)"
@@ -659,16 +659,63 @@ def _format_validation_error(
 _UNION_TAGS = {"fusionpbx", "vodia", "lesnet"}
 
 
-def _check_secrets(config: Config) -> None:
-    """Every `*_env` key that is set must name a variable that exists, checked now, not at 2 a.m."""
-    sections: list[tuple[str, BaseModel]] = [("email", config.email), ("whmcs", config.whmcs)]
-    sections += [(f"servers.{name}", server) for name, server in config.servers.items()]
-    for prefix, section in sections:
-        if prefix == "whmcs" and config.billing.backend != "whmcs":
+def _known_keys(loc: tuple) -> list[str]:
+    """The keys the table at `loc` (a pydantic error location, without its last part) takes."""
+    servers = {"fusionpbx": FusionPBXServer, "vodia": VodiaServer, "lesnet": LesnetServer}
+    model: type[BaseModel] = Config
+    parts = [str(p) for p in loc]
+    i = 0
+    while i < len(parts):
+        if model is Config and parts[i] == "servers":
+            if i + 2 >= len(parts) or parts[i + 2] not in servers:
+                return []
+            model, i = servers[parts[i + 2]], i + 3
             continue
-        for key, value in section:
-            if key.endswith("_env") and value:
-                secret(value, what=f"{config.source}: {prefix}.{key}")
+        field = model.model_fields.get(parts[i])
+        kind = field.annotation if field is not None else None
+        if not (isinstance(kind, type) and issubclass(kind, BaseModel)):
+            return []
+        model, i = kind, i + 1
+    return [f.alias or name for name, f in model.model_fields.items() if name != "source"]
+
+
+def _did_you_mean(loc: tuple) -> str:
+    """` (did you mean smtp_host?)` for a misspelt key, or ""."""
+    import difflib
+
+    close = difflib.get_close_matches(str(loc[-1]), _known_keys(loc[:-1]), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def unset_secrets(config: Config) -> list[tuple[str, str]]:
+    """Every `*_env` key whose variable is unset, as (dotted key, variable), in file order.
+
+    The WHMCS keys count only with backend = "whmcs".
+    """
+    sections: list[tuple[str, BaseModel]] = [("email", config.email)]
+    if config.billing.backend == "whmcs":
+        sections.append(("whmcs", config.whmcs))
+    sections += [(f"servers.{name}", server) for name, server in config.servers.items()]
+    missing = []
+    for prefix, section in sections:
+        for key, value in section:  # pydantic models iterate as (key, value)
+            if key.endswith("_env") and value and os.environ.get(value) is None:
+                missing.append((f"{prefix}.{key}", value))
+    return missing
+
+
+def check_secrets(config: Config) -> None:
+    """Every `*_env` key that is set must name a variable that exists, checked now, not
+    at 2 a.m.; all the unset ones are named in one line, so one run finds them all."""
+    missing = unset_secrets(config)
+    if len(missing) == 1:
+        key, name = missing[0]
+        raise ConfigError(
+            f"{config.source}: {key}: environment variable {name} is named but not set"
+        )
+    if missing:
+        shown = ", ".join(f"{key} ({name})" for key, name in missing)
+        raise ConfigError(f"{config.source}: environment variables named but not set: {shown}")
 
 
 def _check_servers(config: Config) -> None:
@@ -736,8 +783,13 @@ def load_config(
     db_url: str | None = None,
     env_file: str | None = None,
     environ: Mapping[str, str] | None = None,
+    secrets: bool = True,
 ) -> Config:
-    """Load and validate the configuration as docs/cli.md describes. Raises ConfigError."""
+    """Load and validate the configuration as docs/cli.md describes. Raises ConfigError.
+
+    With secrets=False the `*_env` variables are not checked (`db upgrade` and `doctor`,
+    which lists them all itself); `check_secrets()` does that later.
+    """
     if env_file is not None:
         if not Path(env_file).is_file():
             raise ConfigError(f"{env_file}: --env-file not found")
@@ -774,5 +826,6 @@ def load_config(
     config.source = source
     _check_servers(config)
     _check_billing(config)
-    _check_secrets(config)
+    if secrets:
+        check_secrets(config)
     return config

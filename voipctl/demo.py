@@ -103,6 +103,48 @@ def _database_facts(db: Path) -> dict[str, int]:
         }
 
 
+# What each rating status means for the client (docs/rating.md, "Statuses"), in its order.
+STATUS_MEANINGS = (
+    ("rated", "rated: priced from the deck"),
+    ("unanswered", "unanswered: no talk time, nothing to charge"),
+    ("inbound_not_billed", "inbound, not billed: the product charges outbound calls only"),
+    ("internal", "internal: extension to extension on the PBX, free"),
+    ("excluded", "excluded: feature codes (*, #), free"),
+    ("suppressed", "suppressed: numbers the product hides, free"),
+    ("unmetered", "unmetered: the product is not metered"),
+    ("invalid_number", "invalid number: left for a fix, not charged"),
+    ("no_rate", "no rate: no prefix of the deck matches, left for `voipctl rate`"),
+)
+
+
+def call_accounting(db: Path) -> list[str]:
+    """Every pulled call accounted for, by what became of it; the counts add up to the total."""
+    with sqlite3.connect(db) as conn:
+        by_status = dict(conn.execute("SELECT status, COUNT(*) FROM cdrs GROUP BY status"))
+        total = conn.execute("SELECT COUNT(*) FROM cdrs").fetchone()[0]
+        billed = conn.execute(
+            "SELECT COUNT(*) FROM cdrs WHERE status = 'rated' AND billed_entry_id IS NOT NULL"
+        ).fetchone()[0]
+    width = len(str(total))
+    lines = [f"{total:>{width}} calls pulled from the three servers:"]
+    shown = 0
+    for status, meaning in STATUS_MEANINGS:
+        count = by_status.pop(status, 0)
+        if not count:
+            continue
+        shown += count
+        line = f"  {count:>{width}} {meaning}"
+        if status == "rated":
+            line += f" ({billed} charged by autobill, {count - billed} not yet)"
+        lines.append(line)
+    for status, count in sorted(by_status.items(), key=lambda kv: str(kv[0])):
+        shown += count
+        lines.append(f"  {count:>{width}} {status or 'not rated yet'}")
+    parts = " + ".join(line.split()[0] for line in lines[1:]) or "0"
+    lines.append(f"  {parts} = {shown} calls")
+    return lines
+
+
 def run_demo(run_command: RunCommand, echo: Echo, *, days: int = 3) -> DemoResult:
     """Run the demo; `run_command` runs one voipctl command line and returns its exit status."""
     directory = Path(tempfile.mkdtemp(prefix="voipctl-demo-"))
@@ -184,7 +226,9 @@ def run_demo(run_command: RunCommand, echo: Echo, *, days: int = 3) -> DemoResul
         since = (datetime.now(UTC) - timedelta(days=days + 1)).strftime("%Y-%m-%dT%H:%M:%SZ")
         step("pull the calls of the last days from all three servers",
              "pull-cdrs", "--since", since, "-v")  # fmt: skip
-        step("price them from the rate deck", "rate", "-v")
+        echo("   (pull-cdrs prices each call it can as it stores it: `rate` below then")
+        echo("   has only what pull-cdrs left, calls without a rate or a valid number)")
+        step("price the rest from the rate deck", "rate", "-v")
         step("charge the rated calls to each client's prepaid credit", "autobill", "-v")
         step("alert clients at or below their threshold", "low-balance", "-v")
         step("suspend clients out of credit (and restore topped-up ones)", "autosuspend", "-v")
@@ -194,6 +238,11 @@ def run_demo(run_command: RunCommand, echo: Echo, *, days: int = 3) -> DemoResul
         sim.stop()
 
     emails = sorted((directory / "emails").glob("*.eml"))
+    if db.exists():
+        echo("")
+        echo("== what became of every call")
+        for line in call_accounting(db):
+            echo(line)
     echo("")
     echo("== where things are")
     if db.exists():

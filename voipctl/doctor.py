@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from voipctl import providers
 from voipctl.catalog import lever_key, shared_levers
-from voipctl.config import Config, load_config, secret
+from voipctl.config import Config, load_config, secret, unset_secrets
 from voipctl.errors import ConfigError, VoipctlError
 from voipctl.store.engine import Store, connect_check, open_store
 from voipctl.store.locks import lock_key
@@ -82,21 +82,22 @@ def check_file_mode(path: Path, what: str) -> Check:
 
 
 def check_secrets(config: Config) -> Check:
-    """Every `*_env` key names a variable that is set (values are never shown)."""
+    """Every `*_env` key names a variable that is set (values are never shown); all the
+    unset ones are named on the one line, so one run finds them all."""
+    missing = unset_secrets(config)
+    if missing:
+        shown = ", ".join(f"{key} ({name})" for key, name in missing)
+        return Check(False, "secrets", f"{len(missing)} named but not set: {shown}")
     sections: list[tuple[str, object]] = [("email", config.email)]
     if config.billing.backend == "whmcs":
         sections.append(("whmcs", config.whmcs))
     sections += [(f"servers.{name}", srv) for name, srv in config.servers.items()]
-    named: list[str] = []
-    missing: list[str] = []
-    for prefix, section in sections:
-        for key, value in section:  # pydantic models iterate as (key, value)
-            if key.endswith("_env") and value:
-                named.append(value)
-                if os.environ.get(value) is None:
-                    missing.append(f"{prefix}.{key} ({value})")
-    if missing:
-        return Check(False, "secrets", "not set: " + ", ".join(missing))
+    named = [
+        value
+        for _, section in sections
+        for key, value in section  # pydantic models iterate as (key, value)
+        if key.endswith("_env") and value
+    ]
     if not named:
         return Check(True, "secrets", "no secrets are named in the configuration")
     # Servers sharing a secret name it once each: count the variables, not the keys.
@@ -296,7 +297,8 @@ def diagnose(
     checks: list[Check] = []
     env_path = _env_file_path(env_file)
     try:
-        config = loader(config_path, db_url=db_url, env_file=env_file)
+        # Secrets are the next check's, which names every unset one, not the first.
+        config = loader(config_path, db_url=db_url, env_file=env_file, secrets=False)
     except ConfigError as exc:
         checks.append(Check(False, "config", str(exc).replace("\n", "; ")))
         config = None

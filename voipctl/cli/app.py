@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import sys
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import click
 
-from voipctl.config import Config, load_config
-from voipctl.store import Store, open_store
+if TYPE_CHECKING:  # imported when first used: `--version` and `--help` need neither
+    from voipctl.config import Config
+    from voipctl.store import Store
 
 
 @dataclass
@@ -21,21 +23,42 @@ class App:
     log_format: str = "text"
     run_id: str = ""
     _config: Config | None = field(default=None, repr=False)
+    _secrets_checked: bool = field(default=False, repr=False)
     _store: Store | None = field(default=None, repr=False)
 
     @property
     def config(self) -> Config:
+        """The configuration, every secret it names checked as set."""
+        config = self.config_without_secrets()
+        if not self._secrets_checked:
+            from voipctl.config import check_secrets
+
+            check_secrets(config)
+            self._secrets_checked = True
+        return config
+
+    def config_without_secrets(self) -> Config:
+        """The configuration, its `*_env` variables not checked: for what uses none
+        of them (`db upgrade`, the database itself)."""
         if self._config is None:
-            self._config = load_config(self.config_path, db_url=self.db_url, env_file=self.env_file)
+            from voipctl.config import load_config
+
+            self._config = load_config(
+                self.config_path, db_url=self.db_url, env_file=self.env_file, secrets=False
+            )
         return self._config
 
     def store(self, *, check_schema: bool = True) -> Store:
         """The database; refuses an old schema unless asked not to (db upgrade)."""
         if self._store is None:
+            from voipctl.store import open_store
+
             # Only `db upgrade` (check_schema=False) may create a SQLite file's directory.
-            database = self.config.database
+            # The database takes no secret of the file: its URL is checked, not the others.
+            config = self.config_without_secrets()
+            database = config.database
             self._store = open_store(
-                self.config.database_url,
+                config.database_url,
                 create_dir=not check_schema,
                 busy_timeout_ms=database.busy_timeout_ms,
                 lock_timeout_s=database.lock_timeout_s,

@@ -171,8 +171,9 @@ def client():
 def client_add(client_id, fmt, **options):
     """Register a client under its id in your billing system.
 
-    Example: voipctl client add 42 --first-name Ann --last-name Lee --email ann@example.com
-    --currency CAD --low-balance-threshold 5.00 --has-voip-service --timezone America/Toronto
+    \b
+    Example: voipctl client add 42 --first-name Ann --last-name Lee --email ann@example.com \\
+      --currency CAD --low-balance-threshold 5.00 --has-voip-service --timezone America/Toronto
     """
     app = get_app()
     fields = _client_fields(options)
@@ -195,6 +196,7 @@ def client_add(client_id, fmt, **options):
 def client_set(client_id, fmt, **options):
     """Change a client's fields; fields not given stay as they are.
 
+    \b
     Example: voipctl client set 42 --low-balance-threshold none --voip-suspended no
     """
     fields = _client_fields(options)
@@ -232,6 +234,7 @@ _CLIENT_LIST = [
 def client_list(suspended, below_threshold, owing, fmt):
     """List clients with their credit and owing.
 
+    \b
     Example: voipctl client list --below-threshold --format csv
     """
     app = get_app()
@@ -252,6 +255,7 @@ def client_list(suspended, below_threshold, owing, fmt):
 def client_show(client_id, fmt):
     """Show a client: fields, credit, owing and services.
 
+    \b
     Example: voipctl client show 42 --format json
     """
     with get_app().store().session() as session:
@@ -339,8 +343,9 @@ def service():
 def service_add(client_id, product, server_name, domain, billed, fmt, **options):
     """Add a service; the fields are written as in ictVoIP (spaces around | optional).
 
-    Example: voipctl service add --client 42 --product "Canada Metered" --server fusion1
-    --domain "mcon.wat7.ictvoip.ca | 5192229000" --billed "2112 | 2113"
+    \b
+    Example: voipctl service add --client 42 --product "Canada Metered" --server fusion1 \\
+      --domain "mcon.wat7.ictvoip.ca | 5192229000" --billed "2112 | 2113"
     """
     app = get_app()
     config = app.config
@@ -412,6 +417,7 @@ def _warn_missing_lever(server, svc) -> None:
 def service_set(service_id, domain, billed, product, fmt, **options):
     """Change a service; an empty value ("") clears --gateway, --trunk and the like.
 
+    \b
     Example: voipctl service set 7 --billed "2112 | 2113 | 2114"
     """
     app = get_app()
@@ -440,6 +446,7 @@ def service_set(service_id, domain, billed, product, fmt, **options):
 def service_remove(service_id, fmt):
     """End a service: no more pulls or charges; its CDRs and ledger entries stay.
 
+    \b
     Example: voipctl service remove 7
     """
     with get_app().store().session() as session:
@@ -473,6 +480,7 @@ _SERVICE_LIST = [
 def service_list(client_id, include_ended, fmt):
     """List services (active ones unless --all).
 
+    \b
     Example: voipctl service list --client 42
     """
     with get_app().store().session() as session:
@@ -493,6 +501,7 @@ def service_list(client_id, include_ended, fmt):
 def service_show(service_id, show_secrets, fmt):
     """Show one service with its parsed product fields.
 
+    \b
     Example: voipctl service show 7 --format json
     """
     with get_app().store().session() as session:
@@ -555,6 +564,7 @@ def credit():
 def credit_add(client_id, amount, reference, note, fmt):
     """Record a top-up. Run again with the same --reference, nothing is added twice.
 
+    \b
     Example: voipctl credit add 42 10.00 --reference T1
     """
     _local_ledger_only()
@@ -572,6 +582,7 @@ def credit_add(client_id, amount, reference, note, fmt):
 def credit_adjust(client_id, amount, note, reference, fmt):
     """Correct a client's credit up or down; a negative amount is typed as is.
 
+    \b
     Example: voipctl credit adjust 42 -5.00 --note "refund of duplicate top-up"
     """
     _local_ledger_only()
@@ -586,6 +597,7 @@ def credit_adjust(client_id, amount, note, reference, fmt):
 def balance(client_id, fmt):
     """Show a client's credit (exact) and the amount owing.
 
+    \b
     Example: voipctl balance 42 --format json
     """
     app = get_app()
@@ -626,6 +638,7 @@ def invoice():
 def invoice_add(client_id, amount, number, due, fmt):
     """Record an unpaid invoice; the same number again is taken once.
 
+    \b
     Example: voipctl invoice add 42 3.50 --number 1001 --due 2026-12-01
     """
     _local_ledger_only()
@@ -647,6 +660,7 @@ def invoice_add(client_id, amount, number, due, fmt):
 def invoice_pay(number, fmt):
     """Mark an invoice paid (a payment made outside voipctl; credit is not touched).
 
+    \b
     Example: voipctl invoice pay 1001
     """
     _local_ledger_only()
@@ -664,6 +678,7 @@ def invoice_pay(number, fmt):
 def invoice_list(client_id, unpaid, fmt):
     """List invoices; `owing` marks those unpaid and due.
 
+    \b
     Example: voipctl invoice list --client 42 --unpaid
     """
     with get_app().store().session() as session:

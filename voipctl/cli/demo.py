@@ -18,6 +18,7 @@ def demo(days):
     shows what it did; emails are written to files. Prints where the database
     and the emails are.
 
+    \b
     Example: voipctl demo
     """
     from voipctl.cli import run  # noqa: PLC0415 - the demo runs real command lines

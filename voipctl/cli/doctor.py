@@ -26,6 +26,7 @@ def doctor(fmt, smtp_timeout):
     status 1 when any check fails. A configuration that does not load is a
     failing line, not an error.
 
+    \b
     Example: voipctl --config /etc/voipctl/voipctl.toml doctor
     """
     app = get_app()

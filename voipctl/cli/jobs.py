@@ -45,6 +45,7 @@ def autobill(client_id, dry_run):
     the same transaction, so a run killed at any point and run again bills each
     call exactly once. A second run while one is going exits 75.
 
+    \b
     Example: voipctl autobill --client 42 --dry-run
     """
     app = get_app()
@@ -76,6 +77,7 @@ def low_balance(dry_run):
     A client at or below its Low Balance Threshold is mailed once per crossing;
     a top-up above the threshold re-arms the alert.
 
+    \b
     Example: voipctl low-balance --dry-run
     """
     app = get_app()
@@ -158,6 +160,7 @@ def autosuspend(dry_run):
     guard's limits ([fraud], docs/fraud.md) are checked first: a client that
     reaches one is suspended and held until `voipctl unsuspend`.
 
+    \b
     Example: voipctl autosuspend --dry-run
     """
     app = get_app()
@@ -226,6 +229,7 @@ def suspend(service_id, client_id, reason, dry_run):
     A service suspended this way stays suspended whatever its credit until
     `voipctl unsuspend`. Suspending a suspended service is a no-op that says so.
 
+    \b
     Example: voipctl suspend --service 17 --reason "fraud check"
     """
     return _manual("suspend", service_id, client_id, reason, dry_run)
@@ -240,6 +244,7 @@ def unsuspend(service_id, client_id, reason, dry_run):
     autosuspend decides again on its next run: a client still out of credit is
     suspended again unless its VoIP Suspended field is set to `no`.
 
+    \b
     Example: voipctl unsuspend --client 42 --reason "paid by cheque"
     """
     return _manual("unsuspend", service_id, client_id, reason, dry_run)
@@ -268,6 +273,7 @@ def template_import(file, name, subject, html, dest):
     Writes NAME.txt (or NAME.html) and, with --subject, NAME.subject into the
     templates directory; refuses Smarty tags and variables voipctl cannot fill.
 
+    \b
     Example: voipctl template import low_balance.tpl low_balance_alert --subject "Low balance"
     """
     dest = dest or get_app().config.email.templates_dir
@@ -282,6 +288,7 @@ def template_import(file, name, subject, html, dest):
 def template_show(name):
     """Render a template with sample values, as a check of an override.
 
+    \b
     Example: voipctl template show low_balance_alert
     """
     templates = notify_templates.Templates(get_app().config.email.templates_dir)

@@ -100,21 +100,64 @@ class IncrementType(click.ParamType):
 INCREMENT = IncrementType()
 
 
-def parse_day_or_time(text: str, tz: ZoneInfo, *, end: bool) -> datetime:
-    """`--from/--to`: a DATE is a whole day in `tz` (both ends inclusive); a full ISO time as is."""
+# A span back from now: `3d`, `12h`, `30m` (ASCII digits only).
+_SPAN = re.compile(r"^([0-9]{1,6})([dhm])$")
+_SPAN_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
+WHEN_FORMS = (
+    "a date (YYYY-MM-DD), an ISO time, today, yesterday or a span back from now (3d, 12h, 30m)"
+)
+
+
+def _day_start(day: date, tz: ZoneInfo, *, end: bool) -> datetime:
+    if end:
+        day += timedelta(days=1)
+    return datetime.combine(day, time(), tz).astimezone(UTC)
+
+
+def parse_day_or_time(
+    text: str, tz: ZoneInfo, *, end: bool, now: datetime | None = None
+) -> datetime:
+    """`--since/--until` (and `--from/--to`), in UTC.
+
+    A DATE, `today` or `yesterday` is a whole day in `tz` (both ends inclusive: as an
+    end it means the next midnight); a full ISO time is taken as is (in `tz` without
+    an offset); `3d`, `12h`, `30m` are that long before now, at either end.
+    """
     text = text.strip()
+    lowered = text.lower()
+    now = now or datetime.now(UTC)
+    if lowered in ("today", "yesterday"):
+        today = now.astimezone(tz).date()
+        return _day_start(today - timedelta(days=lowered == "yesterday"), tz, end=end)
+    span = _SPAN.match(lowered)
+    if span:
+        return (now - timedelta(**{_SPAN_UNITS[span.group(2)]: int(span.group(1))})).astimezone(UTC)
     try:
         if len(text) == 10:
-            day = date.fromisoformat(text)
-            if end:
-                day += timedelta(days=1)
-            return datetime.combine(day, time(), tz).astimezone(UTC)
+            return _day_start(date.fromisoformat(text), tz, end=end)
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise click.BadParameter(f"{text!r} is not a date (YYYY-MM-DD) or an ISO time") from None
+        raise click.BadParameter(f"{text!r} is not {WHEN_FORMS}") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=tz)
     return parsed.astimezone(UTC)
+
+
+class WhenType(click.ParamType):
+    """A time bound of `--since/--until/--from/--to`, checked as it is parsed, so a bad
+    one is refused naming its option; commands resolve it in their zone later."""
+
+    name = "WHEN"
+
+    def convert(self, value, param, ctx) -> str:
+        try:
+            parse_day_or_time(str(value), ZoneInfo("UTC"), end=False)
+        except click.BadParameter as exc:
+            self.fail(exc.message, param, ctx)
+        return str(value).strip()
+
+
+WHEN = WhenType()
 
 
 _NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)$")

@@ -147,6 +147,7 @@ def product():
 def product_add(name, fmt, **options):
     """Create a product; settings not given take the defaults (country code 1, 60/60, ...).
 
+    \b
     Example: voipctl product add "Canada Metered" --increment 6/6 --free-minutes 100
     """
     app = get_app()
@@ -164,6 +165,7 @@ def product_add(name, fmt, **options):
 def product_set(name, fmt, **options):
     """Change settings of a product; settings not given stay as they are.
 
+    \b
     Example: voipctl product set "Canada Metered" --markup 15 --exclude "911,*xx"
     """
     with get_app().store().session() as session:
@@ -176,6 +178,7 @@ def product_set(name, fmt, **options):
 def product_list(fmt):
     """List the products.
 
+    \b
     Example: voipctl product list --format csv
     """
     with get_app().store().session() as session:
@@ -189,6 +192,7 @@ def product_list(fmt):
 def product_show(name, fmt):
     """Show every setting of one product.
 
+    \b
     Example: voipctl product show "Canada Metered" --format json
     """
     with get_app().store().session() as session:

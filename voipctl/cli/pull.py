@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import sys
-from contextlib import nullcontext
 from zoneinfo import ZoneInfo
 
 import click
 
 from voipctl.cli.app import get_app
 from voipctl.cli.options import (
+    WHEN,
     client_option,
     dry_run_option,
     metrics_option,
     parse_day_or_time,
 )
+from voipctl.cli.output import ServerProgress
 from voipctl.jobs.pull_cdrs import pull_cdrs
 from voipctl.jobs.pull_cdrs import retry_rejected as retry_rejected_records
 
@@ -29,10 +30,15 @@ _UTC_ZONE = ZoneInfo("UTC")
 @click.option("--service", "service_id", type=int, metavar="ID", help="Only this service.")
 @click.option(
     "--since",
-    metavar="ISO",
-    help="Read from this time (UTC unless it has an offset) instead of the watermark.",
+    type=WHEN,
+    help="Read from this time instead of the watermark: a date or ISO time (UTC unless it "
+    "has an offset), today, yesterday, or 3d, 12h, 30m ago.",
 )
-@click.option("--until", metavar="ISO", help="Read calls that started before this time.")
+@click.option(
+    "--until",
+    type=WHEN,
+    help="Read calls that started before this time (a date: through its end); as --since.",
+)
 @click.option(
     "--retry-rejected",
     is_flag=True,
@@ -51,6 +57,7 @@ def pull_cdrs_command(server_name, client_id, service_id, since, until, retry_re
     that cannot be read or stored is set aside and named once on stderr (exit
     status 1); --retry-rejected reads the set-aside records again.
 
+    \b
     Example: voipctl pull-cdrs --server vodia1 --since 2026-11-01
     """
     app = get_app()
@@ -70,23 +77,12 @@ def pull_cdrs_command(server_name, client_id, service_id, since, until, retry_re
     since_at = parse_day_or_time(since, _UTC_ZONE, end=False) if since else None
     until_at = parse_day_or_time(until, _UTC_ZONE, end=True) if until else None
     if since_at and until_at and since_at >= until_at:
-        raise click.BadParameter("--since must be before --until")
+        raise click.UsageError("--since must be before --until")
     config = app.config
     store = app.store()
-    show_bar = sys.stderr.isatty() and app.verbosity >= 0
-    bar_context = (
-        click.progressbar(length=0, label="pulling calls", file=sys.stderr, show_pos=True)
-        if show_bar
-        else nullcontext()
-    )
-    with bar_context as bar:
-
-        def progress(server: str, count: int) -> None:
-            if bar is not None:
-                bar.label = f"pulling calls from {server}"
-                bar.length = (bar.length or 0) + count  # open-ended: count what came in
-                bar.update(count)
-
+    # Progress on a terminal only, and never with -q (docs/install.md, "Quiet and progress").
+    progress = ServerProgress() if sys.stderr.isatty() and app.verbosity >= 0 else None
+    try:
         report = pull_cdrs(
             store,
             config,
@@ -99,6 +95,9 @@ def pull_cdrs_command(server_name, client_id, service_id, since, until, retry_re
             progress=progress,
             rate=True,
         )
+    finally:
+        if progress is not None:
+            progress.close()
     for line in report.set_aside:
         click.echo(line, err=True)
     for failure in report.failures:

@@ -15,6 +15,7 @@ from voipctl.cli.app import get_app
 from voipctl.cli.options import (
     INCREMENT,
     MONEY,
+    WHEN,
     SignedArgsCommand,
     client_option,
     dry_run_option,
@@ -77,10 +78,12 @@ def rates_import(product, file, effective, dry_run, fmt):
     The file replaces only the directions it contains. Any bad row fails the
     whole import with FILE:LINE on stderr, and the previous rates stay in force.
 
+    \b
     Example: voipctl rates import Standard deck-2026-01.csv --effective 2026-01-01
     """
     app = get_app()
-    counter = _ProgressLine("rates import", "rates") if sys.stderr.isatty() else None
+    on_terminal = sys.stderr.isatty() and app.verbosity >= 0
+    counter = _ProgressLine("rates import", "rates") if on_terminal else None
     try:
         result = deck.import_deck_file(
             app.store(),
@@ -118,7 +121,13 @@ def rates_import(product, file, effective, dry_run, fmt):
 @click.option("--increment", type=INCREMENT, help="A/B increment (default: the product's).")
 @click.option("--connect-fee", type=MONEY, default=Decimal(0), help="Per-call connect fee.")
 @click.option("--description", default="", help="Shown with the rate.")
-@click.option("--direction", type=DIRECTION, default="outbound", show_default=True)
+@click.option(
+    "--direction",
+    type=DIRECTION,
+    default="outbound",
+    show_default=True,
+    help="Which calls the override prices: outbound (dialled) or inbound (received).",
+)
 @click.option("--remove", is_flag=True, help="Remove the override of PREFIX.")
 @format_option
 def rates_override(
@@ -126,6 +135,7 @@ def rates_override(
 ):
     """Set (or --remove) a custom rate for PREFIX that beats the deck; no markup applies.
 
+    \b
     Example: voipctl rates override Standard 1212 0.015 --increment 1/1
     """
     app = get_app()
@@ -183,11 +193,12 @@ _RATE_COLUMNS = [
 @rates.command("list")
 @click.argument("product")
 @click.option("--prefix", "prefix", metavar="P", help="Only prefixes starting with P.")
-@click.option("--at", metavar="ISO", help="The rates in force at this time (default now).")
+@click.option("--at", type=WHEN, help="The rates in force at this time (default now); as --since.")
 @format_option
 def rates_list(product, prefix, at, fmt):
     """List the rates of PRODUCT in force (deck and overrides), longest match wins.
 
+    \b
     Example: voipctl rates list Standard --prefix 1519 --format csv
     """
     app = get_app()
@@ -203,6 +214,7 @@ def rates_list(product, prefix, at, fmt):
 def rates_versions(product, fmt):
     """List the deck versions of PRODUCT, and which is in force per direction.
 
+    \b
     Example: voipctl rates versions Standard
     """
     app = get_app()
@@ -227,12 +239,19 @@ def rates_versions(product, fmt):
 @click.argument("product")
 @click.argument("number")
 @click.argument("seconds", type=click.IntRange(min=0))
-@click.option("--direction", type=DIRECTION, default="outbound", show_default=True)
-@click.option("--at", metavar="ISO", help="Rates in force at this time (default now).")
+@click.option(
+    "--direction",
+    type=DIRECTION,
+    default="outbound",
+    show_default=True,
+    help="Price the call as outbound (dialled) or inbound (received).",
+)
+@click.option("--at", type=WHEN, help="Rates in force at this time (default now); as --since.")
 @format_option
 def rates_quote(product, number, seconds, direction, at, fmt):
     """What a call of SECONDS to NUMBER costs on PRODUCT (no free minutes applied).
 
+    \b
     Example: voipctl rates quote Standard +15195550100 61 --format json
     """
     app = get_app()
@@ -249,8 +268,14 @@ def rates_quote(product, number, seconds, direction, at, fmt):
 @metrics_option("rate")
 @client_option
 @click.option("--rerate", is_flag=True, help="Rate CDRs of --from..--to again (billed: corrected).")
-@click.option("--from", "from_", metavar="DATE", help="First day to re-rate (inclusive).")
-@click.option("--to", metavar="DATE", help="Last day to re-rate (inclusive).")
+@click.option(
+    "--from",
+    "--since",
+    "from_",
+    type=WHEN,
+    help="First day to re-rate (inclusive): a date, ISO time, today, yesterday, 3d, 12h.",
+)
+@click.option("--to", "--until", "to", type=WHEN, help="Last day to re-rate (inclusive).")
 @dry_run_option
 @format_option
 def rate(client_id, rerate, from_, to, dry_run, fmt):
@@ -260,6 +285,7 @@ def rate(client_id, rerate, from_, to, dry_run, fmt):
     --rerate, rates the calls of --from..--to again with the rates in force at
     each call's start; calls already billed get a reversal and a new charge.
 
+    \b
     Example: voipctl rate --rerate --from 2026-01-01 --to 2026-01-31 --client 42
     """
     app = get_app()
@@ -274,7 +300,7 @@ def rate(client_id, rerate, from_, to, dry_run, fmt):
         window = (parse_day_or_time(from_, tz, end=False), parse_day_or_time(to, tz, end=True))
         if window[0] >= window[1]:
             raise click.UsageError("--from must be before --to")
-    counter = _ProgressLine() if sys.stderr.isatty() else None
+    counter = _ProgressLine() if sys.stderr.isatty() and app.verbosity >= 0 else None
     try:
         report = rate_job.run(
             store, client_id=client_id, rerate=window, dry_run=dry_run, progress=counter

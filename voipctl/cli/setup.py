@@ -23,6 +23,7 @@ def db():
 def db_upgrade():
     """Create or migrate the schema to the newest revision. Safe to run every time.
 
+    \b
     Example: voipctl --db sqlite:////var/lib/voipctl/voipctl.db db upgrade
     """
     app = get_app()
@@ -45,6 +46,7 @@ def server():
 def server_list(fmt):
     """List the configured servers.
 
+    \b
     Example: voipctl server list --format json
     """
     config = get_app().config
@@ -76,6 +78,7 @@ def server_check(name, fmt):
     LES.NET servers also read the head of each active service's CDR link.
     `--format json` gives a list of {"server", "type", "ok", "detail"}.
 
+    \b
     Example: voipctl server check vodia1
     """
     app = get_app()

@@ -4,14 +4,26 @@ from __future__ import annotations
 
 import click
 
+from voipctl.errors import UsageError
 from voipctl.sim import SimConfig, Simulator
 
 
 @click.command("simulate")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=0, type=int, help="Port to listen on (default: a free port).")
+@click.option(
+    "--port",
+    default=0,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on (default: a free port).",
+)
 @click.option("--seed", default=7, show_default=True, type=int, help="Seed of the calls.")
-@click.option("--days", default=3, show_default=True, type=click.IntRange(1, 366))
+@click.option(
+    "--days",
+    default=3,
+    show_default=True,
+    type=click.IntRange(1, 366),
+    help="Days of generated calls, ending now.",
+)
 @click.option(
     "--calls-per-day",
     default=40,
@@ -25,10 +37,17 @@ def simulate(host, port, seed, days, calls_per_day):
     Prints the URL, the secrets to export and a matching configuration snippet,
     then serves until Ctrl-C. Calls are the same for the same seed.
 
+    \b
     Example: voipctl simulate --port 8089
     """
     sim = Simulator(SimConfig(seed=seed, days=days, calls_per_day=calls_per_day))
-    url = sim.bind(host, port)
+    try:
+        url = sim.bind(host, port)
+    except OSError as exc:  # in use, or not an address of this host: the operator's to fix
+        raise UsageError(
+            f"simulate: --host {host} --port {port}: cannot listen: "
+            f"{exc.strerror or type(exc).__name__}"
+        ) from None
     click.echo(f"provider simulator at {url} (Ctrl-C stops it)")
     click.echo("\n# secrets, for the environment or a .env file:")
     for name, value in sim.env().items():

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+
 import click
 
 from voipctl import money
 from voipctl.catalog import get_client
 from voipctl.cli.app import get_app
-from voipctl.cli.options import document_format_option, format_option, parse_day_or_time
+from voipctl.cli.options import WHEN, document_format_option, format_option, parse_day_or_time
 from voipctl.cli.output import render, render_one
 from voipctl.support import cdrs as cdr_view
 from voipctl.support import explain as explaining
@@ -31,8 +33,14 @@ def _period(date_from, date_to, zone):
 @click.command("cdrs")
 @click.argument("client_id", metavar="CLIENT", type=int)
 @click.option("--service", "service_id", type=int, help="Only this service of the client.")
-@click.option("--from", "date_from", metavar="DATE", help="First day (client's time zone).")
-@click.option("--to", "date_to", metavar="DATE", help="Last day, inclusive.")
+@click.option(
+    "--from",
+    "--since",
+    "date_from",
+    type=WHEN,
+    help="First day or time (client's time zone): a date, ISO time, today, yesterday, 3d, 12h.",
+)
+@click.option("--to", "--until", "date_to", type=WHEN, help="Last day, inclusive; as --from.")
 @click.option("--direction", type=click.Choice(cdr_view.DIRECTIONS), help="Only this direction.")
 @click.option(
     "--number",
@@ -48,6 +56,14 @@ def _period(date_from, date_to, zone):
 @click.option("--all", "show_all", is_flag=True, help="Show suppressed calls too.")
 @click.option("--limit", type=click.IntRange(min=1), help="At most N calls (the newest).")
 @click.option("--utc", is_flag=True, help="Show times in UTC, not the client's time zone.")
+@click.option("--wide", is_flag=True, help="Table: every column, whatever the terminal's width.")
+@click.option(
+    "--columns",
+    "column_names",
+    metavar="A,B,...",
+    help="Table: these columns, in this order (id, start, service, direction, caller, "
+    "number, normalized, billsec, billable, time, status, prefix, destination, cost, billed).",
+)
 @format_option
 @raw_option
 def cdrs(
@@ -61,6 +77,8 @@ def cdrs(
     show_all,
     limit,
     utc,
+    wide,
+    column_names,
     fmt,
     raw,
 ):
@@ -69,7 +87,11 @@ def cdrs(
     Times are shown in the client's time zone (with the UTC offset, so the hour
     repeated when DST ends shows two distinct calls); --from/--to are whole days
     there. The table ends with a totals line; CSV and JSON carry rows alone.
+    The table shows id, start, direction, number, destination, billable time,
+    cost and status, cut to the terminal's width (COLUMNS); --wide or --columns
+    show others. CSV and JSON always carry every column.
 
+    \b
     Example: voipctl cdrs 42 --from 2026-11-01 --to 2026-11-30 --number '1519*'
     """
     store = get_app().store()
@@ -89,10 +111,16 @@ def cdrs(
             limit=limit,
         )
         shown_zone = UTC_ZONE if utc else zone
-        columns = [
-            (key, f"start ({shown_zone.key})" if key == "start_local" else header)
-            for key, header in cdr_view.TABLE_COLUMNS
-        ]
+
+        def headed(pairs):
+            return [
+                (key, f"start ({shown_zone.key})" if key == "start_local" else header)
+                for key, header in pairs
+            ]
+
+        columns = headed(cdr_view.TABLE_COLUMNS)
+        names = [n.strip() for n in column_names.split(",")] if column_names else None
+        table = headed(cdr_view.table_columns(names, wide))
         rows = cdr_view.iter_cdrs(session, query)
         if fmt == "json":
             render((), columns, fmt, json_rows=(cdr_view.json_row(r) for r in rows))
@@ -104,7 +132,15 @@ def cdrs(
             for row in rows:
                 totals.add(row)
                 shown.append(cdr_view.display_row(row, shown_zone))
-            render(shown, columns, fmt, footer=f"total: {totals.line()}")
+            fit = not (wide or column_names)
+            render(
+                shown,
+                table,
+                fmt,
+                footer=f"total: {totals.line()}",
+                width=shutil.get_terminal_size().columns if fit else None,
+                shrink=cdr_view.SHRINKABLE,
+            )
 
 
 _ENTRY_COLUMNS = [
@@ -126,8 +162,14 @@ _USAGE_COLUMNS = [
 
 @click.command("statement")
 @click.argument("client_id", metavar="CLIENT", type=int)
-@click.option("--from", "date_from", metavar="DATE", help="First day (default: the 1st).")
-@click.option("--to", "date_to", metavar="DATE", help="Last day, inclusive (default: today).")
+@click.option(
+    "--from",
+    "--since",
+    "date_from",
+    type=WHEN,
+    help="First day (default: the 1st): a date, ISO time, today, yesterday, 3d, 12h.",
+)
+@click.option("--to", "--until", "date_to", type=WHEN, help="Last day, inclusive (default: today).")
 @format_option
 @raw_option
 def statement(client_id, date_from, date_to, fmt, raw):
@@ -138,6 +180,7 @@ def statement(client_id, date_from, date_to, fmt, raw):
     month so far. CSV prints two blocks: the ledger (with opening and closing
     rows), a blank line, then the usage.
 
+    \b
     Example: voipctl statement 42 --from 2026-11-01 --to 2026-11-30 --format csv
     """
     store = get_app().store()
@@ -182,6 +225,7 @@ def explain(cdr_id, fmt):
     """The whole story of one call: the provider's record, how it was rated, the free
     minutes it used, the ledger entry that billed it and any re-rating.
 
+    \b
     Example: voipctl explain 123456 --format json
     """
     app = get_app()

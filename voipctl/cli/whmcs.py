@@ -48,6 +48,7 @@ def whmcs_sync(dry_run, fmt):
     differences and writes nothing. Run it before the jobs (cron), so that
     thresholds, overrides and new services are current.
 
+    \b
     Example: voipctl whmcs sync --dry-run
     """
     app = get_app()
@@ -79,6 +80,7 @@ def whmcs_post(dry_run):
     Open postings of an interrupted run are looked up in WHMCS first and sent
     only if WHMCS has no trace of them. Shares autobill's lock.
 
+    \b
     Example: voipctl whmcs post --dry-run
     """
     app = get_app()

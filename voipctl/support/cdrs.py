@@ -69,6 +69,50 @@ TABLE_COLUMNS = (
     ("cost", "cost"),
     ("billed", "billed"),
 )
+# The table also offers billable time as support reads it (CSV keeps seconds).
+TIME_COLUMN = ("billable_time", "time")
+
+# What support reads first (docs/support.md): the table's columns unless --wide or
+# --columns. `id` stays: it is what `voipctl explain` takes.
+DEFAULT_TABLE_COLUMNS = (
+    "id",
+    "start",
+    "direction",
+    "number",
+    "destination",
+    "time",
+    "cost",
+    "status",
+)
+# Columns cut (with "~") to fit the terminal, narrowest allowed width.
+SHRINKABLE = {"description": 8, "number": 10}
+
+
+def table_columns(names: list[str] | None, wide: bool) -> list[tuple[str, str]]:
+    """The (key, header) pairs of the table, named by their headers; raises UsageError."""
+    by_header = {header: key for key, header in (*TABLE_COLUMNS, TIME_COLUMN)}
+    if names is None:
+        names = [h for _, h in TABLE_COLUMNS] if wide else list(DEFAULT_TABLE_COLUMNS)
+    unknown = [name for name in names if name not in by_header]
+    if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], list(by_header), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise UsageError(
+            f"cdrs: --columns: unknown column {unknown[0]!r}{hint} "
+            f"(columns: {', '.join(by_header)})"
+        )
+    return [(by_header[name], name) for name in names]
+
+
+def minutes_seconds(seconds: int | None) -> str:
+    """Billable time as support reads it: `1:06`, `1:02:03` past the hour."""
+    if seconds is None:
+        return ""
+    hours, rest = divmod(int(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 @dataclass
@@ -232,4 +276,5 @@ def display_row(row: dict[str, Any], zone: ZoneInfo) -> dict[str, Any]:
     shown = dict(row)
     shown["start_local"] = local_time(row["start"], zone)
     shown["cost"] = money.fmt(row["cost"], COST_PLACES)
+    shown["billable_time"] = minutes_seconds(row.get("billable_seconds"))
     return shown
