@@ -115,7 +115,9 @@ def test_top_level_help_groups_the_commands_with_whole_descriptions(capsys, monk
         "rate",
         "autobill",
         "low-balance",
+        "auto-topup",
         "autosuspend",
+        "status",
     ]
     # The whole first sentence (wrapped), not Click's 45-character cut with "...".
     support = " ".join(out[out.index("Support:") : out.index("Setup:")].split())

@@ -51,6 +51,7 @@ def report(since, show_all, fmt):
     """Per client: the figure each limit looks at, the limit in force and how close
     (percent) the figure is; `tripped` names the limit the next autosuspend acts on.
 
+    \b
     Example: voipctl fraud report --since 2026-03-01 --format json
     """
     app = get_app()
@@ -96,6 +97,7 @@ def set_limits(client_id, product_id, settings):
     VALUE disables that limit and `inherit` drops the override. risk_prefixes is a
     comma-separated list.
 
+    \b
     Example: voipctl fraud set --client 42 max_spend_per_hour=80 max_spend_per_day=
     """
     if (client_id is None) == (product_id is None):

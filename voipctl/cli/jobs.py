@@ -119,6 +119,7 @@ def auto_topup(retry_client, dry_run):
     (the client is asked to renew it). A charge whose outcome is unknown is
     retried on every run under its own reference only. Run it before autosuspend.
 
+    \b
     Example: voipctl auto-topup -q; voipctl autosuspend -q
     """
     app = get_app()

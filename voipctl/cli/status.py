@@ -117,6 +117,7 @@ def status(fmt, notify):
     than its limit ([status] in the configuration); one line per problem (with
     -q, only those lines, and with --notify not even those: the email tells).
 
+    \b
     Example: voipctl status --format json
     """
     app = get_app()
