@@ -10,9 +10,9 @@ from voipctl.providers.base import CallRecord, ProviderAdapter, ServiceInfo
 # server type -> "module:Class". Imported on use, so one adapter's optional
 # dependencies never stop another from loading.
 PROVIDERS: dict[str, str] = {
-    "fusionpbx": "voipctl.providers.fusionpbx:FusionPBXAdapter",
-    "vodia": "voipctl.providers.vodia:VodiaAdapter",
-    "lesnet": "voipctl.providers.lesnet:LesnetAdapter",
+    "fusionpbx": "voipctl.providers.fusionpbx.adapter:FusionPBXAdapter",
+    "vodia": "voipctl.providers.vodia.adapter:VodiaAdapter",
+    "lesnet": "voipctl.providers.lesnet.adapter:LesnetAdapter",
 }
 
 

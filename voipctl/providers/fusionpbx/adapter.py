@@ -52,14 +52,14 @@ from voipctl.providers.base import (
     digest,
     reason_of,
 )
-from voipctl.providers.esl import (
+from voipctl.providers.fusionpbx.cache import CacheClearer, CacheSettings, read_settings, refusal
+from voipctl.providers.fusionpbx.esl import (
     GatewayStatus,
     esl_for,
     parse_gateway_status,
     sofia_verdict,
 )
-from voipctl.providers.fusionpbx_cache import CacheClearer, CacheSettings, read_settings, refusal
-from voipctl.providers.fusionpbx_export import (
+from voipctl.providers.fusionpbx.export import (
     EXPORT_PATH,
     ExportRecord,
     lf_lines,

@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection
 
 from voipctl.config import FusionPBXServer
 from voipctl.errors import ProviderError
-from voipctl.providers.esl import EslClient
+from voipctl.providers.fusionpbx.esl import EslClient
 
 log = logging.getLogger(__name__)
 
