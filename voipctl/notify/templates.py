@@ -66,6 +66,13 @@ CLIENT_VARIABLES = (
 # The operator's "manual action required" email has these as well.
 MANUAL_VARIABLES = (*CLIENT_VARIABLES, "service_id", "server", "action", "instructions")
 
+
+def _manual_sample() -> dict[str, str]:
+    from voipctl import providers
+
+    return next((dict(p.manual_sample) for p in providers.plugins() if p.manual_sample), {})
+
+
 SAMPLE_VARIABLES: dict[str, Any] = {
     "client_id": 42,
     "client_first_name": "Ada",
@@ -78,9 +85,9 @@ SAMPLE_VARIABLES: dict[str, Any] = {
     "client_custom_field_lowbalancethreshold": "5.00",
     "currency": "CAD",
     "service_id": 7,
-    "server": "lesnet",
     "action": "suspend",
-    "instructions": "disable peer D4E3CD2BFC791 in the LES.NET portal",
+    # "server" and "instructions": a manual lever's, from the plugin that has one.
+    **_manual_sample(),
 }
 
 
