@@ -35,7 +35,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from voipctl import money
-from voipctl.config import FusionPBXServer, secret
+from voipctl.config import secret
 from voipctl.errors import (
     ConfigError,
     ProviderAuthError,
@@ -53,6 +53,7 @@ from voipctl.providers.base import (
     reason_of,
 )
 from voipctl.providers.fusionpbx.cache import CacheClearer, CacheSettings, read_settings, refusal
+from voipctl.providers.fusionpbx.config import FusionPBXServer
 from voipctl.providers.fusionpbx.esl import (
     GatewayStatus,
     esl_for,
