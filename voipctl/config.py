@@ -232,14 +232,16 @@ Section = _Section
 def __getattr__(name: str) -> Any:
     # The server models by their names (`from voipctl.config import VodiaServer`),
     # found in the plugins' configuration modules.
+    import sys
+
     from voipctl import providers
     from voipctl.providers.plugin import load
 
-    for p in providers.plugins():
-        module = load(p.config_model).__module__
-        found = getattr(__import__(module, fromlist=["_"]), name, None)
-        if found is not None and not name.startswith("_"):
-            return found
+    if not name.startswith("_"):
+        for p in providers.plugins():
+            found = getattr(sys.modules[load(p.config_model).__module__], name, None)
+            if found is not None:
+                return found
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
