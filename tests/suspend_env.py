@@ -21,8 +21,8 @@ from tests.fakes.esl_memcache import MemcacheFake
 from tests.fakes.esl_server import FakeEslServer
 from tests.fakes.fusionpbx_db import FusionDb
 from tests.smtp_sink import SmtpSink
-from voipctl.providers.fusionpbx import FusionPBXAdapter
-from voipctl.providers.vodia import VodiaAdapter
+from voipctl.providers.fusionpbx.adapter import FusionPBXAdapter
+from voipctl.providers.vodia.adapter import VodiaAdapter
 from voipctl.sim.server import Simulator
 from voipctl.store.models import Client, Service, SuspensionEvent
 

@@ -22,8 +22,8 @@ from tests.rejects import strict
 from voipctl.config import LesnetServer
 from voipctl.errors import ProviderDataError
 from voipctl.providers.base import ServiceInfo
-from voipctl.providers.lesnet import LesnetAdapter
-from voipctl.providers.vodia import VodiaAdapter
+from voipctl.providers.lesnet.adapter import LesnetAdapter
+from voipctl.providers.vodia.adapter import VodiaAdapter
 
 PEER, DID = "D4E3CD2BFC791", "12046664021"
 HEADER = ["date", "src", "dst", "duration", "peer", "did"]

@@ -29,9 +29,9 @@ from voipctl.cli import load_command, run
 from voipctl.config import FusionPBXServer, LesnetServer, VodiaServer, load_config
 from voipctl.errors import ProviderAuthError, ProviderError
 from voipctl.providers.base import ServiceInfo
-from voipctl.providers.fusionpbx import FusionPBXAdapter
-from voipctl.providers.lesnet import LesnetAdapter
-from voipctl.providers.vodia import VodiaAdapter
+from voipctl.providers.fusionpbx.adapter import FusionPBXAdapter
+from voipctl.providers.lesnet.adapter import LesnetAdapter
+from voipctl.providers.vodia.adapter import VodiaAdapter
 from voipctl.sim import SimConfig, Simulator
 from voipctl.store import models
 from voipctl.store.locks import job_lock

@@ -10,7 +10,7 @@ import pytest
 
 from tests.fakes.esl_server import FakeEslServer, Sofia
 from voipctl.errors import ConfigError, ProviderAuthError, ProviderError, ProviderUnavailable
-from voipctl.providers.esl import (
+from voipctl.providers.fusionpbx.esl import (
     EslClient,
     GatewayStatus,
     esl_for,

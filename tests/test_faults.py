@@ -36,11 +36,12 @@ from pathlib import Path
 import pytest
 from invariants import check_invariants, identical_call_excess
 from smtp_sink import SmtpSink
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from voipctl.cli import run as run_in_process
 from voipctl.sim.server import LesnetAccount, LesnetPeer, SimConfig, Simulator, VodiaTenant
 from voipctl.store import open_store
+from voipctl.store.models import Service
 
 BACKEND = os.environ.get("VOIPCTL_TEST_DB", "sqlite")
 VOIPCTL = str(Path(sys.executable).with_name("voipctl"))
@@ -260,10 +261,9 @@ class World:
     def provider_suspended(self) -> dict[int, bool]:
         store = open_store(self.db_url)
         try:
-            with store.engine.connect() as conn:
-                rows = conn.execute(
-                    text("SELECT id, tenant, trunk_id FROM services WHERE server = 'sim_vodia'")
-                ).all()
+            with store.session() as session:
+                services = session.scalars(select(Service).where(Service.server == "sim_vodia"))
+                rows = [(s.id, s.tenant, s.trunk_id) for s in services]
         finally:
             store.dispose()
         out = {}

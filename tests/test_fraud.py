@@ -468,7 +468,7 @@ def test_a_refused_hupall_fails_the_run_and_the_hold_stands(cli, env_full):
 def test_hupall_filters_of_the_domain_and_extension_levers(esl_server, lever, commands, left):
     from voipctl.config import FusionPBXServer
     from voipctl.providers.base import ServiceInfo
-    from voipctl.providers.fusionpbx import FusionPBXAdapter
+    from voipctl.providers.fusionpbx.adapter import FusionPBXAdapter
 
     config = FusionPBXServer(
         type="fusionpbx",

@@ -16,7 +16,7 @@ from tests.fusionpbx_env import service as fusion_service
 from voipctl.errors import ConfigError, ProviderAuthError, ProviderError, ProviderUnavailable
 from voipctl.providers import adapter_for
 from voipctl.providers.base import ServiceInfo
-from voipctl.providers.fusionpbx import STREAM_ROWS, FusionPBXAdapter
+from voipctl.providers.fusionpbx.adapter import STREAM_ROWS, FusionPBXAdapter
 
 T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 SINCE, UNTIL = T0, T0 + timedelta(hours=1)

@@ -24,7 +24,7 @@ from voipctl.config import FusionPBXServer
 from voipctl.errors import ProviderAuthError, ProviderDataError, ProviderUnavailable
 from voipctl.providers import adapter_for
 from voipctl.providers.base import Rejected, digest
-from voipctl.providers.fusionpbx_export import lf_lines, read_export, split_record
+from voipctl.providers.fusionpbx.export import lf_lines, read_export, split_record
 from voipctl.store.models import Cdr
 
 FIXTURES = Path(__file__).parent / "fixtures" / "fusionpbx"

@@ -17,7 +17,7 @@ from rejects import strict
 from voipctl.config import LesnetServer
 from voipctl.errors import VoipctlError
 from voipctl.providers.base import ServiceInfo
-from voipctl.providers.lesnet import LesnetAdapter
+from voipctl.providers.lesnet.adapter import LesnetAdapter
 
 SINCE = datetime(2000, 1, 1, tzinfo=UTC)
 UNTIL = datetime(2100, 1, 1, tzinfo=UTC)

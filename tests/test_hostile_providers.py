@@ -20,8 +20,8 @@ from rejects import strict
 from voipctl.config import FusionPBXServer, VodiaServer
 from voipctl.errors import VoipctlError
 from voipctl.providers.base import ServiceInfo
-from voipctl.providers.fusionpbx import FusionPBXAdapter
-from voipctl.providers.vodia import VodiaAdapter
+from voipctl.providers.fusionpbx.adapter import FusionPBXAdapter
+from voipctl.providers.vodia.adapter import VodiaAdapter
 
 SINCE = datetime(2000, 1, 1, tzinfo=UTC)
 UNTIL = datetime(2100, 1, 1, tzinfo=UTC)

@@ -22,9 +22,9 @@ from voipctl.errors import (
     ProviderError,
     ProviderUnavailable,
 )
-from voipctl.providers import lesnet
 from voipctl.providers.base import ServiceInfo
-from voipctl.providers.lesnet import LesnetAdapter, _TimeParser
+from voipctl.providers.lesnet import adapter as lesnet
+from voipctl.providers.lesnet.adapter import LesnetAdapter, _TimeParser
 
 LINK = "https://portal.les.test/cdr/11330_0000.txt?token=abc"
 SINCE = datetime(2026, 1, 1, tzinfo=UTC)

@@ -17,9 +17,9 @@ from tests.recorded import recorded
 from voipctl.config import FusionPBXServer, LesnetServer, VodiaServer
 from voipctl.errors import ProviderUnavailable
 from voipctl.providers.base import ServiceInfo
-from voipctl.providers.fusionpbx import FusionPBXAdapter
-from voipctl.providers.lesnet import LesnetAdapter
-from voipctl.providers.vodia import VodiaAdapter
+from voipctl.providers.fusionpbx.adapter import FusionPBXAdapter
+from voipctl.providers.lesnet.adapter import LesnetAdapter
+from voipctl.providers.vodia.adapter import VodiaAdapter
 
 BASE = "https://pbx.test"
 SINCE = datetime(2026, 11, 1, tzinfo=UTC)

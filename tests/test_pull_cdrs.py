@@ -15,9 +15,9 @@ from voipctl.errors import ProviderDataError
 from voipctl.jobs.pull_cdrs import pull_cdrs
 from voipctl.providers.base import CallRecord, ProviderAdapter, ServiceInfo, digest
 from voipctl.providers.fields import parse_fields
-from voipctl.providers.fusionpbx import FusionPBXAdapter
-from voipctl.providers.lesnet import LesnetAdapter
-from voipctl.providers.vodia import VodiaAdapter
+from voipctl.providers.fusionpbx.adapter import FusionPBXAdapter
+from voipctl.providers.lesnet.adapter import LesnetAdapter
+from voipctl.providers.vodia.adapter import VodiaAdapter
 from voipctl.sim import SimConfig, Simulator
 from voipctl.store.models import Cdr, Client, JobRun, Product, PullWatermark, Service
 

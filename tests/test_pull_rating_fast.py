@@ -26,7 +26,7 @@ from support_data import add_client, add_product, add_service
 from voipctl.config import Config
 from voipctl.jobs.pull_cdrs import _Writer, pull_cdrs
 from voipctl.providers.base import CallRecord, ProviderAdapter, RawRecord, ServiceInfo
-from voipctl.providers.lesnet import _RawTemplate
+from voipctl.providers.lesnet.adapter import _RawTemplate
 from voipctl.rating.deck import import_deck_file, set_override
 from voipctl.rating.engine import PULL_COLUMNS, STATUSES, PullRater, Rater, rate_cdrs
 

@@ -19,9 +19,9 @@ from tests.test_fusionpbx_export import KEY, SINCE, UNTIL, _ExportHandler, paylo
 from voipctl.config import load_config
 from voipctl.jobs.pull_cdrs import pull_cdrs
 from voipctl.providers import adapter_for
-from voipctl.providers import fusionpbx as fusionpbx_module
 from voipctl.providers.base import digest
-from voipctl.providers.vodia import VodiaAdapter
+from voipctl.providers.fusionpbx import adapter as fusionpbx_module
+from voipctl.providers.vodia.adapter import VodiaAdapter
 from voipctl.store.models import Cdr, RejectedRecord
 
 HINT = "(voipctl pull-cdrs --retry-rejected after a fix)"

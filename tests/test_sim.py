@@ -11,7 +11,7 @@ import pytest
 
 from voipctl.config import VodiaServer
 from voipctl.jobs.common import service_info
-from voipctl.providers.vodia import VodiaAdapter
+from voipctl.providers.vodia.adapter import VodiaAdapter
 from voipctl.sim import SimConfig, Simulator
 from voipctl.store.models import Service
 
@@ -99,7 +99,7 @@ def test_a_slow_answer_times_out_and_the_retry_gets_the_file(monkeypatch):
     from voipctl.config import LesnetServer
     from voipctl.errors import ProviderUnavailable
     from voipctl.providers.base import ServiceInfo
-    from voipctl.providers.lesnet import LesnetAdapter
+    from voipctl.providers.lesnet.adapter import LesnetAdapter
 
     monkeypatch.setattr(LesnetAdapter, "backoff_s", 0.0)
     with Simulator(SimConfig(end=END, days=1)) as sim:

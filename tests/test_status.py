@@ -18,9 +18,9 @@ from tests.sim_env import start_sim
 from tests.smtp_sink import SmtpSink
 from tests.test_pull_cdrs import END, add_services
 from voipctl import status as status_lib
-from voipctl.providers.fusionpbx import FusionPBXAdapter
-from voipctl.providers.lesnet import LesnetAdapter
-from voipctl.providers.vodia import VodiaAdapter
+from voipctl.providers.fusionpbx.adapter import FusionPBXAdapter
+from voipctl.providers.lesnet.adapter import LesnetAdapter
+from voipctl.providers.vodia.adapter import VodiaAdapter
 from voipctl.sim import SimConfig, Simulator
 from voipctl.store.models import (
     Cdr,

@@ -18,9 +18,9 @@ from tests.sim_env import start_sim
 from tests.test_pull_cdrs import END, add_services, count, expected_vodia
 from voipctl.config import VodiaServer, load_config
 from voipctl.errors import ProviderAuthError, ProviderDataError, ProviderError, ProviderUnavailable
-from voipctl.providers import vodia
 from voipctl.providers.base import ServiceInfo
-from voipctl.providers.vodia import VodiaAdapter
+from voipctl.providers.vodia import adapter as vodia
+from voipctl.providers.vodia.adapter import VodiaAdapter
 from voipctl.sim import SimConfig, Simulator
 from voipctl.store.models import Cdr, PullWatermark, Service
 

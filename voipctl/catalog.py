@@ -13,17 +13,14 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cache
 from typing import Any
-from urllib.parse import urlsplit
-from uuid import UUID
 from zoneinfo import ZoneInfo, available_timezones
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from voipctl import money
+from voipctl import money, providers
 from voipctl.errors import NotFound, UsageError
 from voipctl.providers.fields import parse_fields
-from voipctl.providers.matching import did_key
 from voipctl.redact import redact_url
 from voipctl.store.models import Client, Invoice, LedgerEntry, Product, Service
 
@@ -476,64 +473,26 @@ def list_clients(session: Session) -> list[Client]:
 
 # --- services --------------------------------------------------------------------------------
 
-# Options that only mean something on one kind of server: refused elsewhere, so a
-# value typed for the wrong server is not silently kept and never used.
-_TYPE_ONLY = {
-    "gateway_uuid": ("fusionpbx", "--gateway"),
-    "trunk_id": ("vodia", "--trunk"),
-    "first_name": ("vodia", "--first-name"),
-    "inbound_search": ("vodia", "--inbound-search"),
-    "cdr_link": ("lesnet", "--cdr-link"),
-}
-SERVICE_EXTRAS = tuple(_TYPE_ONLY)
-
 
 def _service_extras(server_type: str, extras: Mapping[str, Any]) -> dict[str, Any]:
+    """The extras of a service, checked by their plugin's rules.
+
+    An extra only means something on one kind of server: refused elsewhere, so a
+    value typed for the wrong server is not silently kept and never used.
+    """
+    known = providers.service_extras()
     cols: dict[str, Any] = {}
     for key, value in extras.items():
-        if key not in _TYPE_ONLY:
+        if key not in known:
             raise UsageError(f"unknown service field {key!r}")
-        wanted, option = _TYPE_ONLY[key]
+        wanted, extra = known[key]
         value = None if value is None else str(value).strip() or None
         if value is not None and server_type != wanted:
-            raise UsageError(f"{option} is for {wanted} servers, not {server_type}")
-        if key == "gateway_uuid" and value is not None:
-            try:
-                value = str(UUID(value))
-            except ValueError:
-                raise UsageError(f"--gateway: {value!r} is not a UUID") from None
-        if key == "cdr_link" and value is not None:
-            _check_cdr_link(value)
+            raise UsageError(f"{extra.option} is for {wanted} servers, not {server_type}")
+        if value is not None and extra.check is not None:
+            value = extra.check(value)
         cols[key] = value
     return cols
-
-
-def _check_cdr_link(link: str) -> None:
-    """Refuse a CDR link that could never be read (`https://...` pasted from an example).
-
-    Found at `service add` rather than at 2 a.m. in pull-cdrs. The query string is
-    never shown: LES.NET links can carry a key there.
-    """
-    if "://" not in link:
-        return  # a local path
-    parts = urlsplit(link)
-    scheme = parts.scheme.lower()
-    shown = redact_url(link)
-    if scheme == "file":
-        return
-    if scheme not in ("http", "https"):
-        raise UsageError(
-            f"--cdr-link {shown}: {parts.scheme}:// links are not read "
-            "(https://, http://, file:///PATH or a local path)"
-        )
-    try:
-        host = parts.hostname or ""
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-        host.encode("idna")
-    except (ValueError, UnicodeError):
-        host = ""
-    if not host or not all(host.split(".")):
-        raise UsageError(f"--cdr-link {shown}: not a URL with a host name")
 
 
 def _active_others(session: Session, service: Service) -> list[Service]:
@@ -584,31 +543,9 @@ def _claims_overlap(session: Session, service: Service) -> None:
         )
 
 
-def _lesnet_claims(session: Session, service: Service) -> None:
-    """A LES.NET peer or DID belongs to one active service of a server.
-
-    Calls are matched by peer, then by DID (`did_key`: digits only, a NANP leading
-    1 dropped, so `12045550123`, `+12045550123` and `2045550123` are one number):
-    a second service on either would bill calls of the first, or none.
-    """
-    if service.server_type != "lesnet":
-        return
-    peer = (service.peer_id or "").casefold()
-    mine = {did_key(n): n for n in (*(service.dids or []), *(service.extensions or []))}
-    mine.pop("", None)
-    for other in _active_others(session, service):
-        if other.server_type != "lesnet":
-            continue
-        who = f"service {other.id} (client {other.client_id})"
-        where = f"on server {service.server}: calls would be billed twice"
-        if peer and (other.peer_id or "").casefold() == peer:
-            raise UsageError(f"{who} already bills LES.NET peer {other.peer_id} {where}")
-        for number in (*(other.dids or []), *(other.extensions or [])):
-            typed = mine.get(did_key(number))
-            if typed is None:
-                continue
-            same = "" if typed == number else f" (the same number as {typed})"
-            raise UsageError(f"{who} already bills DID {number}{same} {where}")
+def _provider_claims(session: Session, service: Service) -> None:
+    """The provider's own rule of which calls are a service's (LES.NET: peers and DIDs)."""
+    providers.plugin(service.server_type).claims(service, _active_others(session, service))
 
 
 # The suspend levers one service would share with another on the same server: the
@@ -713,7 +650,7 @@ def add_service(
         **_service_extras(server_type, extras),
     )
     _claims_overlap(session, service)
-    _lesnet_claims(session, service)
+    _provider_claims(session, service)
     _shares_lever(session, service, lever)
     session.add(service)
     session.flush()
@@ -751,7 +688,7 @@ def update_service(
     for key, value in _service_extras(service.server_type, extras).items():
         setattr(service, key, value)
     _claims_overlap(session, service)
-    _lesnet_claims(session, service)
+    _provider_claims(session, service)
     _shares_lever(session, service, lever)
     session.flush()
     return service
@@ -791,6 +728,11 @@ def product_names(session: Session, ids: Iterable[int]) -> dict[int, str]:
     return {pid: name for pid, name in rows}
 
 
+def _shown_extra(service: Service, extra: providers.Extra, show_secrets: bool) -> Any:
+    value = getattr(service, extra.key)
+    return value if show_secrets or not extra.secret else redact_url(value)
+
+
 def service_view(
     service: Service, product_name: str, *, show_secrets: bool = False
 ) -> dict[str, Any]:
@@ -811,11 +753,10 @@ def service_view(
         "main_did": service.main_did,
         "dids": list(service.dids or []),
         "extensions": list(service.extensions or []),
-        "gateway": service.gateway_uuid,
-        "trunk": service.trunk_id,
-        "first_name": service.first_name,
-        "inbound_search": service.inbound_search,
-        "cdr_link": service.cdr_link if show_secrets else redact_url(service.cdr_link),
+        **{
+            extra.shown: _shown_extra(service, extra, show_secrets)
+            for _, extra in providers.service_extras().values()
+        },
         "suspended": service.suspended,
         "suspended_by": service.suspended_by,
         "manual_action_required": service.manual_action_required,

@@ -13,8 +13,9 @@ import os
 import tomllib
 from collections.abc import Mapping
 from decimal import Decimal
+from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import dotenv
 from dotenv.parser import parse_stream
@@ -24,6 +25,7 @@ from pydantic import (
     ConfigDict,
     Field,
     FilePath,
+    TypeAdapter,
     ValidationError,
     field_validator,
 )
@@ -112,10 +114,9 @@ DEFAULT_JOB_INTERVALS = {
     "auto-topup": 15,  # every 5 minutes, before autosuspend
     "autosuspend": 15,  # every 5 minutes
 }
-# A server with no successful pull within this many minutes is stale; LES.NET
-# publishes its CDRs for a day at a time, so it is pulled and checked daily.
+# A server with no successful pull within this many minutes is stale, unless its
+# provider's plugin says otherwise (`Plugin.pull_interval_minutes`).
 DEFAULT_SERVER_INTERVAL = 15
-DEFAULT_SERVER_INTERVALS_BY_TYPE = {"lesnet": 24 * 60}
 
 
 class StatusConfig(_Section):
@@ -143,7 +144,13 @@ class StatusConfig(_Section):
     def server_interval(self, name: str, server_type: str | None) -> int:
         if name in self.servers:
             return self.servers[name]
-        return DEFAULT_SERVER_INTERVALS_BY_TYPE.get(server_type or "", DEFAULT_SERVER_INTERVAL)
+        from voipctl import providers
+
+        try:
+            minutes = providers.plugin(server_type or "").pull_interval_minutes
+        except ConfigError:
+            minutes = None
+        return DEFAULT_SERVER_INTERVAL if minutes is None else minutes
 
 
 class MetricsConfig(_Section):
@@ -257,6 +264,13 @@ WHMCS_CLIENT_FIELDS = (
 )
 
 
+def _whmcs_extra_fields() -> dict[str, str]:
+    """The service extras' keys in `[whmcs] service_fields` and their WHMCS field names."""
+    from voipctl import providers
+
+    return {extra.whmcs_key: extra.whmcs_field for _, extra in providers.service_extras().values()}
+
+
 class WhmcsConfig(_Section):
     url: str = ""
     identifier_env: str | None = None
@@ -289,11 +303,7 @@ class WhmcsConfig(_Section):
         default_factory=lambda: {
             "domain": "Tenant / DIDs",
             "billed": "Extensions",
-            "gateway": "Gateway UUID",
-            "trunk": "Trunk ID",
-            "first_name": "First Name",
-            "inbound_search": "Inbound Search",
-            "cdr_link": "CDR Link",
+            **_whmcs_extra_fields(),
         }
     )
     # WHMCS product name -> voipctl product, WHMCS server name -> voipctl server; a name
@@ -322,7 +332,7 @@ class WhmcsConfig(_Section):
     @field_validator("service_fields")
     @classmethod
     def _known_service_fields(cls, value: dict[str, str]) -> dict[str, str]:
-        known = {"domain", "billed", "gateway", "trunk", "first_name", "inbound_search", "cdr_link"}
+        known = {"domain", "billed", *_whmcs_extra_fields()}
         unknown = sorted(set(value) - known)
         if unknown:
             raise ValueError(
@@ -404,122 +414,42 @@ class _ServerBase(_Section):
         return value
 
 
-class FusionPBXServer(_ServerBase):
-    type: Literal["fusionpbx"]
-    mode: Literal["db", "export"] = "db"
-    db_url_env: str | None = None
-    url: str = ""
-    api_key_env: str | None = None
-    esl_host: str = "127.0.0.1"
-    esl_port: PlainInt = Field(8021, ge=1, le=65535)
-    esl_password_env: str | None = None
-    suspend: Literal["gateway", "domain", "extensions"] = "gateway"
-    # FusionPBX's cache keys, cleared after a lever writes (docs/providers.md, "FusionPBX:
-    # export and caches"). {hostname} / {switchname} are asked of FreeSWITCH.
-    sofia_cache_key: str = "{hostname}:configuration:sofia.conf"
-    directory_cache_key: str = "directory:{extension}@{user_context}"
-    # FusionPBX's file cache directory (cache/location) as voipctl sees it.
-    cache_dir: str | None = None
-
-    @field_validator("sofia_cache_key", "directory_cache_key")
-    @classmethod
-    def _cache_key(cls, value: str, info) -> str:
-        import string
-
-        allowed = (
-            {"hostname", "switchname"}
-            if info.field_name == "sofia_cache_key"
-            else {"hostname", "switchname", "extension", "user_context"}
-        )
-        try:
-            names = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
-        except ValueError as exc:
-            raise ValueError(f"{value!r} is not a key template ({exc})") from None
-        unknown = sorted(names - allowed)
-        if unknown or not value.strip() or any(c.isspace() for c in value):
-            raise ValueError(
-                f"{value!r}: a key without spaces, with only "
-                + ", ".join("{" + n + "}" for n in sorted(allowed))
-            )
-        return value
+# Server models live in their provider's package (`Plugin.config_model`); the
+# discriminated union of them is built from the registry when first needed.
+ServerBase = _ServerBase
+Section = _Section
 
 
-def _default_vodia_columns() -> dict[str, str]:
-    # The webcdr names (https://doc.vodia.com/docs/webcdr); extensions/trunks are guesses.
-    return {
-        "id": "callid",
-        "caller": "from",
-        "number": "to",
-        "start": "start",
-        "connect": "connect",
-        "end": "end",
-        "extensions": "extensions",
-        "trunks": "trunks",
-    }
+def __getattr__(name: str) -> Any:
+    # The server models by their names (`from voipctl.config import VodiaServer`),
+    # found in the plugins' configuration modules.
+    import sys
+
+    from voipctl import providers
+    from voipctl.providers.plugin import load
+
+    if not name.startswith("_"):
+        for p in providers.plugins():
+            found = getattr(sys.modules[load(p.config_model).__module__], name, None)
+            if found is not None:
+                return found
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class VodiaCdrFormat(_Section):
-    # Column map: field -> the key of a Vodia CDR item. `id` is the dedupe key: it is
-    # recorded for the server at its first pull and may not change afterwards.
-    columns: dict[str, str] = Field(default_factory=_default_vodia_columns)
+@cache
+def _servers_adapter() -> TypeAdapter:
+    """The `[servers]` table's validator: every plugin's model, told apart by `type`."""
+    from voipctl import providers
+    from voipctl.providers.plugin import load
 
-    @field_validator("columns")
-    @classmethod
-    def _known_fields(cls, value: dict[str, str]) -> dict[str, str]:
-        known = _default_vodia_columns()
-        unknown = sorted(set(value) - set(known))
-        if unknown:
-            raise ValueError(f"unknown field {unknown[0]!r} (fields: {', '.join(sorted(known))})")
-        merged = {**known, **value}
-        for field, key in merged.items():
-            if not isinstance(key, str) or not key.strip():
-                raise ValueError(f"{field}: a CDR key name is required")
-        return merged
+    models = tuple(load(p.config_model) for p in providers.plugins())
+    return TypeAdapter(dict[str, Annotated[Union[models], Field(discriminator="type")]])  # noqa: UP007
 
 
-class VodiaServer(_ServerBase):
-    type: Literal["vodia"]
-    url: str
-    auth: Literal["basic", "session"] = "basic"
-    username: str = "admin"
-    password_env: str | None = None
-    suspend: Literal["trunk", "extension"] = "trunk"
-    cdr_format: VodiaCdrFormat = Field(default_factory=VodiaCdrFormat)
+def _union_tags() -> set[str]:
+    from voipctl import providers
 
-
-def _default_lesnet_columns() -> dict[str, str]:
-    return {
-        "start": "date",
-        "caller": "src",
-        "number": "dst",
-        "seconds": "duration",
-        "peer": "peer",
-        "did": "did",
-    }
-
-
-class LesnetCdrFormat(_Section):
-    delimiter: str = ","
-    header: bool = True
-    # Column map: field -> header name (with a header) or 0-based index as text (without).
-    columns: dict[str, str] = Field(default_factory=_default_lesnet_columns)
-    time_format: str = "%Y-%m-%d %H:%M:%S"
-    timezone: str = "America/Toronto"
-    encoding: str = "utf-8"
-
-
-class LesnetServer(_ServerBase):
-    type: Literal["lesnet"]
-    url: str = "https://api.les.net/v1"
-    api_key_env: str | None = None
-    id_key_env: str | None = None
-    suspend: Literal["manual", "command"] = "manual"
-    suspend_command: list[str] | None = None
-    unsuspend_command: list[str] | None = None
-    cdr_format: LesnetCdrFormat = Field(default_factory=LesnetCdrFormat)
-
-
-ServerConfig = Annotated[FusionPBXServer | VodiaServer | LesnetServer, Field(discriminator="type")]
+    return set(providers.server_types())
 
 
 class Config(_Section):
@@ -532,16 +462,23 @@ class Config(_Section):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     topup: TopupConfig = Field(default_factory=TopupConfig)
     fraud: FraudConfig = Field(default_factory=FraudConfig)
-    servers: dict[str, ServerConfig] = Field(default_factory=dict)
+    # Each value is the model of its server type's plugin (`_servers_adapter`).
+    servers: dict[str, Any] = Field(default_factory=dict)
 
     # Where the configuration came from, for messages ("built-in defaults" when nowhere).
     source: str = Field("built-in defaults", exclude=True)
+
+    @field_validator("servers", mode="before")
+    @classmethod
+    def _server_models(cls, value: Any) -> Any:
+        # load_config validates [servers] itself, for messages naming each key.
+        return _servers_adapter().validate_python(value)
 
     @property
     def database_url(self) -> str:
         return self.database.url or default_database_url()
 
-    def server(self, name: str) -> FusionPBXServer | VodiaServer | LesnetServer:
+    def server(self, name: str) -> Any:
         try:
             return self.servers[name]
         except KeyError:
@@ -619,11 +556,12 @@ def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> di
 
 
 def _format_validation_error(
-    file_source: str, exc: ValidationError, from_env: Mapping[str, str] | None = None
+    file_source: str, errors: list[dict[str, Any]], from_env: Mapping[str, str] | None = None
 ) -> str:
     lines = []
-    for err in exc.errors():
-        key = ".".join(str(part) for part in err["loc"] if part not in _UNION_TAGS)
+    tags = _union_tags()
+    for err in errors:
+        key = ".".join(str(part) for part in err["loc"] if part not in tags)
         # A bad value that came from the environment is named by its variable, not the file.
         env_name = next(
             (name for k, name in (from_env or {}).items() if key == k or key.startswith(k + ".")),
@@ -646,8 +584,9 @@ def _format_validation_error(
             lines.append(f"{source}: {key}: required key is missing")
         elif err["type"] == "union_tag_not_found":
             # A server table without `type`: name the key, not pydantic's discriminator.
+            *first, last = _servers_adapter_order()
             lines.append(
-                f"{source}: {key}.type: required key is missing (fusionpbx, vodia or lesnet)"
+                f"{source}: {key}.type: required key is missing ({', '.join(first)} or {last})"
             )
         else:
             given = err.get("input")
@@ -656,12 +595,18 @@ def _format_validation_error(
     return "\n".join(lines)
 
 
-_UNION_TAGS = {"fusionpbx", "vodia", "lesnet"}
+def _servers_adapter_order() -> tuple[str, ...]:
+    from voipctl import providers
+
+    return providers.server_types()
 
 
 def _known_keys(loc: tuple) -> list[str]:
     """The keys the table at `loc` (a pydantic error location, without its last part) takes."""
-    servers = {"fusionpbx": FusionPBXServer, "vodia": VodiaServer, "lesnet": LesnetServer}
+    from voipctl import providers
+    from voipctl.providers.plugin import load
+
+    servers = {p.type: load(p.config_model) for p in providers.plugins()}
     model: type[BaseModel] = Config
     parts = [str(p) for p in loc]
     i = 0
@@ -719,26 +664,10 @@ def check_secrets(config: Config) -> None:
 
 
 def _check_servers(config: Config) -> None:
+    from voipctl import providers
+
     for name, server in config.servers.items():
-        where = f"{config.source}: servers.{name}"
-        if isinstance(server, FusionPBXServer):
-            if server.mode == "db" and not server.db_url_env:
-                raise ConfigError(f'{where}.db_url_env: required with mode = "db"')
-            if server.mode == "export" and not (server.url and server.api_key_env):
-                raise ConfigError(f'{where}: mode = "export" needs url and api_key_env')
-            if not server.db_url_env:
-                raise ConfigError(
-                    f'{where}.db_url_env: required: suspend = "{server.suspend}" writes '
-                    "FusionPBX's database (v_gateways / v_domains / v_extensions)"
-                )
-        if (
-            isinstance(server, LesnetServer)
-            and server.suspend == "command"
-            and not (server.suspend_command and server.unsuspend_command)
-        ):
-            raise ConfigError(
-                f'{where}: suspend = "command" needs suspend_command and unsuspend_command'
-            )
+        providers.plugin(server.type).check_config(server, f"{config.source}: servers.{name}")
 
 
 def _check_billing(config: Config) -> None:
@@ -819,10 +748,23 @@ def load_config(
     if db_url:
         from_env.pop("database.url", None)
         data.setdefault("database", {})["url"] = db_url
+    # [servers] is validated on its own, by the plugins' models, with the same
+    # messages: its errors come after the other sections', as the field is last.
+    errors: list[dict[str, Any]] = []
+    rest = {key: value for key, value in data.items() if key != "servers"}
+    servers: dict[str, Any] = {}
     try:
-        config = Config.model_validate(data)
+        config = Config.model_validate(rest)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(source, exc, from_env)) from None
+        errors += exc.errors()
+    if "servers" in data:
+        try:
+            servers = _servers_adapter().validate_python(data["servers"])
+        except ValidationError as exc:
+            errors += [{**err, "loc": ("servers", *err["loc"])} for err in exc.errors()]
+    if errors:
+        raise ConfigError(_format_validation_error(source, errors, from_env)) from None
+    config.servers = servers
     config.source = source
     _check_servers(config)
     _check_billing(config)

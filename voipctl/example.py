@@ -15,7 +15,6 @@ from pathlib import Path
 from voipctl.errors import ConfigError, UsageError
 
 EXAMPLE_NAME = "config.example.toml"
-SERVER_TYPES = ("fusionpbx", "vodia", "lesnet")
 # A server name is a TOML bare key, and the start of its secrets' variable names.
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 _HEADER = re.compile(r"^\[([^\]]+)\]\s*(#.*)?$")
@@ -70,11 +69,13 @@ def env_prefix(name: str) -> str:
 
 def parse_server_spec(spec: str) -> tuple[str, str]:
     """`TYPE:NAME` of `init --server`; raises UsageError naming the option."""
+    from voipctl.providers import server_types
+
     kind, sep, name = spec.partition(":")
-    if not sep or kind not in SERVER_TYPES or not _NAME.match(name):
+    if not sep or kind not in server_types() or not _NAME.match(name):
         raise UsageError(
             f"init: --server {spec!r}: expected TYPE:NAME, TYPE one of "
-            f"{', '.join(SERVER_TYPES)}, NAME of letters, digits, _ and -"
+            f"{', '.join(server_types())}, NAME of letters, digits, _ and -"
         )
     return kind, name
 

@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from voipctl import catalog, money
+from voipctl import catalog, money, providers
 from voipctl.billing.whmcs import WhmcsBackend, last_field_write, parse_flag
 from voipctl.billing.whmcs_api import records
 from voipctl.config import WHMCS_CLIENT_FIELDS
@@ -38,12 +38,11 @@ log = logging.getLogger(__name__)
 
 ACTIVE = ("Active", "Suspended")
 ENDED = ("Terminated", "Cancelled", "Fraud")
-# Service extras by server type: the options `service add` takes for that type.
-EXTRAS = {
-    "fusionpbx": {"gateway": "gateway_uuid"},
-    "vodia": {"trunk": "trunk_id", "first_name": "first_name", "inbound_search": "inbound_search"},
-    "lesnet": {"cdr_link": "cdr_link"},
-}
+
+
+def _extras(server_type: str) -> dict[str, str]:
+    """`[whmcs] service_fields` key -> extra, of one server type: as `service add` takes them."""
+    return {extra.whmcs_key: extra.key for extra in providers.plugin(server_type).extras}
 
 
 class _RollBack(Exception):  # noqa: N818 - control flow, never escapes this module
@@ -225,7 +224,7 @@ def voip_services(store: Store, backend: WhmcsBackend, report: SyncReport) -> li
                 billed=_service_value(backend, "billed", raw),
                 extras={
                     column: _service_value(backend, key, raw) or None
-                    for key, column in EXTRAS[server_type].items()
+                    for key, column in _extras(server_type).items()
                 },
             )
         )

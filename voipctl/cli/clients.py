@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from voipctl import catalog, money
+from voipctl import catalog, money, providers
 from voipctl.billing import accounts, ledger
 from voipctl.billing.backend import backend_for
 from voipctl.cli.app import get_app
@@ -277,12 +277,10 @@ _BILLED_HELP = "; ".join(
 
 
 def service_extra_options(fn: Callable) -> Callable:
+    """The options of every provider's service extras (`--gateway`, `--cdr-link`, ...)."""
     options = [
-        click.option("--gateway", "gateway_uuid", metavar="UUID", help="FusionPBX: gateway uuid."),
-        click.option("--trunk", "trunk_id", metavar="ID", help="Vodia: trunk id."),
-        click.option("--first-name", metavar="NAME", help="Vodia: first name."),
-        click.option("--inbound-search", metavar="S", help="Vodia: inbound search string."),
-        click.option("--cdr-link", metavar="URL", help="LES.NET: CDR link."),
+        click.option(extra.option, extra.key, metavar=extra.metavar, help=extra.help)
+        for _, extra in providers.service_extras().values()
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -290,7 +288,8 @@ def service_extra_options(fn: Callable) -> Callable:
 
 
 def _extras(options: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in options.items() if k in catalog.SERVICE_EXTRAS and v is not None}
+    known = providers.service_extras()
+    return {k: v for k, v in options.items() if k in known and v is not None}
 
 
 _SERVICE_FIELDS = [
@@ -306,11 +305,7 @@ _SERVICE_FIELDS = [
     ("main_did", "main DID"),
     ("dids", "DIDs"),
     ("extensions", "billed"),
-    ("gateway", "gateway"),
-    ("trunk", "trunk"),
-    ("first_name", "first name"),
-    ("inbound_search", "inbound search"),
-    ("cdr_link", "CDR link"),
+    *((extra.shown, extra.label) for _, extra in providers.service_extras().values()),
     ("suspended", "suspended"),
     ("suspended_by", "suspended by"),
     ("manual_action_required", "manual action required"),
@@ -394,11 +389,9 @@ def _check_whmcs_currency(config, client) -> None:
 
 def _warn_missing_lever(server, svc) -> None:
     """A service the server's suspend lever cannot reach is worth saying at once, not at 2 a.m."""
-    needs = {
-        ("fusionpbx", "gateway"): ("gateway_uuid", "--gateway UUID"),
-        ("vodia", "trunk"): ("trunk_id", "--trunk ID"),
-    }
-    column, option = needs.get((server.type, server.suspend), (None, None))
+    column = providers.plugin(server.type).lever_extras.get(server.suspend)
+    extra = providers.service_extras()[column][1] if column else None
+    option = f"{extra.option} {extra.metavar}" if extra else None
     if column and not getattr(svc, column):
         click.echo(
             f"voipctl: warning: server {svc.server} suspends by {server.suspend}, and service "

@@ -9,6 +9,10 @@ import click
 
 from voipctl.cli.app import get_app
 from voipctl.errors import UsageError
+from voipctl.providers import server_types
+
+# The types `--server` takes, from the provider registry ("a, b or c").
+_TYPES = " or ".join((", ".join(server_types()[:-1]), server_types()[-1]))
 
 
 @click.command("init")
@@ -18,7 +22,7 @@ from voipctl.errors import UsageError
     multiple=True,
     required=True,
     metavar="TYPE:NAME",
-    help="A server to configure: TYPE is fusionpbx, vodia or lesnet; repeat for each.",
+    help=f"A server to configure: TYPE is {_TYPES}; repeat for each.",
 )
 @click.option(
     "--dir",
@@ -38,7 +42,7 @@ def init(servers, directory):
     written as [database] url.
 
     \b
-    Example: voipctl init --server fusionpbx:fusion1 --server lesnet:les1 --dir /etc/voipctl
+    Example: voipctl init --server TYPE:NAME --server TYPE:NAME --dir /etc/voipctl
     """
     from voipctl import example
     from voipctl.private import private_dir, write_private

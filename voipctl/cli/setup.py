@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
+from voipctl import providers
 from voipctl.cli.app import get_app
 from voipctl.cli.options import document_format_option, format_option
 from voipctl.cli.output import render, to_json
@@ -52,9 +53,7 @@ def server_list(fmt):
     config = get_app().config
     rows = []
     for name, srv in sorted(config.servers.items()):
-        where = getattr(srv, "url", "") or ""
-        if srv.type == "fusionpbx" and srv.mode == "db":
-            where = f"database (${srv.db_url_env})"
+        where = providers.plugin(srv.type).where(srv)
         rows.append(
             {
                 "name": name,

@@ -97,6 +97,13 @@ TEMPLATE_VARIABLES: dict[str, tuple[str, ...]] = {
     FRAUD_GUARD: FRAUD_VARIABLES,
 }
 
+
+def _manual_sample() -> dict[str, str]:
+    from voipctl import providers
+
+    return next((dict(p.manual_sample) for p in providers.plugins() if p.manual_sample), {})
+
+
 SAMPLE_VARIABLES: dict[str, Any] = {
     "client_id": 42,
     "client_first_name": "Ada",
@@ -109,9 +116,7 @@ SAMPLE_VARIABLES: dict[str, Any] = {
     "client_custom_field_lowbalancethreshold": "5.00",
     "currency": "CAD",
     "service_id": 7,
-    "server": "lesnet",
     "action": "suspend",
-    "instructions": "disable peer D4E3CD2BFC791 in the LES.NET portal",
     "topup_amount": "25.00",
     "topup_reference": "auto-topup-42-1",
     "topup_status": "declined",
@@ -122,6 +127,8 @@ SAMPLE_VARIABLES: dict[str, Any] = {
     "figure": "61.20",
     "reason": "fraud guard: max_spend_per_hour 61.20",
     "calls": "2026-03-01 02:10:00 UTC  outbound  5350000000  600 s  12.0000",
+    # "server" and "instructions": a manual lever's, from the plugin that has one.
+    **_manual_sample(),
 }
 
 

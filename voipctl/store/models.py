@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
@@ -164,6 +165,26 @@ class Service(Base):
 
     __tablename__ = "services"
 
+    def __init__(self, **kwargs: Any) -> None:
+        extras = dict(kwargs.pop("extras", None) or {})
+        for key in _extra_keys() & set(kwargs):
+            extras[key] = kwargs.pop(key)
+        super().__init__(extras=_checked_extras(extras), **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names the class does not have: the extras.
+        if name in _extra_keys():
+            return (self.extras or {}).get(name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _extra_keys():
+            # A new dict, so the ORM sees the change (a JSON column is not mutable-tracked).
+            name, value = "extras", {**(self.extras or {}), name: value}
+        if name == "extras":
+            value = _checked_extras(value)
+        super().__setattr__(name, value)
+
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"), index=True)
     product_id: Mapped[int] = mapped_column(ForeignKey("products.id"))
@@ -177,11 +198,10 @@ class Service(Base):
     main_did: Mapped[str | None] = mapped_column(Text)
     dids: Mapped[list[str]] = mapped_column(JSON, default=list)
     extensions: Mapped[list[str]] = mapped_column(JSON, default=list)
-    gateway_uuid: Mapped[str | None] = mapped_column(String(36))
-    trunk_id: Mapped[str | None] = mapped_column(Text)
-    first_name: Mapped[str | None] = mapped_column(Text)
-    inbound_search: Mapped[str | None] = mapped_column(Text)
-    cdr_link: Mapped[str | None] = mapped_column(Text)
+    # The provider's own fields (its plugin's `extras`: a gateway, a trunk, a CDR
+    # link...), key -> text, absent when not set. Read and written as attributes
+    # (`service.trunk_id`, `Service(trunk_id=...)`); see _extra_keys.
+    extras: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     # Suspension state as last confirmed by the provider.
     suspended: Mapped[bool] = mapped_column(Boolean, default=False)
     # "autosuspend" (a row of the decision table), "operator" (voipctl suspend: a hold) or
@@ -193,6 +213,30 @@ class Service(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCTime)
+
+
+@cache
+def _extra_keys() -> frozenset[str]:
+    from voipctl import providers
+
+    return frozenset(providers.service_extras())
+
+
+def _checked_extras(value: Any) -> dict[str, str]:
+    """`Service.extras` as stored: known keys, text values, unset ones left out."""
+    if not isinstance(value, dict):
+        raise ValueError(f"service extras must be a table of text, not {type(value).__name__}")
+    unknown = sorted(set(value) - _extra_keys())
+    if unknown:
+        raise ValueError(f"unknown service extra(s) {', '.join(unknown)}")
+    checked = {}
+    for key, item in value.items():
+        if item is None:
+            continue
+        if not isinstance(item, str):
+            raise ValueError(f"service extra {key}: text expected, not {type(item).__name__}")
+        checked[key] = item
+    return dict(sorted(checked.items()))
 
 
 # The rows of ix_cdrs_unbilled; a query must repeat these terms literally to use it.

@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from voipctl.errors import ConfigError
 from voipctl.providers.base import CallRecord, Rejected
 from voipctl.providers.base import digest as text_digest
-from voipctl.providers.lesnet import _Occurrences
+from voipctl.providers.lesnet.adapter import _Occurrences
 from voipctl.providers.matching import did_key
 
 BASE_COLUMNS = (

@@ -35,7 +35,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from voipctl import money
-from voipctl.config import FusionPBXServer, secret
+from voipctl.config import secret
 from voipctl.errors import (
     ConfigError,
     ProviderAuthError,
@@ -52,14 +52,15 @@ from voipctl.providers.base import (
     digest,
     reason_of,
 )
-from voipctl.providers.esl import (
+from voipctl.providers.fusionpbx.cache import CacheClearer, CacheSettings, read_settings, refusal
+from voipctl.providers.fusionpbx.config import FusionPBXServer
+from voipctl.providers.fusionpbx.esl import (
     GatewayStatus,
     esl_for,
     parse_gateway_status,
     sofia_verdict,
 )
-from voipctl.providers.fusionpbx_cache import CacheClearer, CacheSettings, read_settings, refusal
-from voipctl.providers.fusionpbx_export import (
+from voipctl.providers.fusionpbx.export import (
     EXPORT_PATH,
     ExportRecord,
     lf_lines,

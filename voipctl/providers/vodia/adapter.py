@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from voipctl import money
-from voipctl.config import VodiaServer, secret
+from voipctl.config import secret
 from voipctl.errors import ProviderAuthError, ProviderDataError, ProviderError
 from voipctl.providers.base import (
     CallRecord,
@@ -39,6 +39,7 @@ from voipctl.providers.base import (
 )
 from voipctl.providers.http import HttpClient
 from voipctl.providers.matching import did_key, did_keys, sip_user
+from voipctl.providers.vodia.config import VodiaServer
 from voipctl.redact import redact_url
 
 log = logging.getLogger(__name__)

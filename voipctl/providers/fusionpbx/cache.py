@@ -29,9 +29,9 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from voipctl.config import FusionPBXServer
 from voipctl.errors import ProviderError
-from voipctl.providers.esl import EslClient
+from voipctl.providers.fusionpbx.config import FusionPBXServer
+from voipctl.providers.fusionpbx.esl import EslClient
 
 log = logging.getLogger(__name__)
 

@@ -53,7 +53,7 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from voipctl import money
-from voipctl.config import LesnetCdrFormat, LesnetServer, secret
+from voipctl.config import secret
 from voipctl.errors import (
     ConfigError,
     ManualActionRequired,
@@ -72,6 +72,7 @@ from voipctl.providers.base import (
     digest as text_digest,
 )
 from voipctl.providers.http import HttpClient
+from voipctl.providers.lesnet.config import LesnetCdrFormat, LesnetServer
 from voipctl.providers.matching import did_key
 from voipctl.redact import redact_url
 

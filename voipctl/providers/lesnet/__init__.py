@@ -1,0 +1,1 @@
+"""LES.NET: CDRs from per-service CDR links; levers by command or by hand."""

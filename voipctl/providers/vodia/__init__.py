@@ -1,0 +1,1 @@
+"""Vodia PBX: CDRs and levers through its REST API."""
