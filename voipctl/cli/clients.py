@@ -13,7 +13,7 @@ from voipctl import catalog, money
 from voipctl.billing import accounts, ledger
 from voipctl.billing.backend import backend_for
 from voipctl.cli.app import get_app
-from voipctl.cli.options import MONEY, SignedArgsCommand, format_option
+from voipctl.cli.options import ID, MONEY, SignedArgsCommand, format_option
 from voipctl.cli.output import render, render_one
 from voipctl.errors import ConfigError, UsageError
 from voipctl.providers.fields import FORMS
@@ -158,7 +158,7 @@ def client():
 
 
 @client.command("add")
-@click.argument("client_id", metavar="ID", type=int)
+@click.argument("client_id", metavar="ID", type=ID)
 @client_options(required=True)
 @format_option
 def client_add(client_id, fmt, **options):
@@ -176,7 +176,7 @@ def client_add(client_id, fmt, **options):
 
 
 @client.command("set")
-@click.argument("client_id", metavar="ID", type=int)
+@click.argument("client_id", metavar="ID", type=ID)
 @client_options(required=False)
 @click.option(
     "--voip-suspended",
@@ -240,7 +240,7 @@ def client_list(suspended, below_threshold, owing, fmt):
 
 
 @client.command("show")
-@click.argument("client_id", metavar="ID", type=int)
+@click.argument("client_id", metavar="ID", type=ID)
 @format_option
 def client_show(client_id, fmt):
     """Show a client: fields, credit, owing and services.
@@ -322,7 +322,7 @@ def service():
 
 
 @service.command("add")
-@click.option("--client", "client_id", type=int, required=True, help="The client's id.")
+@click.option("--client", "client_id", type=ID, required=True, help="The client's id.")
 @click.option("--product", required=True, help="Product name.")
 @click.option("--server", "server_name", required=True, help="A server of the configuration.")
 @click.option("--domain", required=True, metavar="FIELD", help=f"Domain field: {_FIELD_HELP}.")
@@ -396,7 +396,7 @@ def _warn_missing_lever(server, svc) -> None:
 
 
 @service.command("set")
-@click.argument("service_id", metavar="ID", type=int)
+@click.argument("service_id", metavar="ID", type=ID)
 @click.option("--domain", metavar="FIELD", help="New domain field (parsed again with --billed).")
 @click.option("--billed", metavar="FIELD", help="New billed field.")
 @click.option("--product", help="Move the service to another product.")
@@ -428,7 +428,7 @@ def service_set(service_id, domain, billed, product, fmt, **options):
 
 
 @service.command("remove")
-@click.argument("service_id", metavar="ID", type=int)
+@click.argument("service_id", metavar="ID", type=ID)
 @format_option
 def service_remove(service_id, fmt):
     """End a service: no more pulls or charges; its CDRs and ledger entries stay.
@@ -460,7 +460,7 @@ _SERVICE_LIST = [
 
 
 @service.command("list")
-@click.option("--client", "client_id", type=int, help="Only this client's services.")
+@click.option("--client", "client_id", type=ID, help="Only this client's services.")
 @click.option("--all", "include_ended", is_flag=True, help="Include removed services.")
 @format_option
 def service_list(client_id, include_ended, fmt):
@@ -476,7 +476,7 @@ def service_list(client_id, include_ended, fmt):
 
 
 @service.command("show")
-@click.argument("service_id", metavar="ID", type=int)
+@click.argument("service_id", metavar="ID", type=ID)
 @click.option(
     "--show-secrets",
     is_flag=True,
@@ -536,7 +536,7 @@ def credit():
 
 
 @credit.command("add", cls=SignedArgsCommand)
-@click.argument("client_id", metavar="CLIENT", type=int)
+@click.argument("client_id", metavar="CLIENT", type=ID)
 @click.argument("amount", type=MONEY)
 @click.option(
     "--reference",
@@ -557,7 +557,7 @@ def credit_add(client_id, amount, reference, note, fmt):
 
 
 @credit.command("adjust", cls=SignedArgsCommand)
-@click.argument("client_id", metavar="CLIENT", type=int)
+@click.argument("client_id", metavar="CLIENT", type=ID)
 @click.argument("amount", metavar="SIGNED-AMOUNT", type=MONEY)
 @click.option("--note", required=True, help="Why the credit is adjusted (kept in the ledger).")
 @click.option("--reference", metavar="REF", help="Idempotency key (default: a new one).")
@@ -574,7 +574,7 @@ def credit_adjust(client_id, amount, note, reference, fmt):
 
 
 @click.command("balance")
-@click.argument("client_id", metavar="CLIENT", type=int)
+@click.argument("client_id", metavar="CLIENT", type=ID)
 @format_option
 def balance(client_id, fmt):
     """Show a client's credit (exact) and the amount owing.
@@ -611,7 +611,7 @@ def invoice():
 
 
 @invoice.command("add", cls=SignedArgsCommand)
-@click.argument("client_id", metavar="CLIENT", type=int)
+@click.argument("client_id", metavar="CLIENT", type=ID)
 @click.argument("amount", type=MONEY)
 @click.option("--number", metavar="N", help="Invoice number (default: a new unique one).")
 @click.option("--due", type=DAY, help="Due date YYYY-MM-DD (default: due at once).")
@@ -651,7 +651,7 @@ def invoice_pay(number, fmt):
 
 
 @invoice.command("list")
-@click.option("--client", "client_id", type=int, help="Only this client's invoices.")
+@click.option("--client", "client_id", type=ID, help="Only this client's invoices.")
 @click.option("--unpaid", is_flag=True, help="Only unpaid invoices.")
 @format_option
 def invoice_list(client_id, unpaid, fmt):

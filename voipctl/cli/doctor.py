@@ -6,7 +6,7 @@ import click
 
 from voipctl import doctor as doctor_lib
 from voipctl.cli.app import get_app
-from voipctl.cli.options import document_format_option
+from voipctl.cli.options import SECONDS, document_format_option
 from voipctl.cli.output import to_json
 
 
@@ -14,7 +14,7 @@ from voipctl.cli.output import to_json
 @document_format_option
 @click.option(
     "--smtp-timeout",
-    type=float,
+    type=SECONDS,
     default=doctor_lib.SMTP_TIMEOUT_S,
     show_default=True,
     help="Seconds to wait for the SMTP server.",

@@ -10,7 +10,7 @@ import click
 from voipctl import money
 from voipctl.billing.backend import backend_for
 from voipctl.cli.app import get_app
-from voipctl.cli.options import client_option, dry_run_option
+from voipctl.cli.options import ID, client_option, dry_run_option
 from voipctl.errors import ConfigError
 from voipctl.jobs import autobill as autobill_job
 from voipctl.jobs import autosuspend as autosuspend_job
@@ -148,8 +148,8 @@ def _manual(action: str, service_id, client_id, reason, dry_run) -> int:
 
 
 _target = [
-    click.option("--service", "service_id", type=int, help="This service."),
-    click.option("--client", "client_id", type=int, help="Every active service of this client."),
+    click.option("--service", "service_id", type=ID, help="This service."),
+    click.option("--client", "client_id", type=ID, help="Every active service of this client."),
     click.option("--reason", help="Why; kept in the audit row."),
     dry_run_option,
 ]

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import click
 
 from voipctl.cli.app import get_app
-from voipctl.cli.options import client_option, dry_run_option, parse_day_or_time
+from voipctl.cli.options import ID, client_option, dry_run_option, parse_day_or_time
 from voipctl.jobs.pull_cdrs import pull_cdrs
 from voipctl.jobs.pull_cdrs import retry_rejected as retry_rejected_records
 
@@ -20,7 +20,7 @@ _UTC_ZONE = ZoneInfo("UTC")
 @click.command("pull-cdrs")
 @click.option("--server", "server_name", metavar="NAME", help="Only this configured server.")
 @client_option
-@click.option("--service", "service_id", type=int, metavar="ID", help="Only this service.")
+@click.option("--service", "service_id", type=ID, metavar="ID", help="Only this service.")
 @click.option(
     "--since",
     metavar="ISO",

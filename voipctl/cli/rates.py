@@ -13,6 +13,7 @@ from voipctl import money
 from voipctl.catalog import get_product
 from voipctl.cli.app import get_app
 from voipctl.cli.options import (
+    COUNT,
     INCREMENT,
     MONEY,
     SignedArgsCommand,
@@ -225,7 +226,7 @@ def rates_versions(product, fmt):
 @rates.command("quote")
 @click.argument("product")
 @click.argument("number")
-@click.argument("seconds", type=click.IntRange(min=0))
+@click.argument("seconds", type=COUNT)
 @click.option("--direction", type=DIRECTION, default="outbound", show_default=True)
 @click.option("--at", metavar="ISO", help="Rates in force at this time (default now).")
 @format_option

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import click
 
+from voipctl.cli.options import WHOLE, WholeType
 from voipctl.sim import SimConfig, Simulator
 
 
 @click.command("simulate")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=0, type=int, help="Port to listen on (default: a free port).")
-@click.option("--seed", default=7, show_default=True, type=int, help="Seed of the calls.")
-@click.option("--days", default=3, show_default=True, type=click.IntRange(1, 366))
+@click.option(
+    "--port", default=0, type=WholeType(0, 65535), help="Port to listen on (default: a free port)."
+)
+@click.option("--seed", default=7, show_default=True, type=WHOLE, help="Seed of the calls.")
+@click.option("--days", default=3, show_default=True, type=WholeType(1, 366))
 @click.option(
     "--calls-per-day",
     default=40,
     show_default=True,
-    type=click.IntRange(0, 1_000_000),
+    type=WholeType(0, 1_000_000),
     help="Calls per tenant or peer and day.",
 )
 def simulate(host, port, seed, days, calls_per_day):

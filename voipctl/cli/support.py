@@ -7,7 +7,13 @@ import click
 from voipctl import money
 from voipctl.catalog import get_client
 from voipctl.cli.app import get_app
-from voipctl.cli.options import document_format_option, format_option, parse_day_or_time
+from voipctl.cli.options import (
+    ID,
+    WholeType,
+    document_format_option,
+    format_option,
+    parse_day_or_time,
+)
 from voipctl.cli.output import render, render_one
 from voipctl.support import cdrs as cdr_view
 from voipctl.support import explain as explaining
@@ -29,8 +35,8 @@ def _period(date_from, date_to, zone):
 
 
 @click.command("cdrs")
-@click.argument("client_id", metavar="CLIENT", type=int)
-@click.option("--service", "service_id", type=int, help="Only this service of the client.")
+@click.argument("client_id", metavar="CLIENT", type=ID)
+@click.option("--service", "service_id", type=ID, help="Only this service of the client.")
 @click.option("--from", "date_from", metavar="DATE", help="First day (client's time zone).")
 @click.option("--to", "date_to", metavar="DATE", help="Last day, inclusive.")
 @click.option("--direction", type=click.Choice(cdr_view.DIRECTIONS), help="Only this direction.")
@@ -46,7 +52,7 @@ def _period(date_from, date_to, zone):
     help="Only calls in this rating status (unrated: not rated yet).",
 )
 @click.option("--all", "show_all", is_flag=True, help="Show suppressed calls too.")
-@click.option("--limit", type=click.IntRange(min=1), help="At most N calls (the newest).")
+@click.option("--limit", type=WholeType(low=1), help="At most N calls (the newest).")
 @click.option("--utc", is_flag=True, help="Show times in UTC, not the client's time zone.")
 @format_option
 @raw_option
@@ -125,7 +131,7 @@ _USAGE_COLUMNS = [
 
 
 @click.command("statement")
-@click.argument("client_id", metavar="CLIENT", type=int)
+@click.argument("client_id", metavar="CLIENT", type=ID)
 @click.option("--from", "date_from", metavar="DATE", help="First day (default: the 1st).")
 @click.option("--to", "date_to", metavar="DATE", help="Last day, inclusive (default: today).")
 @format_option
@@ -176,7 +182,7 @@ def statement(client_id, date_from, date_to, fmt, raw):
 
 
 @click.command("explain")
-@click.argument("cdr_id", metavar="CDR_ID", type=int)
+@click.argument("cdr_id", metavar="CDR_ID", type=ID)
 @document_format_option
 def explain(cdr_id, fmt):
     """The whole story of one call: the provider's record, how it was rated, the free
