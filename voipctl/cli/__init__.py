@@ -134,8 +134,13 @@ cli.get_command = _lazy_get.__get__(cli)
 
 
 def _err(message: str) -> None:
-    for line in str(message).splitlines() or [""]:
-        click.echo(f"voipctl: error: {line}", err=True)
+    # Each line of the message is inert (control characters escaped, see
+    # voipctl.cli.output.inert) and says it is an error: data in a message cannot
+    # move the cursor or print a line that looks like anything else.
+    from voipctl.cli.output import inert
+
+    for line in str(message).split("\n"):
+        click.echo(f"voipctl: error: {inert(line)}", err=True)
 
 
 # PostgreSQL's lock_not_available and query_canceled (statement_timeout).
@@ -174,6 +179,10 @@ def run(argv: list[str]) -> int:
         _err("aborted")
         return EXIT_FAILURES
     except click.ClickException as exc:
+        from voipctl.cli.output import inert
+
+        # A usage error may quote what was typed or read: its lines are printed inert.
+        exc.message = "\n".join(inert(line) for line in str(exc.message).split("\n"))
         exc.show()
         return exc.exit_code if exc.exit_code else EXIT_USAGE
     except VoipctlError as exc:

@@ -14,7 +14,7 @@ from voipctl.billing import accounts, ledger
 from voipctl.billing.backend import backend_for
 from voipctl.cli.app import get_app
 from voipctl.cli.options import ID, MONEY, SignedArgsCommand, format_option
-from voipctl.cli.output import render, render_one
+from voipctl.cli.output import render, render_one, say
 from voipctl.errors import ConfigError, UsageError
 from voipctl.providers.fields import FORMS
 
@@ -388,7 +388,7 @@ def _warn_missing_lever(server, svc) -> None:
     }
     column, option = needs.get((server.type, server.suspend), (None, None))
     if column and not getattr(svc, column):
-        click.echo(
+        say(
             f"voipctl: warning: server {svc.server} suspends by {server.suspend}, and service "
             f"{svc.id} has none: add it with `voipctl service set {svc.id} {option}`",
             err=True,
@@ -440,9 +440,9 @@ def service_remove(service_id, fmt):
         if fmt == "json":
             _show_service(session, ended, fmt)
         elif changed:
-            click.echo(f"service {service_id} removed")
+            say(f"service {service_id} removed")
         else:
-            click.echo(f"service {service_id} was already removed: nothing changed")
+            say(f"service {service_id} was already removed: nothing changed")
 
 
 _SERVICE_LIST = [
@@ -512,19 +512,19 @@ def _report_posted(session, posted: ledger.Posted, what: str, fmt: str) -> None:
         view.update(already_recorded=not posted.created, credit=credit)
         render_one(view, fmt)
         if not posted.created:
-            click.echo(
+            say(
                 f"voipctl: reference {entry.reference} was already recorded: nothing written",
                 err=True,
             )
         return
     amount = money.fmt(entry.amount, 2)
     if posted.created:
-        click.echo(
+        say(
             f"{what} of {amount} recorded for client {entry.client_id} "
             f"(reference {entry.reference}); credit now {credit}"
         )
     else:
-        click.echo(
+        say(
             f"reference {entry.reference} was already recorded for client {entry.client_id} "
             f"({amount}): nothing written; credit {credit}"
         )
@@ -627,7 +627,7 @@ def invoice_add(client_id, amount, number, due, fmt):
             session, client_id, amount, number=number, due=due.date() if due else None
         )
         if not created:
-            click.echo(
+            say(
                 f"voipctl: invoice {recorded.number} was already recorded: nothing written",
                 err=True,
             )
@@ -646,7 +646,7 @@ def invoice_pay(number, fmt):
     with get_app().store().session() as session:
         paid, changed = accounts.pay_invoice(session, number)
         if not changed:
-            click.echo(f"voipctl: invoice {number} was already paid: nothing changed", err=True)
+            say(f"voipctl: invoice {number} was already paid: nothing changed", err=True)
         _invoice_out(session, paid, fmt)
 
 

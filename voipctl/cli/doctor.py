@@ -7,7 +7,7 @@ import click
 from voipctl import doctor as doctor_lib
 from voipctl.cli.app import get_app
 from voipctl.cli.options import SECONDS, document_format_option
-from voipctl.cli.output import to_json
+from voipctl.cli.output import say, to_json
 
 
 @click.command("doctor")
@@ -37,7 +37,7 @@ def doctor(fmt, smtp_timeout):
     else:
         width = max((len(c.what) for c in checks), default=0)
         for check in checks:
-            click.echo(check.line(width))
+            say(check.line(width))
     return 0 if all(c.ok for c in checks) else 1
 
 

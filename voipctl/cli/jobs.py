@@ -11,6 +11,7 @@ from voipctl import money
 from voipctl.billing.backend import backend_for
 from voipctl.cli.app import get_app
 from voipctl.cli.options import ID, client_option, dry_run_option
+from voipctl.cli.output import say, say_text
 from voipctl.errors import ConfigError
 from voipctl.jobs import autobill as autobill_job
 from voipctl.jobs import autosuspend as autosuspend_job
@@ -24,11 +25,11 @@ def _finish(job: str, state: RunState, summary: str) -> int:
     """Print the summary (terminal or -v), each failure on stderr; the run's exit status."""
     app = get_app()
     if state.dry_run:
-        click.echo(f"{job} (dry run): {summary}")
+        say(f"{job} (dry run): {summary}")
     else:
         app.summary(f"{job}: {summary}")
     for failure in state.failures:
-        click.echo(f"voipctl: {job}: {failure}", err=True)
+        say(f"voipctl: {job}: {failure}", err=True)
     return state.exit_code
 
 
@@ -54,7 +55,7 @@ def autobill(client_id, dry_run):
         )
     if dry_run:
         for c in charges:
-            click.echo(
+            say(
                 f"would charge client {c.client_id} service {c.service_id}: "
                 f"{money.fmt(-c.amount)} for {c.cdr_count} calls "
                 f"(CDR {c.first_id}..{c.last_id}, reference {c.reference})"
@@ -84,7 +85,7 @@ def low_balance(dry_run):
         )
     if dry_run or app.verbosity > 0:
         for d in decisions:
-            click.echo(("would: " if dry_run else "") + d.describe())
+            say(("would: " if dry_run else "") + d.describe())
     s = state.summary
     line = f"{s['alerts']} alerts, {s['rearmed']} re-armed"
     if "emails_sent" in s:
@@ -113,7 +114,7 @@ def autosuspend(dry_run):
         )
     if dry_run or app.verbosity > 0:
         for line in lines:
-            click.echo(line)
+            say(line)
     s = state.summary
     line = f"{s['suspended']} suspended, {s['unsuspended']} unsuspended, {s['failed']} failed"
     if s.get("manual"):
@@ -141,9 +142,9 @@ def _manual(action: str, service_id, client_id, reason, dry_run) -> int:
         )
     # The operator asked for this at the terminal: say what happened to each service.
     for line in lines:
-        click.echo(line)
+        say(line)
     for failure in state.failures:
-        click.echo(f"voipctl: {action}: {failure}", err=True)
+        say(f"voipctl: {action}: {failure}", err=True)
     return state.exit_code
 
 
@@ -215,7 +216,7 @@ def template_import(file, name, subject, html, dest):
     if dest is None:
         raise ConfigError("template import: set [email] templates_dir or give --dir")
     for path in notify_templates.import_whmcs(file, name, dest, subject=subject, html=html):
-        click.echo(f"wrote {path}")
+        say(f"wrote {path}")
 
 
 @template.command("show")
@@ -227,9 +228,11 @@ def template_show(name):
     """
     templates = notify_templates.Templates(get_app().config.email.templates_dir)
     rendered = templates.check(name)
-    click.echo(f"Subject: {rendered.subject}\n\n{rendered.text}", nl=False)
+    # The rendered text holds client data: its lines are printed inert, as every line is.
+    say(f"Subject: {rendered.subject}")
+    say_text(f"\n{rendered.text}", nl=False)
     if rendered.html:
-        click.echo(f"\n--- HTML ---\n{rendered.html}", nl=False)
+        say_text(f"\n--- HTML ---\n{rendered.html}", nl=False)
 
 
 COMMANDS = [autobill, low_balance, autosuspend, suspend, unsuspend, template]

@@ -22,7 +22,7 @@ from voipctl.cli.options import (
     format_option,
     parse_day_or_time,
 )
-from voipctl.cli.output import render, render_one, to_json
+from voipctl.cli.output import render, render_one, say, to_json
 from voipctl.errors import VoipctlError
 from voipctl.jobs import rate as rate_job
 from voipctl.rating import deck, quote
@@ -53,7 +53,7 @@ class _ProgressLine:
 
 
 def _warn(message: str) -> None:
-    click.echo(f"voipctl: warning: {message}", err=True)
+    say(f"voipctl: warning: {message}", err=True)
 
 
 @click.group()
@@ -100,12 +100,12 @@ def rates_import(product, file, effective, dry_run, fmt):
         return
     by_direction = ", ".join(f"{n} {d}" for d, n in result.rows.items())
     if dry_run:
-        click.echo(
+        say(
             f"dry run: {file} would import {sum(result.rows.values())} rates ({by_direction}) "
             f"for {product}, effective {result.effective_from.isoformat()}; nothing written"
         )
     else:
-        click.echo(
+        say(
             f"deck version {result.version_id} of {product}: {sum(result.rows.values())} rates "
             f"({by_direction}), effective {result.effective_from.isoformat()}"
         )
@@ -138,7 +138,7 @@ def rates_override(
                 removed = {"product": product, "direction": direction, "prefix": prefix}
                 click.echo(to_json({"id": removed_id, **removed, "removed": True}))
             else:
-                click.echo(f"override {direction} {prefix} of {product} removed")
+                say(f"override {direction} {prefix} of {product} removed")
             return
         if rate is None:
             raise click.UsageError("RATE is required unless --remove is given")
@@ -284,7 +284,7 @@ def rate(client_id, rerate, from_, to, dry_run, fmt):
     if fmt == "json":
         click.echo(to_json(report.as_dict()))
     elif dry_run:
-        click.echo(report.line())
+        say(report.line())
     else:
         app.summary(report.line())
     if report.failures:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from voipctl.cli.options import WHOLE, WholeType
+from voipctl.cli.output import say, say_text
 from voipctl.sim import SimConfig, Simulator
 
 
@@ -32,27 +33,27 @@ def simulate(host, port, seed, days, calls_per_day):
     """
     sim = Simulator(SimConfig(seed=seed, days=days, calls_per_day=calls_per_day))
     url = sim.bind(host, port)
-    click.echo(f"provider simulator at {url} (Ctrl-C stops it)")
-    click.echo("\n# secrets, for the environment or a .env file:")
+    say(f"provider simulator at {url} (Ctrl-C stops it)")
+    say_text("\n# secrets, for the environment or a .env file:")
     for name, value in sim.env().items():
-        click.echo(f"export {name}={value}")
-    click.echo("\n# voipctl.toml:")
-    click.echo(sim.config_snippet())
-    click.echo("# services:")
+        say(f"export {name}={value}")
+    say_text("\n# voipctl.toml:")
+    say_text(sim.config_snippet())
+    say("# services:")
     for fields in sim.services():
         extra = "".join(
             f" --{key.replace('_', '-')} {value}"
             for key, value in fields.items()
             if key in ("trunk", "cdr_link")
         )
-        click.echo(
+        say(
             f"voipctl service add --client ID --product NAME --server {fields['server']} "
             f'--domain "{fields["domain"]}" --billed "{fields["billed"]}"{extra}'
         )
     try:
         sim.serve_bound()
     except KeyboardInterrupt:
-        click.echo("simulator stopped", err=True)
+        say("simulator stopped", err=True)
     return 0
 
 

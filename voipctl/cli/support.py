@@ -14,7 +14,7 @@ from voipctl.cli.options import (
     format_option,
     parse_day_or_time,
 )
-from voipctl.cli.output import render, render_one
+from voipctl.cli.output import inert_values, render, render_one, say, say_text
 from voipctl.support import cdrs as cdr_view
 from voipctl.support import explain as explaining
 from voipctl.support import statement as statements
@@ -163,19 +163,19 @@ def statement(client_id, date_from, date_to, fmt, raw):
         entries = [statements.entry_row(entry, bal, zone) for entry, bal in stmt.entries]
         if fmt == "csv":
             render([opening, *entries, closing], _ENTRY_COLUMNS, fmt, raw=raw)
-            click.echo("")
+            say("")
             render(usage, _USAGE_COLUMNS, fmt, raw=raw)
             return
         name = " ".join(p for p in (client.first_name, client.last_name) if p)
-        click.echo(f"Statement of client {client.id} ({name}), {client.currency}")
-        click.echo(f"Period: {stmt.period_label()}")
-        click.echo(f"Opening balance: {opening['balance']}")
-        click.echo("")
+        say(f"Statement of client {client.id} ({name}), {client.currency}")
+        say(f"Period: {stmt.period_label()}")
+        say(f"Opening balance: {opening['balance']}")
+        say("")
         render(entries, _ENTRY_COLUMNS, fmt)
-        click.echo("")
-        click.echo(f"Closing balance: {closing['balance']}")
-        click.echo("")
-        click.echo("Usage by destination (rated calls)")
+        say("")
+        say(f"Closing balance: {closing['balance']}")
+        say("")
+        say("Usage by destination (rated calls)")
         total = statements.usage_row(stmt.usage_total)
         footer = f"total: {total['calls']} calls, {total['minutes']} minutes, cost {total['cost']}"
         render(usage, _USAGE_COLUMNS, fmt, footer=footer)
@@ -196,7 +196,9 @@ def explain(cdr_id, fmt):
     if fmt == "json":
         render_one(doc, fmt)
     else:
-        click.echo(explaining.explain_text(doc))
+        # Values (names, numbers, provider ids, the provider's record) are made inert
+        # before they are laid out in lines, so none can forge a line of its own.
+        say_text(explaining.explain_text(inert_values(doc)))
 
 
 COMMANDS = [cdrs, statement, explain]
