@@ -201,3 +201,77 @@ def test_named_but_unset_password_variable_is_a_config_error(monkeypatch):
     monkeypatch.delenv("FUSION1_ESL_PASSWORD", raising=False)
     with pytest.raises(ConfigError, match="servers.fusion1.esl_password_env"):
         esl_for("fusion1", _server_config(esl_password_env="FUSION1_ESL_PASSWORD"))
+
+
+class _TricklingEsl:
+    """An event socket that greets and authenticates at once, then answers each `api`
+    with its headers and one body byte every 0.1 s: no single read ever times out.
+
+    The wire format (auth/request, command/reply, api/response with Content-Length)
+    is the one tests/fakes/esl_server.py follows; source: signalwire/freeswitch
+    src/mod/event_handlers/mod_event_socket/mod_event_socket.c.
+    """
+
+    def __init__(self):
+        import threading
+
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.stop = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        import threading
+
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
+
+    def _talk(self, conn):
+        with conn:
+            try:
+                conn.sendall(b"Content-Type: auth/request\n\n")
+                conn.recv(4096)  # auth ClueCon
+                conn.sendall(b"Content-Type: command/reply\nReply-Text: +OK accepted\n\n")
+                conn.recv(4096)  # api ...
+                conn.sendall(b"Content-Type: api/response\nContent-Length: 100000\n\n")
+                while not self.stop.is_set():
+                    conn.sendall(b"x")
+                    time.sleep(0.1)
+            except OSError:
+                pass
+
+    def close(self):
+        self.stop.set()
+        self.sock.close()
+
+
+def test_an_event_socket_that_trickles_its_answer_stops_at_the_request_limit():
+    server = _TricklingEsl()
+    try:
+        esl = EslClient("fusion1", "127.0.0.1", server.port, "ClueCon", timeout_s=0.5).connect()
+        began = time.monotonic()
+        with pytest.raises(ProviderUnavailable) as caught:
+            esl.api("sofia status")
+        assert time.monotonic() - began < 2  # the 100000 s of the body are never waited for
+        assert str(caught.value) == (
+            f"fusion1: event socket 127.0.0.1:{server.port}: no complete answer within "
+            "0.5s (servers.fusion1.timeout_s)"
+        )
+    finally:
+        server.close()
+
+
+def test_an_event_socket_that_accepts_and_never_answers_names_the_limit():
+    with FakeEslServer(silent=True) as server:
+        began = time.monotonic()
+        with pytest.raises(ProviderUnavailable) as caught:
+            EslClient("fusion1", server.host, server.port, "ClueCon", timeout_s=0.3).connect()
+        assert time.monotonic() - began < 2
+    assert str(caught.value) == (
+        f"fusion1: event socket {server.host}:{server.port}: no answer within 0.3s "
+        "(servers.fusion1.timeout_s)"
+    )

@@ -28,9 +28,11 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -41,6 +43,7 @@ from sqlalchemy import select, text
 from voipctl.cli import run as run_in_process
 from voipctl.sim.server import LesnetAccount, LesnetPeer, SimConfig, Simulator, VodiaTenant
 from voipctl.store import open_store
+from voipctl.store.locks import lock_key
 from voipctl.store.models import Service
 
 BACKEND = os.environ.get("VOIPCTL_TEST_DB", "sqlite")
@@ -587,3 +590,161 @@ def test_disk_full_under_the_sqlite_file(small_tmpfs, tmp_path, monkeypatch):
         tally.record()
     finally:
         world.close()
+
+
+# --- a trickling server --------------------------------------------------------------------------
+
+
+class _Trickle(BaseHTTPRequestHandler):
+    """Headers at once, then one byte a second: no read timeout ever fires."""
+
+    def do_GET(self):  # noqa: N802 - http.server's name
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", "100000")
+        self.end_headers()
+        try:
+            for _ in range(100000):
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(1.0)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def trickler():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Trickle)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+# (limits of the trickling server's table, the line it fails with, its limit in seconds)
+TRICKLE_LIMITS = {
+    "min-rate": (
+        "min_rate_bps = 100\nrate_window_s = 2\nmax_request_s = 60\n",
+        "transfer slower than 100 B/s over 2 s (servers.a_trickle.min_rate_bps)",
+        2,
+    ),
+    "max-request": (
+        "min_rate_bps = 0\nmax_request_s = 3\n",
+        "transfer longer than 3 s (servers.a_trickle.max_request_s)",
+        3,
+    ),
+}
+
+
+@pytest.mark.parametrize("limit", sorted(TRICKLE_LIMITS))
+def test_a_trickling_server_fails_alone_within_its_limit(world, trickler, limit):
+    """A server that sends its headers and then a byte a second fails that server with one
+    line naming the limit; the servers after it (name order) are pulled and billed."""
+    table, reason, seconds = TRICKLE_LIMITS[limit]
+    tally = Tally(f"trickling server ({limit})")
+    expected = world.calibrate()
+    world.check(tally, settled=True)
+    world.reset()
+    # Pulled first (servers go in name order), so the others come after the stuck one.
+    with world.config.open("a") as fh:
+        fh.write(
+            '\n[servers.a_trickle]\ntype = "lesnet"\nsuspend = "manual"\n'
+            f"timeout_s = 3\nretries = 0\n{table}"
+        )
+    world.cli(
+        "client", "add", "90", "--first-name", "Slow", "--last-name", "Peer",
+        "--email", "client90@example.net", "--has-voip-service",
+    )  # fmt: skip
+    world.cli("credit", "add", "90", "100000.00", "--reference", "topup-90")
+    world.cli(
+        "service", "add", "--client", "90", "--product", "std", "--server", "a_trickle",
+        "--domain", "F00DFACE0001 | 12045550777", "--cdr-link", f"{trickler}/cdr/slow.txt",
+    )  # fmt: skip
+    started = time.monotonic()
+    pulled = world.finish("pull-cdrs", ok=(1,))
+    took = time.monotonic() - started
+    tally.outages[f"trickle-{limit}"] += 1
+    assert pulled.stderr == f"voipctl: error: a_trickle: {reason}\n"
+    # The limit plus what the other servers' pull takes, never the 100000 s of the body.
+    assert took < seconds + 30, took
+    world.check(tally, settled=False)
+    for job in JOBS[1:]:
+        world.finish(job, ok=(0, 1))
+    world.check(tally, settled=True)
+    outcome = world.outcome()
+    assert (outcome["cdrs"], outcome["billed"]) == (expected["cdrs"], expected["billed"])
+    tally.record()
+
+
+# --- a PostgreSQL lock held by another session ---------------------------------------------------
+
+
+@pytest.mark.skipif(
+    BACKEND != "postgresql", reason="PostgreSQL's lock_timeout (SQLite: busy_timeout)"
+)
+def test_autobill_behind_a_held_row_lock_stops_then_bills_once(world):
+    """Another session holds a row lock on a call autobill must mark: autobill gives up
+    within lock_timeout with one line, exits 1 and lets its advisory lock go; once the
+    lock is released, the next run bills every call exactly once."""
+    tally = Tally("held PostgreSQL lock")
+    expected = world.calibrate()
+    world.check(tally, settled=True)
+    world.reset()
+    text_ = world.config.read_text()
+    world.config.write_text(text_.replace("[database]\n", "[database]\nlock_timeout_s = 1\n", 1))
+    for job in ("pull-cdrs", "rate"):
+        world.finish(job, ok=(0, 1))
+    store = open_store(world.db_url)
+    try:
+        with store.engine.connect() as held:
+            locked = held.execute(
+                text(
+                    "SELECT id FROM cdrs WHERE billed_entry_id IS NULL AND status = 'rated' "
+                    "ORDER BY id DESC LIMIT 1 FOR UPDATE"
+                )
+            ).scalar_one()
+            started = time.monotonic()
+            stuck = world.start("autobill")
+            _, err = stuck.communicate(timeout=120)
+            took = time.monotonic() - started
+            tally.outages["held-row-lock"] += 1
+            assert stuck.returncode == 1, err
+            assert err == (
+                "voipctl: error: autobill: gave up waiting for a lock another session holds "
+                "([database] lock_timeout_s); nothing of the unfinished transaction was written, "
+                "the next run goes on\n"
+            )
+            assert took < 1 + 20, took
+            # Its advisory lock went with it: none is held on this database (the server is
+            # shared), autobill's own key can be taken, and the locked row is unbilled.
+            advisory = held.execute(
+                text(
+                    "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "
+                    "(SELECT oid FROM pg_database WHERE datname = current_database())"
+                )
+            ).scalar_one()
+            assert advisory == 0
+            key = {"k": lock_key("autobill")}
+            assert held.execute(text("SELECT pg_try_advisory_lock(:k)"), key).scalar_one()
+            assert held.execute(text("SELECT pg_advisory_unlock(:k)"), key).scalar_one()
+            billed = held.execute(
+                text("SELECT billed_entry_id FROM cdrs WHERE id = :i"), {"i": locked}
+            ).scalar_one()
+            assert billed is None
+            held.rollback()
+        world.check(tally, settled=False)
+    finally:
+        store.dispose()
+    world.finish("autobill")
+    world.check(tally, settled=False)
+    world.finish("autobill")  # a third run finds nothing left to bill
+    for job in ("low-balance", "autosuspend"):
+        world.finish(job, ok=(0, 1))
+    world.check(tally, settled=True)
+    assert world.outcome() == expected  # every call billed once, nothing twice
+    tally.record()

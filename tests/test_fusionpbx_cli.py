@@ -132,3 +132,69 @@ def test_a_refused_event_socket_password_suspends_nothing(
     assert_no_secret(result.output)
     assert pbx.gateway_enabled(pbx.gw) is True
     assert esl.api_commands == []
+
+
+@pytest.mark.parametrize("stall", ["connect", "lock"])
+def test_a_stalled_fusionpbx_database_fails_that_server_alone(
+    cli, store, config_file, service_id, pbx, tmp_path, monkeypatch, stall
+):
+    """A second FusionPBX whose database accepts the connection and never speaks, or
+    whose v_xml_cdr another session keeps locked: pull-cdrs names it and its limit in
+    one line within timeout_s, and still pulls fusion1 (pulled after it, name order)."""
+    import socket
+    import time
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    if stall == "connect":
+        stalled_url = f"postgresql://voipctl:pw@127.0.0.1:{listener.getsockname()[1]}/fusionpbx"
+        where = "127.0.0.1/fusionpbx"
+        reason = "could not connect within 1 s (servers.a_stalled.timeout_s)"
+    else:
+        # The same FusionPBX database under a second name, its table locked meanwhile.
+        stalled_url = make_url(pbx.url).render_as_string(hide_password=False)
+        url = make_url(pbx.url)
+        where = f"{url.host}/{url.database}"
+        reason = "no answer within 1 s (servers.a_stalled.timeout_s)"
+    monkeypatch.setenv("STALLED_DB_URL", stalled_url)
+    with config_file.open("a", encoding="utf-8") as fh:
+        fh.write(
+            '\n[servers.a_stalled]\ntype = "fusionpbx"\nmode = "db"\n'
+            'db_url_env = "STALLED_DB_URL"\nsuspend = "domain"\ntimeout_s = 1\n'
+        )
+    added = cli(
+        "service", "add", "--client", "42", "--product", "Metered", "--server", "a_stalled",
+        "--domain", "stalled.example.com | 5195550111", config=config_file,
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    window = ("--since", T0.isoformat(), "--until", (T0 + timedelta(hours=1)).isoformat())
+    # Connect stall: every server at once. Lock: the stalled name alone (fusion1 reads the
+    # same, locked table), then every server once the lock is gone.
+    only = ("--server", "a_stalled") if stall == "lock" else ()
+    holder = create_engine(
+        make_url(pbx.url).set(drivername="postgresql+psycopg"), poolclass=NullPool
+    )
+    try:
+        with holder.connect() as held:
+            if stall == "lock":
+                held.execute(text("LOCK TABLE v_xml_cdr IN ACCESS EXCLUSIVE MODE"))
+            began = time.monotonic()
+            pulled = cli("pull-cdrs", *only, *window, config=config_file)
+            took = time.monotonic() - began
+            held.rollback()
+    finally:
+        holder.dispose()
+        listener.close()
+    assert pulled.exit_code == 1, pulled.output
+    assert pulled.stderr == (
+        f"voipctl: error: a_stalled: FusionPBX database {where}: reading v_xml_cdr of "
+        f"stalled.example.com: {reason}\n"
+    )
+    assert took < 15, took
+    if stall == "lock":
+        after = cli("pull-cdrs", *window, config=config_file)
+        assert after.exit_code == 0, after.output
+    with store.session() as session:
+        assert session.scalar(select(func.count()).select_from(Cdr)) == 6  # fusion1's calls

@@ -275,3 +275,55 @@ def test_a_row_that_cannot_be_read_is_set_aside_by_its_uuid(pbx, adapter):
     assert records[1].locator == str(bad)
     assert records[1].reason.startswith(f"v_xml_cdr {bad}: billsec")
     assert f'"xml_cdr_uuid": "{bad}"' in records[1].raw
+
+
+def test_a_database_that_accepts_and_never_speaks_fails_within_the_limit(monkeypatch):
+    """A port that accepts the TCP connection and then says nothing (no PostgreSQL
+    greeting): libpq's connect_timeout ends the wait, one line names the limit."""
+    import socket
+    import time
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    try:
+        config = db_mode_config(
+            monkeypatch, f"postgresql://voipctl:pw@127.0.0.1:{port}/fusionpbx", timeout_s=1
+        )
+        began = time.monotonic()
+        with adapter_for("fusion1", config) as fusion, pytest.raises(ProviderUnavailable) as caught:
+            list(fusion.fetch_cdrs(service(), SINCE, UNTIL))
+        assert time.monotonic() - began < 10
+    finally:
+        listener.close()
+    assert str(caught.value) == (
+        f"fusion1: FusionPBX database 127.0.0.1/fusionpbx: reading v_xml_cdr of {TENANT}: "
+        "could not connect within 1 s (servers.fusion1.timeout_s)"
+    )
+
+
+def test_a_read_behind_a_held_lock_fails_within_the_limit(pbx, monkeypatch):
+    """Another session holds a lock on v_xml_cdr: statement_timeout ends the read."""
+    import time
+
+    holder = create_engine(
+        make_url(pbx.url).set(drivername="postgresql+psycopg"), poolclass=NullPool
+    )
+    try:
+        with holder.connect() as held:
+            held.execute(text("LOCK TABLE v_xml_cdr IN ACCESS EXCLUSIVE MODE"))
+            config = db_mode_config(monkeypatch, pbx.url, timeout_s=1)
+            began = time.monotonic()
+            with (
+                adapter_for("fusion1", config) as fusion,
+                pytest.raises(ProviderUnavailable) as caught,
+            ):
+                list(fusion.fetch_cdrs(service(), SINCE, UNTIL))
+            assert time.monotonic() - began < 10
+            held.rollback()
+    finally:
+        holder.dispose()
+    host_db = re.sub(r"^.*@([^:/]+)(?::\d+)?/", r"\1/", make_url(pbx.url).render_as_string())
+    assert str(caught.value) == (
+        f"fusion1: FusionPBX database {host_db}: reading v_xml_cdr of {TENANT}: "
+        "no answer within 1 s (servers.fusion1.timeout_s)"
+    )

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 from fuzzing import FUZZ
-from hypothesis import given
+from hypothesis import event, given
 from hypothesis import strategies as st
 from rejects import strict
 
@@ -376,3 +376,77 @@ def test_a_fusionpbx_billsec_beyond_any_call_is_a_clear_error(fusion_env):
     adapter = fusion(lambda request: httpx.Response(200, text=body))
     with adapter, pytest.raises(VoipctlError, match=r"^fusion1: .* line 2: "):
         strict(adapter, adapter.fetch_cdrs(FUSION_SERVICE, SINCE, UNTIL))
+
+
+# --- FusionPBX database mode ---------------------------------------------------------------------
+
+# A v_xml_cdr row as psycopg hands it over: the column types of FusionPBX's schema
+# (uuid and text, numeric epochs and billsec, timestamptz stamps; source:
+# fusionpbx/fusionpbx app/xml_cdr/app_config.php, as tests/fakes/fusionpbx_db.py
+# declares it), every one possibly NULL, with any text PostgreSQL can hold (no NUL,
+# no lone surrogate) and any numeric, NaN and infinities included.
+_pg_text = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=20
+)
+_pg_numeric = st.decimals(allow_nan=True, allow_infinity=True) | st.integers()
+_pg_stamp = st.datetimes(timezones=st.just(UTC))
+DB_FIELDS = {
+    "xml_cdr_uuid": st.uuids().map(str),
+    "domain_name": st.none() | _pg_text,
+    "direction": st.none() | st.sampled_from(["outbound", "inbound", "local"]) | _pg_text,
+    "leg": st.none() | st.sampled_from(["a", "b"]) | _pg_text,
+    "caller_id_name": st.none() | _pg_text,
+    "caller_id_number": st.none() | _pg_text,
+    "caller_destination": st.none() | _pg_text,
+    "destination_number": st.none() | st.just("15195550100") | _pg_text,
+    "start_stamp": st.none() | _pg_stamp,
+    "answer_stamp": st.none() | _pg_stamp,
+    "end_stamp": st.none() | _pg_stamp,
+    "start_epoch": st.none() | _pg_numeric,
+    "answer_epoch": st.none() | _pg_numeric,
+    "end_epoch": st.none() | _pg_numeric,
+    "duration": st.none() | _pg_numeric,
+    "billsec": st.none() | _pg_numeric,
+    "hangup_cause": st.none() | _pg_text,
+    "status": st.none() | _pg_text,
+    "sip_call_id": st.none() | _pg_text,
+    "extension": st.none() | st.sampled_from(["2112", "2113"]) | _pg_text,
+}
+GOOD_DB_ROW = {
+    **{key: None for key in DB_FIELDS},
+    "xml_cdr_uuid": "0b7f3c1e-8a52-4c3e-9d6e-1f2a3b4c5d6e",
+    "direction": "outbound",
+    "leg": "a",
+    "caller_id_number": "2112",
+    "destination_number": "15195550100",
+    "start_stamp": SINCE,
+    "answer_stamp": SINCE,
+    "end_stamp": SINCE,
+    "billsec": 61,
+    "hangup_cause": "NORMAL_CLEARING",
+    "extension": "2112",
+}
+# Any row at all, or mostly a good call of the service with some fields spoiled.
+DB_ROW = st.fixed_dictionaries(DB_FIELDS) | st.fixed_dictionaries({}, optional=DB_FIELDS).map(
+    lambda spoiled: {**GOOD_DB_ROW, **spoiled}
+)
+
+
+@FUZZ
+@given(row=DB_ROW)
+def test_any_fusionpbx_database_row_gives_a_call_nothing_or_one_clear_error(fusion_env, row):
+    from voipctl.errors import ProviderDataError
+
+    config = FusionPBXServer.model_validate({"type": "fusionpbx", "mode": "db"})
+    adapter = FusionPBXAdapter("fusion1", config)
+    dids = adapter._did_keys(FUSION_SERVICE)
+    try:
+        record = adapter._db_row_to_record(FUSION_SERVICE, dids, row)
+    except ProviderDataError as exc:  # the pull sets the row aside by its uuid
+        assert_clear(exc, "fusion1")
+        event("set aside")
+        return
+    event("not this service's" if record is None else "a call")
+    if record is not None:
+        assert_storable([record])
+        json.dumps(record.raw)  # what the pull stores as the provider's record

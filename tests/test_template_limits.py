@@ -88,3 +88,46 @@ def test_template_show_refuses_an_unbounded_template_with_exit_1(cli, tmp_path):
         f"1000000000 times is beyond the limit of {LIMIT}"
     ]
     assert time.monotonic() - started < 5
+
+
+def test_the_time_limit_holds_on_a_thread_that_is_not_the_main_one(tmp_path, monkeypatch):
+    # A job may render on a worker thread, where no signal can reach it.
+    import threading
+
+    monkeypatch.setattr(templates, "MAX_SECONDS", 0.5)
+    loops = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+    (tmp_path / "low_balance_alert.txt").write_text(loops)
+    outcome: list[BaseException | str] = []
+
+    def render() -> None:
+        try:
+            Templates(tmp_path).render(LOW_BALANCE_ALERT, SAMPLE_VARIABLES)
+            outcome.append("rendered")
+        except BaseException as exc:  # noqa: BLE001 - whatever it is, the test names it
+            outcome.append(exc)
+
+    started = time.monotonic()
+    worker = threading.Thread(target=render, daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    assert not worker.is_alive(), "the render on the worker thread ran on past the limit"
+    assert time.monotonic() - started < 3
+    assert len(outcome) == 1 and isinstance(outcome[0], TemplateError), outcome
+    assert str(outcome[0]) == (
+        f"{tmp_path / 'low_balance_alert.txt'}: refused: rendering takes longer than 0.5 s"
+    )
+
+
+def test_a_trace_function_set_before_the_render_is_put_back(tmp_path):
+    import sys
+
+    def tracer(frame, event, arg):
+        return None
+
+    (tmp_path / "low_balance_alert.txt").write_text("{{ client_first_name }}")
+    sys.settrace(tracer)
+    try:
+        assert Templates(tmp_path).render(LOW_BALANCE_ALERT, SAMPLE_VARIABLES).text == "Ada"
+        assert sys.gettrace() is tracer
+    finally:
+        sys.settrace(None)

@@ -189,8 +189,13 @@ def cli(ctx, config_path, db_url, env_file, verbose, quiet, log_format):
 
 
 def _err(message: str) -> None:
-    for line in str(message).splitlines() or [""]:
-        click.echo(f"voipctl: error: {line}", err=True)
+    # Each line of the message is inert (control characters escaped, see
+    # voipctl.cli.output.inert) and says it is an error: data in a message cannot
+    # move the cursor or print a line that looks like anything else.
+    from voipctl.cli.output import inert
+
+    for line in str(message).split("\n"):
+        click.echo(f"voipctl: error: {inert(line)}", err=True)
 
 
 # Click 8.2+ raises this (a UsageError carrying the help) for a group run bare.
@@ -239,6 +244,10 @@ def run(argv: list[str]) -> int:
         _err(usage_line(exc))
         return exc.exit_code if exc.exit_code else EXIT_USAGE
     except click.ClickException as exc:
+        from voipctl.cli.output import inert
+
+        # A usage error may quote what was typed or read: its lines are printed inert.
+        exc.message = "\n".join(inert(line) for line in str(exc.message).split("\n"))
         exc.show()
         return exc.exit_code if exc.exit_code else EXIT_USAGE
     except VoipctlError as exc:

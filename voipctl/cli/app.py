@@ -76,7 +76,9 @@ class App:
         if self.verbosity < 0:
             return
         if self.verbosity > 0 or sys.stdout.isatty():
-            click.echo(line)
+            from voipctl.cli.output import say
+
+            say(line)
 
     def close(self) -> None:
         if self._store is not None:

@@ -13,8 +13,8 @@ from voipctl import catalog, money, providers
 from voipctl.billing import accounts, ledger
 from voipctl.billing.backend import backend_for
 from voipctl.cli.app import get_app
-from voipctl.cli.options import MONEY, SignedArgsCommand, format_option
-from voipctl.cli.output import render, render_one
+from voipctl.cli.options import ID, MONEY, SignedArgsCommand, format_option
+from voipctl.cli.output import render, render_one, say
 from voipctl.errors import ConfigError, UsageError
 from voipctl.providers.fields import FORMS
 
@@ -165,7 +165,7 @@ def client():
 
 
 @client.command("add")
-@click.argument("client_id", metavar="ID", type=int)
+@click.argument("client_id", metavar="ID", type=ID)
 @client_options(required=True)
 @format_option
 def client_add(client_id, fmt, **options):
@@ -184,7 +184,7 @@ def client_add(client_id, fmt, **options):
 
 
 @client.command("set")
-@click.argument("client_id", metavar="ID", type=int)
+@click.argument("client_id", metavar="ID", type=ID)
 @client_options(required=False)
 @click.option(
     "--voip-suspended",
@@ -250,7 +250,7 @@ def client_list(suspended, below_threshold, owing, fmt):
 
 
 @client.command("show")
-@click.argument("client_id", metavar="ID", type=int)
+@click.argument("client_id", metavar="ID", type=ID)
 @format_option
 def client_show(client_id, fmt):
     """Show a client: fields, credit, owing and services.
@@ -328,7 +328,7 @@ def service():
 
 
 @service.command("add")
-@click.option("--client", "client_id", type=int, required=True, help="The client's id.")
+@click.option("--client", "client_id", type=ID, required=True, help="The client's id.")
 @click.option("--product", required=True, help="Product name.")
 @click.option("--server", "server_name", required=True, help="A server of the configuration.")
 @click.option("--domain", required=True, metavar="FIELD", help=f"Domain field: {_FIELD_HELP}.")
@@ -393,7 +393,7 @@ def _warn_missing_lever(server, svc) -> None:
     extra = providers.service_extras()[column][1] if column else None
     option = f"{extra.option} {extra.metavar}" if extra else None
     if column and not getattr(svc, column):
-        click.echo(
+        say(
             f"voipctl: warning: server {svc.server} suspends by {server.suspend}, and service "
             f"{svc.id} has none: add it with `voipctl service set {svc.id} {option}`",
             err=True,
@@ -401,7 +401,7 @@ def _warn_missing_lever(server, svc) -> None:
 
 
 @service.command("set")
-@click.argument("service_id", metavar="ID", type=int)
+@click.argument("service_id", metavar="ID", type=ID)
 @click.option("--domain", metavar="FIELD", help="New domain field (parsed again with --billed).")
 @click.option("--billed", metavar="FIELD", help="New billed field.")
 @click.option("--product", help="Move the service to another product.")
@@ -434,7 +434,7 @@ def service_set(service_id, domain, billed, product, fmt, **options):
 
 
 @service.command("remove")
-@click.argument("service_id", metavar="ID", type=int)
+@click.argument("service_id", metavar="ID", type=ID)
 @format_option
 def service_remove(service_id, fmt):
     """End a service: no more pulls or charges; its CDRs and ledger entries stay.
@@ -447,9 +447,9 @@ def service_remove(service_id, fmt):
         if fmt == "json":
             _show_service(session, ended, fmt)
         elif changed:
-            click.echo(f"service {service_id} removed")
+            say(f"service {service_id} removed")
         else:
-            click.echo(f"service {service_id} was already removed: nothing changed")
+            say(f"service {service_id} was already removed: nothing changed")
 
 
 _SERVICE_LIST = [
@@ -467,7 +467,7 @@ _SERVICE_LIST = [
 
 
 @service.command("list")
-@click.option("--client", "client_id", type=int, help="Only this client's services.")
+@click.option("--client", "client_id", type=ID, help="Only this client's services.")
 @click.option("--all", "include_ended", is_flag=True, help="Include removed services.")
 @format_option
 def service_list(client_id, include_ended, fmt):
@@ -484,7 +484,7 @@ def service_list(client_id, include_ended, fmt):
 
 
 @service.command("show")
-@click.argument("service_id", metavar="ID", type=int)
+@click.argument("service_id", metavar="ID", type=ID)
 @click.option(
     "--show-secrets",
     is_flag=True,
@@ -521,19 +521,19 @@ def _report_posted(session, posted: ledger.Posted, what: str, fmt: str) -> None:
         view.update(already_recorded=not posted.created, credit=credit)
         render_one(view, fmt)
         if not posted.created:
-            click.echo(
+            say(
                 f"voipctl: reference {entry.reference} was already recorded: nothing written",
                 err=True,
             )
         return
     amount = money.fmt(entry.amount, 2)
     if posted.created:
-        click.echo(
+        say(
             f"{what} of {amount} recorded for client {entry.client_id} "
             f"(reference {entry.reference}); credit now {credit}"
         )
     else:
-        click.echo(
+        say(
             f"reference {entry.reference} was already recorded for client {entry.client_id} "
             f"({amount}): nothing written; credit {credit}"
         )
@@ -545,7 +545,7 @@ def credit():
 
 
 @credit.command("add", cls=SignedArgsCommand)
-@click.argument("client_id", metavar="CLIENT", type=int)
+@click.argument("client_id", metavar="CLIENT", type=ID)
 @click.argument("amount", type=MONEY)
 @click.option(
     "--reference",
@@ -567,7 +567,7 @@ def credit_add(client_id, amount, reference, note, fmt):
 
 
 @credit.command("adjust", cls=SignedArgsCommand)
-@click.argument("client_id", metavar="CLIENT", type=int)
+@click.argument("client_id", metavar="CLIENT", type=ID)
 @click.argument("amount", metavar="SIGNED-AMOUNT", type=MONEY)
 @click.option("--note", required=True, help="Why the credit is adjusted (kept in the ledger).")
 @click.option("--reference", metavar="REF", help="Idempotency key (default: a new one).")
@@ -585,7 +585,7 @@ def credit_adjust(client_id, amount, note, reference, fmt):
 
 
 @click.command("balance")
-@click.argument("client_id", metavar="CLIENT", type=int)
+@click.argument("client_id", metavar="CLIENT", type=ID)
 @format_option
 def balance(client_id, fmt):
     """Show a client's credit (exact) and the amount owing.
@@ -623,7 +623,7 @@ def invoice():
 
 
 @invoice.command("add", cls=SignedArgsCommand)
-@click.argument("client_id", metavar="CLIENT", type=int)
+@click.argument("client_id", metavar="CLIENT", type=ID)
 @click.argument("amount", type=MONEY)
 @click.option("--number", metavar="N", help="Invoice number (default: a new unique one).")
 @click.option("--due", type=DAY, help="Due date YYYY-MM-DD (default: due at once).")
@@ -640,7 +640,7 @@ def invoice_add(client_id, amount, number, due, fmt):
             session, client_id, amount, number=number, due=due.date() if due else None
         )
         if not created:
-            click.echo(
+            say(
                 f"voipctl: invoice {recorded.number} was already recorded: nothing written",
                 err=True,
             )
@@ -660,12 +660,12 @@ def invoice_pay(number, fmt):
     with get_app().store().session() as session:
         paid, changed = accounts.pay_invoice(session, number)
         if not changed:
-            click.echo(f"voipctl: invoice {number} was already paid: nothing changed", err=True)
+            say(f"voipctl: invoice {number} was already paid: nothing changed", err=True)
         _invoice_out(session, paid, fmt)
 
 
 @invoice.command("list")
-@click.option("--client", "client_id", type=int, help="Only this client's invoices.")
+@click.option("--client", "client_id", type=ID, help="Only this client's invoices.")
 @click.option("--unpaid", is_flag=True, help="Only unpaid invoices.")
 @format_option
 def invoice_list(client_id, unpaid, fmt):

@@ -5,10 +5,11 @@ from __future__ import annotations
 import click
 
 from voipctl import demo as demo_lib
+from voipctl.cli.options import WholeType
 
 
 @click.command("demo")
-@click.option("--days", default=3, show_default=True, type=click.IntRange(1, 30),
+@click.option("--days", default=3, show_default=True, type=WholeType(1, 30),
               help="Days of simulated calls.")  # fmt: skip
 def demo(days):
     """Run pull-cdrs, rate, autobill, low-balance and autosuspend on a throwaway database.

@@ -6,15 +6,15 @@ import click
 
 from voipctl import doctor as doctor_lib
 from voipctl.cli.app import get_app
-from voipctl.cli.options import document_format_option
-from voipctl.cli.output import to_json
+from voipctl.cli.options import SECONDS, document_format_option
+from voipctl.cli.output import say, to_json
 
 
 @click.command("doctor")
 @document_format_option
 @click.option(
     "--smtp-timeout",
-    type=float,
+    type=SECONDS,
     default=doctor_lib.SMTP_TIMEOUT_S,
     show_default=True,
     help="Seconds to wait for the SMTP server.",
@@ -38,7 +38,7 @@ def doctor(fmt, smtp_timeout):
     else:
         width = max((len(c.what) for c in checks), default=0)
         for check in checks:
-            click.echo(check.line(width))
+            say(check.line(width))
     return 0 if all(c.ok for c in checks) else 1
 
 

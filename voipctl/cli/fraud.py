@@ -8,8 +8,8 @@ import click
 from sqlalchemy import func, select
 
 from voipctl.cli.app import get_app
-from voipctl.cli.options import format_option, parse_day_or_time
-from voipctl.cli.output import render
+from voipctl.cli.options import ID, format_option, parse_day_or_time
+from voipctl.cli.output import render, say
 from voipctl.config import FRAUD_LIMITS
 from voipctl.errors import NotFound, UsageError
 from voipctl.jobs import fraud as fraud_guard
@@ -61,7 +61,7 @@ def report(since, show_all, fmt):
     start = parse_day_or_time(since, UTC, end=False) if since else now - timedelta(days=1)
     with store.session() as session:
         if not fraud_guard.guard_on(session, config):
-            click.echo(
+            say(
                 "the fraud guard is off: no limit is set in [fraud] nor in any override",
                 err=True,
             )
@@ -89,8 +89,8 @@ def _active_since(session, client_ids: list[int], start: datetime) -> set[int]:
 
 
 @fraud.command("set")
-@click.option("--client", "client_id", type=int, help="The client whose limits to override.")
-@click.option("--product", "product_id", type=int, help="The product whose limits to override.")
+@click.option("--client", "client_id", type=ID, help="The client whose limits to override.")
+@click.option("--product", "product_id", type=ID, help="The product whose limits to override.")
 @click.argument("settings", nargs=-1, metavar="NAME=VALUE...")
 def set_limits(client_id, product_id, settings):
     """Override limits of [fraud] for one client or product: NAME=VALUE, where an empty
@@ -123,13 +123,13 @@ def set_limits(client_id, product_id, settings):
         row.fraud = fraud_guard.store_overrides(row.fraud, pairs, where)
         shown = row.fraud
     if not shown:
-        click.echo(f"{where}: no fraud overrides ([fraud] applies)")
+        say(f"{where}: no fraud overrides ([fraud] applies)")
         return
     text = ", ".join(
         f"{k}={','.join(v) if isinstance(v, list) else ('' if v is None else v)}"
         for k, v in shown.items()
     )
-    click.echo(f"{where}: fraud overrides {text}")
+    say(f"{where}: fraud overrides {text}")
 
 
 COMMANDS = [fraud]

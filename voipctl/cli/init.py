@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from voipctl.cli.app import get_app
+from voipctl.cli.output import say
 from voipctl.errors import UsageError
 from voipctl.providers import server_types
 
@@ -62,7 +63,7 @@ def init(servers, directory):
     private_dir(where)
     write_private(config_file, text.encode())
     write_private(env_file, example.render_env(secrets, config_file.name).encode())
-    click.echo(
+    say(
         f"wrote {config_file} ({len(specs)} server{'s' if len(specs) != 1 else ''}: "
         f"{', '.join(names)}) and {env_file} ({len(secrets)} secrets to fill in), both mode 0600"
     )
@@ -70,9 +71,9 @@ def init(servers, directory):
     if where.resolve() != Path.cwd().resolve():
         prefix += f" --config {shlex.quote(str(config_file))}"
         prefix += f" --env-file {shlex.quote(str(env_file))}"
-    click.echo("next: fill in the URLs and the secrets, then:")
+    say("next: fill in the URLs and the secrets, then:")
     for step in ("doctor", "db upgrade", "pull-cdrs"):
-        click.echo(f"  {prefix} {step}")
+        say(f"  {prefix} {step}")
 
 
 COMMANDS = [init]

@@ -10,7 +10,8 @@ import click
 from voipctl import money
 from voipctl.billing.backend import backend_for
 from voipctl.cli.app import get_app
-from voipctl.cli.options import client_option, dry_run_option, metrics_option
+from voipctl.cli.options import ID, client_option, dry_run_option, metrics_option
+from voipctl.cli.output import say, say_text
 from voipctl.errors import ConfigError
 from voipctl.jobs import auto_topup as auto_topup_job
 from voipctl.jobs import autobill as autobill_job
@@ -25,11 +26,11 @@ def _finish(job: str, state: RunState, summary: str) -> int:
     """Print the summary (terminal or -v), each failure on stderr; the run's exit status."""
     app = get_app()
     if state.dry_run:
-        click.echo(f"{job} (dry run): {summary}")
+        say(f"{job} (dry run): {summary}")
     else:
         app.summary(f"{job}: {summary}")
     for failure in state.failures:
-        click.echo(f"voipctl: {job}: {failure}", err=True)
+        say(f"voipctl: {job}: {failure}", err=True)
     return state.exit_code
 
 
@@ -57,7 +58,7 @@ def autobill(client_id, dry_run):
         )
     if dry_run:
         for c in charges:
-            click.echo(
+            say(
                 f"would charge client {c.client_id} service {c.service_id}: "
                 f"{money.fmt(-c.amount)} for {c.cdr_count} calls "
                 f"(CDR {c.first_id}..{c.last_id}, reference {c.reference})"
@@ -89,7 +90,7 @@ def low_balance(dry_run):
         )
     if dry_run or app.verbosity > 0:
         for d in decisions:
-            click.echo(("would: " if dry_run else "") + d.describe())
+            say(("would: " if dry_run else "") + d.describe())
     s = state.summary
     line = f"{s['alerts']} alerts, {s['rearmed']} re-armed"
     if "emails_sent" in s:
@@ -105,7 +106,7 @@ def low_balance(dry_run):
     "--retry",
     "retry_client",
     metavar="CLIENT",
-    type=int,
+    type=ID,
     help="Only this client, taken again now although latched (after a declined charge).",
 )
 @dry_run_option
@@ -136,7 +137,7 @@ def auto_topup(retry_client, dry_run):
         )
     if dry_run or app.verbosity > 0 or retry_client is not None:
         for line in lines:
-            click.echo(line.describe())
+            say(line.describe())
     s = state.summary
     line = (
         f"{s['topups']} topped up, {s['declined']} declined, {s['unknown']} unknown, "
@@ -173,7 +174,7 @@ def autosuspend(dry_run):
         )
     if dry_run or app.verbosity > 0:
         for line in lines:
-            click.echo(line)
+            say(line)
     s = state.summary
     line = f"{s['suspended']} suspended, {s['unsuspended']} unsuspended, {s['failed']} failed"
     if s.get("manual"):
@@ -201,15 +202,15 @@ def _manual(action: str, service_id, client_id, reason, dry_run) -> int:
         )
     # The operator asked for this at the terminal: say what happened to each service.
     for line in lines:
-        click.echo(line)
+        say(line)
     for failure in state.failures:
-        click.echo(f"voipctl: {action}: {failure}", err=True)
+        say(f"voipctl: {action}: {failure}", err=True)
     return state.exit_code
 
 
 _target = [
-    click.option("--service", "service_id", type=int, help="This service."),
-    click.option("--client", "client_id", type=int, help="Every active service of this client."),
+    click.option("--service", "service_id", type=ID, help="This service."),
+    click.option("--client", "client_id", type=ID, help="Every active service of this client."),
     click.option("--reason", help="Why; kept in the audit row."),
     dry_run_option,
 ]
@@ -281,7 +282,7 @@ def template_import(file, name, subject, html, dest):
     if dest is None:
         raise ConfigError("template import: set [email] templates_dir or give --dir")
     for path in notify_templates.import_whmcs(file, name, dest, subject=subject, html=html):
-        click.echo(f"wrote {path}")
+        say(f"wrote {path}")
 
 
 @template.command("show")
@@ -294,9 +295,11 @@ def template_show(name):
     """
     templates = notify_templates.Templates(get_app().config.email.templates_dir)
     rendered = templates.check(name)
-    click.echo(f"Subject: {rendered.subject}\n\n{rendered.text}", nl=False)
+    # The rendered text holds client data: its lines are printed inert, as every line is.
+    say(f"Subject: {rendered.subject}")
+    say_text(f"\n{rendered.text}", nl=False)
     if rendered.html:
-        click.echo(f"\n--- HTML ---\n{rendered.html}", nl=False)
+        say_text(f"\n--- HTML ---\n{rendered.html}", nl=False)
 
 
 COMMANDS = [autobill, low_balance, auto_topup, autosuspend, suspend, unsuspend, template]

@@ -55,8 +55,66 @@ def _known_client(ctx: click.Context, param: click.Parameter, value: int | None)
     return value
 
 
+class WholeType(click.ParamType):
+    """A whole number exactly as written: optional sign and ASCII digits, nothing else.
+
+    Click's `int` is Python's int(), which also takes `6_0`, ` 7` and other
+    scripts' digits (`١٢`); a command-line number is refused unless it is plain.
+    `low`/`high` bound it (inclusive).
+    """
+
+    name = "integer"
+
+    def __init__(self, low: int | None = None, high: int | None = None):
+        self.low, self.high = low, high
+
+    def convert(self, value, param, ctx) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value  # a default given in the code
+        else:
+            text = str(value)
+            if len(text) > 40 or not _WHOLE.fullmatch(text):
+                self.fail(f"{text[:40]!r} is not a whole number (ASCII digits only)", param, ctx)
+            number = int(text)
+        if (self.low is not None and number < self.low) or (
+            self.high is not None and number > self.high
+        ):
+            low = "" if self.low is None else self.low
+            high = "" if self.high is None else self.high
+            self.fail(f"{number} is out of range ({low}..{high})", param, ctx)
+        return number
+
+
+_WHOLE = re.compile(r"[+-]?[0-9]+", re.ASCII)
+WHOLE = WholeType()
+# Ids: any plain whole number; one that names no row is "no client N" from the command.
+ID = WHOLE
+COUNT = WholeType(low=0)
+
+
+class SecondsType(click.ParamType):
+    """A number of seconds, plain digits with an optional fraction (`2`, `0.5`)."""
+
+    name = "seconds"
+
+    def convert(self, value, param, ctx) -> float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        text = str(value)
+        if len(text) > 40 or not _SECONDS.fullmatch(text):
+            self.fail(f"{text[:40]!r} is not a number of seconds like 2 or 0.5", param, ctx)
+        seconds = float(text)
+        if seconds <= 0:
+            self.fail(f"{text} is not more than 0 seconds", param, ctx)
+        return seconds
+
+
+_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?", re.ASCII)
+SECONDS = SecondsType()
+
+
 client_option = click.option(
-    "--client", "client_id", type=int, callback=_known_client, help="Only this client."
+    "--client", "client_id", type=ID, callback=_known_client, help="Only this client."
 )
 
 
@@ -68,6 +126,9 @@ class MoneyType(click.ParamType):
     def convert(self, value, param, ctx) -> Decimal:
         if isinstance(value, Decimal):
             return value
+        if str(value) != str(value).strip():
+            # money.parse allows blanks around a number read from a file; not here.
+            self.fail(f"{str(value)!r} is not a number (blanks around it)", param, ctx)
         try:
             return money.parse(value, field=param.name if param else "amount")
         except money.MoneyError as exc:
@@ -85,11 +146,10 @@ class IncrementType(click.ParamType):
     def convert(self, value, param, ctx) -> tuple[int, int]:
         if isinstance(value, tuple):
             return value
-        parts = str(value).strip().split("/")
-        try:
-            nums = [int(p) for p in parts]
-        except ValueError:
+        parts = str(value).split("/")
+        if not all(_WHOLE.fullmatch(p) and len(p) <= 40 for p in parts):
             self.fail(f"{value!r} is not an increment like 60/6 or 6", param, ctx)
+        nums = [int(p) for p in parts]
         if len(nums) == 1:
             nums = nums * 2
         if len(nums) != 2 or nums[0] < 1 or nums[1] < 1:
@@ -160,7 +220,7 @@ class WhenType(click.ParamType):
 WHEN = WhenType()
 
 
-_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)$")
+_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)$", re.ASCII)
 
 
 class SignedArgsCommand(click.Command):

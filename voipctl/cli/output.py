@@ -39,6 +39,30 @@ def inert(text: str) -> str:
     return _CONTROL.sub(_escape, text)
 
 
+def say(text: object = "", *, err: bool = False, nl: bool = True) -> None:
+    """Print one line for a person: every control character in it escaped (see inert),
+    a newline too, so a value from a provider or a client cannot forge a second line."""
+    click.echo(inert(str(text)), err=err, nl=nl)
+
+
+def say_text(text: str, *, err: bool = False, nl: bool = True) -> None:
+    """Print text of several lines that voipctl laid out: each line inert, the line
+    breaks kept. Values placed in such text must be inert already (see inert_values)."""
+    click.echo("\n".join(inert(line) for line in str(text).split("\n")), err=err, nl=nl)
+
+
+def inert_values(doc: Any) -> Any:
+    """A document (dicts, lists, values) with every string in it, keys too, made inert:
+    for text laid out line by line from data (explain), before the lines are joined."""
+    if isinstance(doc, str):
+        return inert(doc)
+    if isinstance(doc, Mapping):
+        return {inert_values(k): inert_values(v) for k, v in doc.items()}
+    if isinstance(doc, list | tuple):
+        return [inert_values(v) for v in doc]
+    return doc
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, Decimal):
         return format(value, "f")
@@ -155,7 +179,7 @@ def render(
     if not materialized:
         click.echo("(none)")
     if footer:
-        click.echo(footer)
+        say(footer)
 
 
 def render_one(obj: Row, fmt: str, *, fields: Columns | None = None) -> None:
@@ -173,9 +197,9 @@ def render_one(obj: Row, fmt: str, *, fields: Columns | None = None) -> None:
         if isinstance(value, list) and value and isinstance(value[0], Mapping):
             click.echo(f"{header.ljust(width)}:")
             for item in value:
-                click.echo("  - " + ", ".join(f"{k}={_cell(v)}" for k, v in item.items()))
+                say("  - " + ", ".join(f"{k}={_cell(v)}" for k, v in item.items()))
         else:
-            click.echo(f"{header.ljust(width)}: {_cell(value)}")
+            say(f"{header.ljust(width)}: {_cell(value)}")
 
 
 class ServerProgress:

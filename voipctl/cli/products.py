@@ -8,7 +8,7 @@ import click
 
 from voipctl import catalog
 from voipctl.cli.app import get_app
-from voipctl.cli.options import INCREMENT, format_option
+from voipctl.cli.options import INCREMENT, WHOLE, format_option
 from voipctl.cli.output import render, render_one
 
 
@@ -48,7 +48,7 @@ def product_options(fn: Callable) -> Callable:
         click.option("--markup", metavar="PCT", help="Percent added to deck rates (default 0)."),
         click.option(
             "--free-minutes",
-            type=int,
+            type=WHOLE,
             metavar="N",
             help="Free minutes per service per calendar month (default 0).",
         ),
@@ -69,7 +69,7 @@ def product_options(fn: Callable) -> Callable:
         ),
         click.option(
             "--decimals",
-            type=int,
+            type=WHOLE,
             metavar="N",
             help="Round each call's cost half-up to N decimals (default 4).",
         ),
@@ -85,7 +85,7 @@ def product_options(fn: Callable) -> Callable:
         ),
         click.option(
             "--max-internal-digits",
-            type=int,
+            type=WHOLE,
             metavar="N",
             help="Numbers of N digits or fewer are internal calls (default 6).",
         ),

@@ -9,13 +9,14 @@ import click
 
 from voipctl.cli.app import get_app
 from voipctl.cli.options import (
+    ID,
     WHEN,
     client_option,
     dry_run_option,
     metrics_option,
     parse_day_or_time,
 )
-from voipctl.cli.output import ServerProgress
+from voipctl.cli.output import ServerProgress, say
 from voipctl.jobs.pull_cdrs import pull_cdrs
 from voipctl.jobs.pull_cdrs import retry_rejected as retry_rejected_records
 
@@ -27,7 +28,7 @@ _UTC_ZONE = ZoneInfo("UTC")
 @metrics_option("pull-cdrs")
 @click.option("--server", "server_name", metavar="NAME", help="Only this configured server.")
 @client_option
-@click.option("--service", "service_id", type=int, metavar="ID", help="Only this service.")
+@click.option("--service", "service_id", type=ID, metavar="ID", help="Only this service.")
 @click.option(
     "--since",
     type=WHEN,
@@ -69,10 +70,8 @@ def pull_cdrs_command(server_name, client_id, service_id, since, until, retry_re
             )
         retried = retry_rejected_records(app.store(), app.config, server=server_name)
         for line in [*retried.still, *retried.errors]:
-            click.echo(
-                line if line.startswith("pull-cdrs:") else f"voipctl: error: {line}", err=True
-            )
-        click.echo(retried.summary_line())  # asked for by hand: always said
+            say(line if line.startswith("pull-cdrs:") else f"voipctl: error: {line}", err=True)
+        say(retried.summary_line())  # asked for by hand: always said
         return retried.exit_code
     since_at = parse_day_or_time(since, _UTC_ZONE, end=False) if since else None
     until_at = parse_day_or_time(until, _UTC_ZONE, end=True) if until else None
@@ -99,11 +98,11 @@ def pull_cdrs_command(server_name, client_id, service_id, since, until, retry_re
         if progress is not None:
             progress.close()
     for line in report.set_aside:
-        click.echo(line, err=True)
+        say(line, err=True)
     for failure in report.failures:
-        click.echo(f"voipctl: error: {failure}", err=True)
+        say(f"voipctl: error: {failure}", err=True)
     if dry_run:
-        click.echo(report.summary_line())
+        say(report.summary_line())
     else:
         app.summary(report.summary_line())
     return report.exit_code

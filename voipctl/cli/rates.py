@@ -13,6 +13,7 @@ from voipctl import money
 from voipctl.catalog import get_product
 from voipctl.cli.app import get_app
 from voipctl.cli.options import (
+    COUNT,
     INCREMENT,
     MONEY,
     WHEN,
@@ -23,7 +24,7 @@ from voipctl.cli.options import (
     metrics_option,
     parse_day_or_time,
 )
-from voipctl.cli.output import render, render_one, to_json
+from voipctl.cli.output import render, render_one, say, to_json
 from voipctl.errors import VoipctlError
 from voipctl.jobs import rate as rate_job
 from voipctl.rating import deck, quote
@@ -54,7 +55,7 @@ class _ProgressLine:
 
 
 def _warn(message: str) -> None:
-    click.echo(f"voipctl: warning: {message}", err=True)
+    say(f"voipctl: warning: {message}", err=True)
 
 
 @click.group()
@@ -103,12 +104,12 @@ def rates_import(product, file, effective, dry_run, fmt):
         return
     by_direction = ", ".join(f"{n} {d}" for d, n in result.rows.items())
     if dry_run:
-        click.echo(
+        say(
             f"dry run: {file} would import {sum(result.rows.values())} rates ({by_direction}) "
             f"for {product}, effective {result.effective_from.isoformat()}; nothing written"
         )
     else:
-        click.echo(
+        say(
             f"deck version {result.version_id} of {product}: {sum(result.rows.values())} rates "
             f"({by_direction}), effective {result.effective_from.isoformat()}"
         )
@@ -148,7 +149,7 @@ def rates_override(
                 removed = {"product": product, "direction": direction, "prefix": prefix}
                 click.echo(to_json({"id": removed_id, **removed, "removed": True}))
             else:
-                click.echo(f"override {direction} {prefix} of {product} removed")
+                say(f"override {direction} {prefix} of {product} removed")
             return
         if rate is None:
             raise click.UsageError("RATE is required unless --remove is given")
@@ -238,7 +239,7 @@ def rates_versions(product, fmt):
 @rates.command("quote")
 @click.argument("product")
 @click.argument("number")
-@click.argument("seconds", type=click.IntRange(min=0))
+@click.argument("seconds", type=COUNT)
 @click.option(
     "--direction",
     type=DIRECTION,
@@ -311,7 +312,7 @@ def rate(client_id, rerate, from_, to, dry_run, fmt):
     if fmt == "json":
         click.echo(to_json(report.as_dict()))
     elif dry_run:
-        click.echo(report.line())
+        say(report.line())
     else:
         app.summary(report.line())
     if report.failures:

@@ -8,7 +8,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from voipctl import providers
 from voipctl.cli.app import get_app
 from voipctl.cli.options import document_format_option, format_option
-from voipctl.cli.output import render, to_json
+from voipctl.cli.output import render, say, to_json
 from voipctl.errors import VoipctlError
 from voipctl.jobs.server_check import check_servers
 from voipctl.store.engine import connect_check
@@ -32,9 +32,9 @@ def db_upgrade():
     connect_check(store)
     before, after = upgrade(store)
     if before == after:
-        click.echo(f"database {store.safe_url} is at revision {after}: nothing to do")
+        say(f"database {store.safe_url} is at revision {after}: nothing to do")
     else:
-        click.echo(f"database {store.safe_url} upgraded from {before or 'empty'} to {after}")
+        say(f"database {store.safe_url} upgraded from {before or 'empty'} to {after}")
 
 
 @click.group()
@@ -93,11 +93,11 @@ def server_check(name, fmt):
         ]
         click.echo(to_json(doc))
     elif not results:
-        click.echo("no servers configured")
+        say("no servers configured")
     else:
         for result in results:
             state = "ok" if result.ok else "FAIL"
-            click.echo(f"{result.server} ({result.type}): {state}: {result.detail}")
+            say(f"{result.server} ({result.type}): {state}: {result.detail}")
     return 0 if all(r.ok for r in results) else 1
 
 

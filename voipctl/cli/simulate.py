@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from voipctl.cli.options import WHOLE, WholeType
+from voipctl.cli.output import say, say_text
 from voipctl.errors import UsageError
 from voipctl.sim import SimConfig, Simulator
 
@@ -13,22 +15,22 @@ from voipctl.sim import SimConfig, Simulator
 @click.option(
     "--port",
     default=0,
-    type=click.IntRange(0, 65535),
+    type=WholeType(0, 65535),
     help="Port to listen on (default: a free port).",
 )
-@click.option("--seed", default=7, show_default=True, type=int, help="Seed of the calls.")
+@click.option("--seed", default=7, show_default=True, type=WHOLE, help="Seed of the calls.")
 @click.option(
     "--days",
     default=3,
     show_default=True,
-    type=click.IntRange(1, 366),
+    type=WholeType(1, 366),
     help="Days of generated calls, ending now.",
 )
 @click.option(
     "--calls-per-day",
     default=40,
     show_default=True,
-    type=click.IntRange(0, 1_000_000),
+    type=WholeType(0, 1_000_000),
     help="Calls per tenant or peer and day.",
 )
 def simulate(host, port, seed, days, calls_per_day):
@@ -48,27 +50,27 @@ def simulate(host, port, seed, days, calls_per_day):
             f"simulate: --host {host} --port {port}: cannot listen: "
             f"{exc.strerror or type(exc).__name__}"
         ) from None
-    click.echo(f"provider simulator at {url} (Ctrl-C stops it)")
-    click.echo("\n# secrets, for the environment or a .env file:")
+    say(f"provider simulator at {url} (Ctrl-C stops it)")
+    say_text("\n# secrets, for the environment or a .env file:")
     for name, value in sim.env().items():
-        click.echo(f"export {name}={value}")
-    click.echo("\n# voipctl.toml:")
-    click.echo(sim.config_snippet())
-    click.echo("# services:")
+        say(f"export {name}={value}")
+    say_text("\n# voipctl.toml:")
+    say_text(sim.config_snippet())
+    say("# services:")
     for fields in sim.services():
         extra = "".join(
             f" --{key.replace('_', '-')} {value}"
             for key, value in fields.items()
             if key in ("trunk", "cdr_link")
         )
-        click.echo(
+        say(
             f"voipctl service add --client ID --product NAME --server {fields['server']} "
             f'--domain "{fields["domain"]}" --billed "{fields["billed"]}"{extra}'
         )
     try:
         sim.serve_bound()
     except KeyboardInterrupt:
-        click.echo("simulator stopped", err=True)
+        say("simulator stopped", err=True)
     return 0
 
 

@@ -6,7 +6,7 @@ import click
 
 from voipctl import status as status_lib
 from voipctl.cli.app import get_app
-from voipctl.cli.output import render, to_json
+from voipctl.cli.output import render, say, to_json
 
 JOB_COLUMNS = [
     ("job", "job"),
@@ -42,7 +42,7 @@ def _did(job: status_lib.JobStatus) -> str:
 
 
 def _table(status: status_lib.Status) -> None:
-    click.echo("jobs")
+    say("jobs")
     rows = [
         {
             "job": j.job,
@@ -56,7 +56,7 @@ def _table(status: status_lib.Status) -> None:
         for j in status.jobs
     ]
     render(rows, JOB_COLUMNS, "table")
-    click.echo("\nservers")
+    say("\nservers")
     rows = [
         {
             "server": s.server,
@@ -72,7 +72,7 @@ def _table(status: status_lib.Status) -> None:
     ]
     render(rows, SERVER_COLUMNS, "table")
     assert status.backlog is not None
-    click.echo("\nbacklog")
+    say("\nbacklog")
     shown = {
         "unrated": "calls not rated yet",
         "no_rate": "calls in no_rate",
@@ -85,14 +85,14 @@ def _table(status: status_lib.Status) -> None:
     for key, label in shown.items():
         item = status.backlog[key]
         since = f" since {status_lib.stamp(item.since)}" if item.count else ""
-        click.echo(f"  {label.ljust(width)}  {item.count}{since}")
-    click.echo(f"  {'services: manual action'.ljust(width)}  {status.manual_action_services}")
-    click.echo(f"  {'clients suspended'.ljust(width)}  {status.suspended_clients}")
-    click.echo("\nproblems")
+        say(f"  {label.ljust(width)}  {item.count}{since}")
+    say(f"  {'services: manual action'.ljust(width)}  {status.manual_action_services}")
+    say(f"  {'clients suspended'.ljust(width)}  {status.suspended_clients}")
+    say("\nproblems")
     for problem in status.problems:
-        click.echo(f"  {problem.line}")
+        say(f"  {problem.line}")
     if not status.problems:
-        click.echo("  none: nothing is stale")
+        say("  none: nothing is stale")
 
 
 @click.command("status")
@@ -128,7 +128,7 @@ def status(fmt, notify):
         result, notified = status_lib.notify(store, config)
         delivery = notified.delivery
         for error in delivery.errors if delivery is not None else []:
-            click.echo(f"voipctl: status: {error}", err=True)
+            say(f"voipctl: status: {error}", err=True)
             failed = True
     else:
         with store.session() as session:
@@ -141,7 +141,7 @@ def status(fmt, notify):
         _table(result)
     elif not notify:
         for problem in result.problems:
-            click.echo(problem.line)
+            say(problem.line)
     return 1 if result.problems or failed else 0
 
 

@@ -9,8 +9,15 @@ import click
 from voipctl import money
 from voipctl.catalog import get_client
 from voipctl.cli.app import get_app
-from voipctl.cli.options import WHEN, document_format_option, format_option, parse_day_or_time
-from voipctl.cli.output import render, render_one
+from voipctl.cli.options import (
+    ID,
+    WHEN,
+    WholeType,
+    document_format_option,
+    format_option,
+    parse_day_or_time,
+)
+from voipctl.cli.output import inert_values, render, render_one, say, say_text
 from voipctl.support import cdrs as cdr_view
 from voipctl.support import explain as explaining
 from voipctl.support import statement as statements
@@ -31,8 +38,8 @@ def _period(date_from, date_to, zone):
 
 
 @click.command("cdrs")
-@click.argument("client_id", metavar="CLIENT", type=int)
-@click.option("--service", "service_id", type=int, help="Only this service of the client.")
+@click.argument("client_id", metavar="CLIENT", type=ID)
+@click.option("--service", "service_id", type=ID, help="Only this service of the client.")
 @click.option(
     "--from",
     "--since",
@@ -54,7 +61,7 @@ def _period(date_from, date_to, zone):
     help="Only calls in this rating status (unrated: not rated yet).",
 )
 @click.option("--all", "show_all", is_flag=True, help="Show suppressed calls too.")
-@click.option("--limit", type=click.IntRange(min=1), help="At most N calls (the newest).")
+@click.option("--limit", type=WholeType(low=1), help="At most N calls (the newest).")
 @click.option("--utc", is_flag=True, help="Show times in UTC, not the client's time zone.")
 @click.option("--wide", is_flag=True, help="Table: every column, whatever the terminal's width.")
 @click.option(
@@ -161,7 +168,7 @@ _USAGE_COLUMNS = [
 
 
 @click.command("statement")
-@click.argument("client_id", metavar="CLIENT", type=int)
+@click.argument("client_id", metavar="CLIENT", type=ID)
 @click.option(
     "--from",
     "--since",
@@ -200,26 +207,26 @@ def statement(client_id, date_from, date_to, fmt, raw):
         entries = [statements.entry_row(entry, bal, zone) for entry, bal in stmt.entries]
         if fmt == "csv":
             render([opening, *entries, closing], _ENTRY_COLUMNS, fmt, raw=raw)
-            click.echo("")
+            say("")
             render(usage, _USAGE_COLUMNS, fmt, raw=raw)
             return
         name = " ".join(p for p in (client.first_name, client.last_name) if p)
-        click.echo(f"Statement of client {client.id} ({name}), {client.currency}")
-        click.echo(f"Period: {stmt.period_label()}")
-        click.echo(f"Opening balance: {opening['balance']}")
-        click.echo("")
+        say(f"Statement of client {client.id} ({name}), {client.currency}")
+        say(f"Period: {stmt.period_label()}")
+        say(f"Opening balance: {opening['balance']}")
+        say("")
         render(entries, _ENTRY_COLUMNS, fmt)
-        click.echo("")
-        click.echo(f"Closing balance: {closing['balance']}")
-        click.echo("")
-        click.echo("Usage by destination (rated calls)")
+        say("")
+        say(f"Closing balance: {closing['balance']}")
+        say("")
+        say("Usage by destination (rated calls)")
         total = statements.usage_row(stmt.usage_total)
         footer = f"total: {total['calls']} calls, {total['minutes']} minutes, cost {total['cost']}"
         render(usage, _USAGE_COLUMNS, fmt, footer=footer)
 
 
 @click.command("explain")
-@click.argument("cdr_id", metavar="CDR_ID", type=int)
+@click.argument("cdr_id", metavar="CDR_ID", type=ID)
 @document_format_option
 def explain(cdr_id, fmt):
     """The whole story of one call: the provider's record, how it was rated, the free
@@ -235,7 +242,9 @@ def explain(cdr_id, fmt):
     if fmt == "json":
         render_one(doc, fmt)
     else:
-        click.echo(explaining.explain_text(doc))
+        # Values (names, numbers, provider ids, the provider's record) are made inert
+        # before they are laid out in lines, so none can forge a line of its own.
+        say_text(explaining.explain_text(inert_values(doc)))
 
 
 COMMANDS = [cdrs, statement, explain]

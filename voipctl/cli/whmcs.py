@@ -8,7 +8,7 @@ from voipctl.billing.whmcs import WhmcsBackend
 from voipctl.billing.whmcs_sync import sync
 from voipctl.cli.app import get_app
 from voipctl.cli.options import dry_run_option, format_option, metrics_option
-from voipctl.cli.output import render
+from voipctl.cli.output import render, say
 from voipctl.errors import ConfigError
 from voipctl.jobs.runner import job_run
 from voipctl.store.locks import job_lock
@@ -28,7 +28,7 @@ def _backend() -> WhmcsBackend:
 
 def _failures(messages: list[str]) -> int:
     for message in messages:
-        click.echo(f"voipctl: error: {message}", err=True)
+        say(f"voipctl: error: {message}", err=True)
     return 1 if messages else 0
 
 
@@ -89,7 +89,7 @@ def whmcs_post(dry_run):
     if dry_run:
         report = backend.post_usage(store, dry_run=True)
         for posting in report.planned:
-            click.echo(f"would post: {posting.describe()}")
+            say(f"would post: {posting.describe()}")
         return 0
     with job_lock(store, "autobill"):
         report = backend.post_usage(store)

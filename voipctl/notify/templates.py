@@ -18,8 +18,7 @@ from __future__ import annotations
 import functools
 import operator
 import re
-import signal
-import threading
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -256,21 +255,30 @@ class _Deadline(BaseException):  # noqa: N818 - not an error a template's code m
 
 @contextmanager
 def _deadline(seconds: float) -> Iterator[None]:
-    """Interrupt a render that runs past `seconds` (SIGALRM: the main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    """Stop a render that runs past `seconds`, on whatever thread renders it.
 
-    def expired(signum: int, frame: Any) -> None:
-        raise _Deadline
+    A trace function of this thread (sys.settrace is per thread) looks at the
+    clock as the template's compiled code runs: every call and every line,
+    which includes each turn of a loop with an empty body. A signal (SIGALRM)
+    would reach the main thread only. Any trace function already set (a
+    debugger, coverage) is put back afterwards.
+    """
+    end = time.monotonic() + seconds
+    previous = sys.gettrace()
+    steps = 0
 
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    def check(frame: Any, event: str, arg: Any) -> Any:
+        nonlocal steps
+        steps += 1
+        if not steps & 0xFF and time.monotonic() > end:
+            raise _Deadline
+        return check
+
+    sys.settrace(check)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        sys.settrace(previous)
 
 
 def render_bounded(template: Any, variables: Mapping[str, Any], where: str) -> str:

@@ -238,7 +238,7 @@ class FusionPBXAdapter(ProviderAdapter):
                     f"{where}: {self.config.db_url_env} must be a postgresql:// URL, "
                     f"not {url.drivername}://"
                 )
-            connect_timeout = max(1, math.ceil(min(self.config.timeout_s, 30)))
+            connect_timeout = self._connect_timeout()
             self._engine = create_engine(
                 url, poolclass=NullPool, connect_args={"connect_timeout": connect_timeout}
             )
@@ -254,6 +254,10 @@ class FusionPBXAdapter(ProviderAdapter):
                 dbapi_conn.commit()
 
         return self._engine
+
+    def _connect_timeout(self) -> int:
+        """libpq's connect_timeout: whole seconds, at least 1 (it ignores less), at most 30."""
+        return max(1, math.ceil(min(self.config.timeout_s, 30)))
 
     def _db_error(self, exc: SQLAlchemyError, doing: str) -> ProviderError:
         """Our error for a database failure: no URL, no password, no SQL in the message."""
@@ -275,6 +279,19 @@ class FusionPBXAdapter(ProviderAdapter):
             or ('role "' in lowered and "does not exist" in lowered)
         ):
             return ProviderAuthError(self.name, f"{prefix}: the credentials were refused ({first})")
+        limit = f"servers.{self.name}.timeout_s"
+        if sqlstate == "57014":
+            # statement_timeout: a lock or a stalled server kept the read past the limit.
+            return ProviderUnavailable(
+                self.name,
+                f"{prefix}: no answer within {self.config.timeout_s:g} s ({limit})",
+            )
+        if "timeout expired" in lowered:
+            # libpq's connect_timeout: the server accepted nothing (or never greeted).
+            return ProviderUnavailable(
+                self.name,
+                f"{prefix}: could not connect within {self._connect_timeout()} s ({limit})",
+            )
         if sqlstate == "3D000" or ('database "' in lowered and "does not exist" in lowered):
             return ProviderError(self.name, f"{prefix}: {first} (check {self.config.db_url_env})")
         if sqlstate == "42501":

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from dataclasses import dataclass
 
 from voipctl.config import secret
@@ -41,6 +42,10 @@ class EslClient:
         self.timeout_s = timeout_s
         self._sock: socket.socket | None = None
         self._buffer = b""
+        # The end of the request being read: a request (connect and auth, or one api
+        # command) has timeout_s in all, so a peer that trickles bytes cannot keep it.
+        self._deadline: float | None = None
+        self._answered = False  # some bytes of the request's answer came
 
     @property
     def where(self) -> str:
@@ -48,12 +53,19 @@ class EslClient:
 
     # -- connection ---------------------------------------------------------
 
+    @property
+    def _limit(self) -> str:
+        return f"{self.timeout_s:g}s (servers.{self.server}.timeout_s)"
+
     def connect(self) -> EslClient:
         """Connect and authenticate; raises ProviderUnavailable or ProviderAuthError."""
+        self._deadline, self._answered = time.monotonic() + self.timeout_s, False
         try:
             self._sock = socket.create_connection((self.host, self.port), timeout=self.timeout_s)
         except TimeoutError:
-            raise ProviderUnavailable(self.server, f"{self.where}: connect timed out") from None
+            raise ProviderUnavailable(
+                self.server, f"{self.where}: connect timed out after {self._limit}"
+            ) from None
         except OSError as exc:
             raise ProviderUnavailable(
                 self.server, f"{self.where}: cannot connect ({exc.strerror or exc})"
@@ -115,6 +127,7 @@ class EslClient:
             raise ValueError("an event socket command is one line")
         if self._sock is None:
             self.connect()
+        self._deadline, self._answered = time.monotonic() + self.timeout_s, False
         self._send(f"api {command}")
         _, body = self._read_reply("api/response")
         text = body.decode("utf-8", errors="replace")
@@ -169,12 +182,21 @@ class EslClient:
     def _recv(self) -> bytes:
         if self._sock is None:
             raise ProviderUnavailable(self.server, f"{self.where}: not connected")
+        left = self.timeout_s
+        if self._deadline is not None:
+            left = self._deadline - time.monotonic()
+            if left <= 0:
+                self.close()
+                what = "no complete answer" if self._answered else "no answer"
+                raise ProviderUnavailable(self.server, f"{self.where}: {what} within {self._limit}")
         try:
+            self._sock.settimeout(min(left, self.timeout_s))
             chunk = self._sock.recv(65536)
         except TimeoutError:
             self.close()
+            what = "no complete answer" if self._answered else "no answer"
             raise ProviderUnavailable(
-                self.server, f"{self.where}: no answer within {self.timeout_s:g}s"
+                self.server, f"{self.where}: {what} within {self._limit}"
             ) from None
         except OSError as exc:
             self.close()
@@ -184,6 +206,7 @@ class EslClient:
         if not chunk:
             self.close()
             raise ProviderUnavailable(self.server, f"{self.where}: connection closed by FreeSWITCH")
+        self._answered = True
         return chunk
 
     def _read_until(self, marker: bytes) -> bytes:
