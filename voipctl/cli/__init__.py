@@ -106,6 +106,7 @@ COMMAND_MODULES: dict[str, str] = {
     "cdrs": "support",
     "explain": "support",
     "whmcs": "whmcs",
+    "feed": "feed",
 }
 
 
