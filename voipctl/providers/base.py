@@ -181,6 +181,21 @@ class ProviderAdapter(ABC):
         """
         return LeverState(None, f"{self.type} cannot read its lever back")
 
+    def states(self, services: list[ServiceInfo]) -> dict[int, LeverState | Exception]:
+        """Each service's lever read back (autosuspend reads a server's services at once).
+
+        A service whose lever cannot be read maps to the exception saying why; an
+        error of the whole read (the server unreachable) is raised. This default
+        asks `state` per service; adapters that can read many at once override it.
+        """
+        found: dict[int, LeverState | Exception] = {}
+        for service in services:
+            try:
+                found[service.id] = self.state(service)
+            except Exception as exc:  # noqa: BLE001 - returned, the caller reports it
+                found[service.id] = exc
+        return found
+
     # Optional capability: several services read from one feed (a LES.NET CDR link
     # shared by the peers of one account). A run then reads the feed once for all
     # of them, and the pull watermark is kept per feed.
