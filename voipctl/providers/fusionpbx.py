@@ -421,6 +421,40 @@ class FusionPBXAdapter(ProviderAdapter):
             raw=raw,
         )
 
+    def _reparse_db(self, service: ServiceInfo, raw: str) -> Iterator[CallRecord | Rejected]:
+        """A v_xml_cdr row as `_fetch_db` kept it (JSON of the columns read), read again."""
+        try:
+            row = json.loads(raw)
+        except json.JSONDecodeError:
+            row = None
+        if not isinstance(row, dict) or not row.get("xml_cdr_uuid"):
+            raise ProviderDataError(
+                self.name, "a set-aside v_xml_cdr row whose kept text is not its columns' JSON"
+            )
+        cdr_uuid = str(row["xml_cdr_uuid"])
+        for key in (*CDR_COLUMNS, "extension"):
+            row.setdefault(key, None)
+        for key in ("start_stamp", "answer_stamp", "end_stamp"):
+            value = row[key]
+            if isinstance(value, str) and value:
+                # _json_safe wrote them with isoformat(); read back as they were.
+                try:
+                    row[key] = datetime.fromisoformat(value)
+                except ValueError:
+                    yield Rejected(cdr_uuid, f"v_xml_cdr {cdr_uuid}: {key} {value!r}", raw)
+                    return
+        if row["domain_name"] not in (None, self._tenant(service)):
+            return  # another tenant's row: not this service's call
+        if row["leg"] not in (None, "a"):
+            return  # b-legs describe the same call again
+        try:
+            record = self._db_row_to_record(service, self._did_keys(service), row)
+        except ProviderDataError as exc:
+            yield Rejected(cdr_uuid, reason_of(exc), raw)
+            return
+        if record is not None:
+            yield record
+
     # -- export mode ------------------------------------------------------------
 
     def _client(self) -> HttpClient:
@@ -518,10 +552,12 @@ class FusionPBXAdapter(ProviderAdapter):
         return '"' + '","'.join(keys) + '"\n"' + '","'.join(map(str, values)) + '"'
 
     def reparse(self, services: list[ServiceInfo], raw: str) -> Iterator[CallRecord | Rejected]:
-        """A set-aside export record (header line and record text) read again."""
-        if self.config.mode == "db":
-            raise NotImplementedError("a FusionPBX database row is read again by --since")
+        """A set-aside record read again: an export record (header line and record
+        text), or a database row from its kept JSON (the columns as they were read)."""
         service = services[0]
+        if self.config.mode == "db":
+            yield from self._reparse_db(service, raw)
+            return
         yield from self._export_records(
             service, self._tenant(service), read_export(self.name, raw.split("\n"))
         )
