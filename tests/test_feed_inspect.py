@@ -249,3 +249,9 @@ def test_a_file_of_one_column_has_no_delimiter_to_tell():
         "les1: CDR file cdr.txt line 1: cannot tell the delimiter (tried , ; tab |); "
         "set servers.les1.cdr_format.delimiter"
     )
+
+
+def test_unix_times_are_told_when_no_column_reads_as_a_text_time():
+    found = _detect([f"{DID},1795702502,15195550100,65", f"15195550100,1795706000,{DID},30"])
+    assert (found.time_format, found.timezone, found.time_column) == ("epoch", "UTC", "1")
+    assert found.columns == {"start": "1", "caller": "0", "number": "2", "seconds": "3"}

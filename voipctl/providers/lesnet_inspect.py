@@ -4,7 +4,8 @@ LES.NET does not publish the file's layout (docs/providers.md), so an operator
 configures it; this reads the first rows and proposes the `cdr_format` keys:
 the delimiter (the csv module's sniffer over `,` `;` tab `|`), whether line 1
 is a header (none of its cells reads as a time or a number), the time column
-and its format (the formats below that read every sampled value), the zone
+and its format (the formats below that read every sampled value, or Unix
+times when no column reads as a text time), the zone
 (an offset in the times, else the configured zone: a file of local times does
 not say its zone) and the column map (header names known below, else the
 values: the time, a duration, a peer ID, and numbers of 7 or more digits).
@@ -102,6 +103,10 @@ def _delimiter(server: str, shown: str, lines: list[str]) -> str:
     )
 
 
+def _is_epoch(value: str) -> bool:
+    return value.isascii() and value.isdigit() and 946_684_800 <= int(value) < 4_102_444_800
+
+
 def _looks_like_data(cell: str) -> bool:
     text = cell.strip()
     return bool(text) and (bool(time_formats_of([text])) or bool(_SECONDS.match(text)))
@@ -151,12 +156,22 @@ def detect(
                 taken.add(i)
                 break
     if "start" not in found:
+        # No text time anywhere: a column of Unix times (seconds, 2000-2099). Tried
+        # last, since a 10-digit phone number can look like one.
+        for i in range(width):
+            if i not in taken and values[i] and all(_is_epoch(v) for v in values[i]):
+                found["start"] = i
+                taken.add(i)
+                break
+    if "start" not in found:
         raise ProviderDataError(
             server,
             f"CDR file {shown} line {2 if header else 1}: no column reads as a time "
             f"in any known format; set servers.{server}.cdr_format.time_format and columns.start",
         )
     formats = time_formats_of(values[found["start"]])
+    if not formats and all(_is_epoch(v) for v in values[found["start"]]):
+        formats = ["epoch"]
     if not formats:
         # Not every value reads: the format most of them have (the others are shown
         # refused, by line and column, when the rows are read with it).
@@ -218,6 +233,8 @@ def detect(
             )
     if time_format.endswith("%z"):
         timezone, zone_source = "UTC", "offsets in the times (the zone setting is not used)"
+    elif time_format == "epoch":
+        timezone, zone_source = "UTC", "Unix times (the zone setting is not used)"
     order = ("start", "caller", "number", "seconds", "peer", "did", "call_id")
     columns = {f: name(found[f]) for f in order if f in found}
     return Detected(
