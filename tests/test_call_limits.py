@@ -208,7 +208,7 @@ def test_a_lesnet_duration_not_in_plain_digits_is_refused(tmp_path, seconds):
     with pytest.raises(ProviderDataError) as caught:
         read(path)
     assert str(caught.value) == (
-        f"les1: CDR link {path} line 2: seconds {seconds!r} is not a duration"
+        f"les1: CDR link {path} line 2: seconds {seconds!r} is not a duration (column duration)"
     )
 
 
@@ -226,7 +226,8 @@ def test_a_lesnet_time_in_other_digits_is_refused(tmp_path):
     with pytest.raises(ProviderDataError) as caught:
         read(path)
     assert str(caught.value) == (
-        f"les1: CDR link {path} line 2: time {bad!r} does not match '%Y-%m-%d %H:%M:%S'"
+        f"les1: CDR link {path} line 2: time {bad!r} does not match '%Y-%m-%d %H:%M:%S' "
+        "(column date)"
     )
 
 

@@ -104,7 +104,7 @@ def test_a_bad_duration_in_a_lesnet_file_names_the_line_and_the_value(tmp_path):
     adapter = make()
     with pytest.raises(ProviderDataError) as err:
         strict(adapter, adapter.fetch_cdrs(svc(link=str(path)), *_window()))
-    assert str(err.value).endswith("line 3: seconds '6x5' is not a duration")
+    assert str(err.value).endswith("line 3: seconds '6x5' is not a duration (column duration)")
 
 
 def test_a_bad_epoch_time_in_a_lesnet_file_names_the_value(tmp_path):

@@ -258,16 +258,56 @@ def test_a_page_that_repeats_stops_the_pull():
         pull(make())
 
 
+TRUNK = f"{BASE}/rest/domain/{TENANT}/edit_trunk/106"
+
+
+def _trunk_reads(*names: str):
+    """GET edit_trunk answers, one recorded file per read in turn."""
+    return respx.get(TRUNK).mock(side_effect=[recorded("vodia", n) for n in names])
+
+
 @respx.mock
-def test_trunk_lever_disables_and_enables_the_trunk():
-    route = respx.put(f"{BASE}/rest/domain/{TENANT}/edit_trunk/106").mock(
-        return_value=recorded("vodia", "edit_trunk__ok")
-    )
+def test_trunk_lever_disables_and_enables_the_trunk_and_reads_it_back():
+    route = respx.put(TRUNK).mock(return_value=recorded("vodia", "edit_trunk__ok"))
+    reads = _trunk_reads("trunk_settings__disabled", "trunk_settings__enabled")
     answer = make().suspend(service(), "credit exhausted")
     assert json.loads(route.calls[0].request.content) == {"dis": "true"}
     assert answer.startswith("trunk 106 disabled: HTTP 200")
-    make().unsuspend(service())
+    assert answer.endswith("; reads dis = true")
+    assert make().unsuspend(service()).endswith("; reads dis = false")
     assert json.loads(route.calls[1].request.content) == {"dis": "false"}
+    assert reads.call_count == 2
+
+
+@respx.mock
+def test_a_trunk_put_the_pbx_did_not_apply_is_a_failure():
+    respx.put(TRUNK).mock(return_value=recorded("vodia", "edit_trunk__ok"))
+    _trunk_reads("trunk_settings__enabled")
+    with pytest.raises(ProviderError) as caught:
+        make().suspend(service(), "credit exhausted")
+    assert str(caught.value) == (
+        "vodia1: trunk 106: the PUT answered HTTP 200, but the trunk reads dis = 'false'; "
+        "recorded as before, the next run acts again"
+    )
+
+
+@respx.mock
+def test_state_reads_the_trunks_dis_setting():
+    from voipctl.providers.base import LeverState
+
+    _trunk_reads("trunk_settings__enabled", "trunk_settings__disabled")
+    assert make().state(service()) == LeverState(False, "trunk 106: dis = false")
+    assert make().state(service()) == LeverState(True, "trunk 106: dis = true")
+    respx.get(TRUNK).mock(return_value=httpx.Response(200, json={"dis": ""}))
+    assert make().state(service()) == LeverState(False, "trunk 106: dis = (unset)")
+    respx.get(TRUNK).mock(return_value=httpx.Response(200, json={"name": "x"}))
+    assert make().state(service()) == LeverState(None, "trunk 106: no dis setting in the answer")
+    with pytest.raises(ProviderError, match="no trunk id"):
+        make().state(service(trunk_id=None))
+    # The extension lever has no documented read: unknown, nothing asked.
+    assert make(suspend="extension").state(service()) == LeverState(
+        None, "vodia cannot read the extension lever back"
+    )
 
 
 @respx.mock

@@ -186,6 +186,8 @@ class FakeEslServer:
         self.silent = silent
         self.reject = reject
         self.commands: list[str] = []  # every line after a successful auth, e.g. "api version"
+        # Test instrumentation, not FreeSWITCH behaviour: connections accepted.
+        self.connections = 0
         self.auth_attempts = 0
         self.auth_failures = 0
         self._lock = threading.Lock()
@@ -228,6 +230,8 @@ class FakeEslServer:
                 continue
             except OSError:
                 return
+            with self._lock:
+                self.connections += 1
             thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
             self._threads.append(thread)
             thread.start()

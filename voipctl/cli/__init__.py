@@ -80,6 +80,7 @@ COMMAND_MODULES: dict[str, str] = {
     "whmcs": "whmcs",
     "fraud": "fraud",
     "init": "init",
+    "feed": "feed",
 }
 
 
@@ -119,7 +120,7 @@ HELP_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     ("Support", ("cdrs", "explain", "statement")),
-    ("Setup", ("init", "doctor", "db", "server", "demo", "simulate")),
+    ("Setup", ("init", "doctor", "db", "server", "feed", "demo", "simulate")),
 )
 
 

@@ -177,14 +177,41 @@ def plan_client(
 
 def observe(adapters: Adapters, service: Service) -> tuple[LeverState | None, str]:
     """The lever read back, or (None, a line saying why it could not be read)."""
-    try:
-        return adapters.get(service.server).state(service_info(service)), ""
-    except Exception as exc:  # noqa: BLE001 - reported; the record stays the guide
-        log.debug("reading the lever of service %s failed", service.id, exc_info=True)
-        return None, (
-            f"service {service.id} of client {service.client_id} on {service.server}: "
-            f"lever not read back: {exc}"
-        )
+    return observe_all(adapters, [service])[service.id]
+
+
+def observe_all(
+    adapters: Adapters, services: list[Service]
+) -> dict[int, tuple[LeverState | None, str]]:
+    """Every service's lever read back, one batch (`states`) per server.
+
+    A service maps to (state, "") or to (None, a line saying why it could not be
+    read); a server that cannot be read at all gives that line for each of its
+    services.
+    """
+    by_server: dict[str, list[Service]] = {}
+    for service in services:
+        by_server.setdefault(service.server, []).append(service)
+    seen: dict[int, tuple[LeverState | None, str]] = {}
+    for server, group in by_server.items():
+        try:
+            found = adapters.get(server).states([service_info(s) for s in group])
+        except Exception as exc:  # noqa: BLE001 - reported; the record stays the guide
+            log.debug("reading the levers of %s failed", server, exc_info=True)
+            found = {s.id: exc for s in group}
+        for service in group:
+            value = found.get(service.id)
+            if isinstance(value, LeverState):
+                seen[service.id] = (value, "")
+                continue
+            if value is not None:
+                log.debug("reading the lever of service %s failed: %r", service.id, value)
+            seen[service.id] = (
+                None,
+                f"service {service.id} of client {service.client_id} on {service.server}: "
+                f"lever not read back: {value if value is not None else 'no answer'}",
+            )
+    return seen
 
 
 def mismatch(service: Service, seen: LeverState | None) -> str:
@@ -300,9 +327,14 @@ def run_autosuspend(
     with Adapters(config) as adapters:
         # The fraud guard first: a runaway account is held before the table is applied.
         lines += fraud.check_and_stop(store, config, backend, adapters, run, dry_run=dry_run)
+        # The levers of every managed service, read back from the PBXs first (no
+        # database held), one batch per server: one query and one event socket
+        # connection for a FusionPBX server, not one per service.
+        with store.sessions() as session:
+            managed = [s for client_id in client_ids for s in _services(session, client_id)]
+        readings = observe_all(adapters, managed)
         for client_id in client_ids:
-            # Read the services, read their levers back from the PBX (no database
-            # held), then decide; release the database before acting.
+            # Read the services, then decide; release the database before acting.
             with store.sessions() as session:
                 client = session.get(Client, client_id)
                 if client is None or not client.has_voip_service:
@@ -310,7 +342,9 @@ def run_autosuspend(
                 services = _services(session, client_id)
             observed: dict[int, LeverState] = {}
             for service in services:
-                seen, trouble = observe(adapters, service)
+                if service.id not in readings:
+                    continue  # added since the levers were read: the record is the guide
+                seen, trouble = readings[service.id]
                 if trouble and not service.suspended:
                     # Nothing is held on this lever: a service that must be cut is
                     # acted on (and fails loudly) below; the read-back only guards holds.

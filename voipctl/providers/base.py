@@ -101,6 +101,30 @@ class Rejected:
     raw: str
 
 
+@dataclass(frozen=True, slots=True)
+class FeedLayout:
+    """A file feed's layout as `feed inspect` tells it from the first lines.
+
+    `facts` are (what, value) pairs to show (delimiter, header, date format,
+    zone), `table` the configuration table the proposal is for, `settings` its
+    keys (a nested dict is a sub-table), `notes` what the operator should check.
+    """
+
+    facts: list[tuple[str, str]]
+    table: str
+    settings: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class SampleRow:
+    """One line of a feed's first lines read with a layout: a record or why not."""
+
+    line: int
+    record: CallRecord | None = None
+    rejected: Rejected | None = None
+
+
 def digest(text: str) -> str:
     """A short stable name for a record's text (a locator for records without an id)."""
     return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
@@ -165,6 +189,21 @@ class ProviderAdapter(ABC):
         """Hang up the service's calls in progress; return the PBX's confirmation."""
         raise NotImplementedError(f"{self.type} cannot hang up calls in progress")
 
+    def states(self, services: list[ServiceInfo]) -> dict[int, LeverState | Exception]:
+        """Each service's lever read back (autosuspend reads a server's services at once).
+
+        A service whose lever cannot be read maps to the exception saying why; an
+        error of the whole read (the server unreachable) is raised. This default
+        asks `state` per service; adapters that can read many at once override it.
+        """
+        found: dict[int, LeverState | Exception] = {}
+        for service in services:
+            try:
+                found[service.id] = self.state(service)
+            except Exception as exc:  # noqa: BLE001 - returned, the caller reports it
+                found[service.id] = exc
+        return found
+
     # Optional capability: several services read from one feed (a LES.NET CDR link
     # shared by the peers of one account). A run then reads the feed once for all
     # of them, and the pull watermark is kept per feed.
@@ -189,6 +228,30 @@ class ProviderAdapter(ABC):
         if raw.__class__ is RawRecord:
             return raw.json
         return json.dumps(raw, separators=(",", ":"), default=str, ensure_ascii=False)
+
+    # Optional capability: a file feed whose layout is configuration (`voipctl feed
+    # inspect`). An adapter with one sets `feed_table` to the table of its layout
+    # in `[servers.NAME]` and implements the three methods below.
+    feed_table: ClassVar[str | None] = None
+
+    def feed_head(self, source: str) -> list[str]:
+        """The first lines of a feed file (a path or URL), without reading all of it."""
+        raise NotImplementedError(f"{self.type} has no file feed")
+
+    def inspect_feed(self, lines: list[str], shown: str) -> FeedLayout:
+        """The layout the first lines show, as settings of `feed_table`."""
+        raise NotImplementedError(f"{self.type} has no file feed")
+
+    def with_feed_layout(self, settings: dict[str, Any]) -> ProviderAdapter:
+        """This server's adapter with `settings` as its feed layout (validated as config)."""
+        raise NotImplementedError(f"{self.type} has no file feed")
+
+    def read_sample(
+        self, lines: list[str], services: list[ServiceInfo], shown: str
+    ) -> Iterator[SampleRow]:
+        """Each data line of `lines` read as a pull reads it; rows of no service have
+        `record.service_id` None."""
+        raise NotImplementedError(f"{self.type} has no file feed")
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

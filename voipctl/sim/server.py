@@ -17,7 +17,8 @@ Endpoints:
   have a b-leg); a wrong key answers "access denied" like FusionPBX does.
 - `PUT /rest/system/session`, `GET /rest/system/domaininfo`,
   `GET /rest/domain/TENANT/cdrs?start=YYYYMMDD&end=YYYYMMDD&page=N&size=M`,
-  `PUT /rest/domain/TENANT/edit_trunk/ID`, `PUT /rest/domain/TENANT/user_settings/EXT`:
+  `PUT /rest/domain/TENANT/edit_trunk/ID`, `PUT /rest/domain/TENANT/user_settings/EXT`,
+  `GET /rest/domain/TENANT/edit_trunk/ID` (the trunk's settings, `dis` among them):
   Basic or session auth; trunk and extension changes are kept in `vodia_state`.
 - `GET /cdr/ACCOUNT.txt`: the account's CDR file in voipctl's default LES.NET layout,
   `POST /v1/account/balance/`: LES.NET's JSON API (apikey/idkey).
@@ -589,6 +590,19 @@ class _Handler(BaseHTTPRequestHandler):
                 int(query.get("size", 500)),
             )
             self._json(200, items)
+            return
+        if (
+            len(parts) == 5
+            and parts[:2] == ["rest", "domain"]
+            and parts[3] == "edit_trunk"
+            and method == "GET"
+        ):
+            # Vodia's documented read of one trunk's settings, `dis` among them
+            # (https://api.vodia.com/trunks_api, "Info of a SINGLE trunk"); a few of
+            # the documented keys, with the trunk's kept state.
+            with sim._lock:
+                kept = dict(sim.vodia_state.get(f"{parts[2]}/trunk/{parts[4]}", {}))
+            self._json(200, {"dis": "false", "domain": "1", "failover": "never", **kept})
             return
         if (
             len(parts) == 5

@@ -55,6 +55,7 @@ from voipctl.providers.base import (
 from voipctl.providers.fusionpbx.cache import CacheClearer, CacheSettings, read_settings, refusal
 from voipctl.providers.fusionpbx.config import FusionPBXServer
 from voipctl.providers.fusionpbx.esl import (
+    EslClient,
     GatewayStatus,
     esl_for,
     parse_gateway_status,
@@ -438,6 +439,40 @@ class FusionPBXAdapter(ProviderAdapter):
             raw=raw,
         )
 
+    def _reparse_db(self, service: ServiceInfo, raw: str) -> Iterator[CallRecord | Rejected]:
+        """A v_xml_cdr row as `_fetch_db` kept it (JSON of the columns read), read again."""
+        try:
+            row = json.loads(raw)
+        except json.JSONDecodeError:
+            row = None
+        if not isinstance(row, dict) or not row.get("xml_cdr_uuid"):
+            raise ProviderDataError(
+                self.name, "a set-aside v_xml_cdr row whose kept text is not its columns' JSON"
+            )
+        cdr_uuid = str(row["xml_cdr_uuid"])
+        for key in (*CDR_COLUMNS, "extension"):
+            row.setdefault(key, None)
+        for key in ("start_stamp", "answer_stamp", "end_stamp"):
+            value = row[key]
+            if isinstance(value, str) and value:
+                # _json_safe wrote them with isoformat(); read back as they were.
+                try:
+                    row[key] = datetime.fromisoformat(value)
+                except ValueError:
+                    yield Rejected(cdr_uuid, f"v_xml_cdr {cdr_uuid}: {key} {value!r}", raw)
+                    return
+        if row["domain_name"] not in (None, self._tenant(service)):
+            return  # another tenant's row: not this service's call
+        if row["leg"] not in (None, "a"):
+            return  # b-legs describe the same call again
+        try:
+            record = self._db_row_to_record(service, self._did_keys(service), row)
+        except ProviderDataError as exc:
+            yield Rejected(cdr_uuid, reason_of(exc), raw)
+            return
+        if record is not None:
+            yield record
+
     # -- export mode ------------------------------------------------------------
 
     def _client(self) -> HttpClient:
@@ -535,10 +570,12 @@ class FusionPBXAdapter(ProviderAdapter):
         return '"' + '","'.join(keys) + '"\n"' + '","'.join(map(str, values)) + '"'
 
     def reparse(self, services: list[ServiceInfo], raw: str) -> Iterator[CallRecord | Rejected]:
-        """A set-aside export record (header line and record text) read again."""
-        if self.config.mode == "db":
-            raise NotImplementedError("a FusionPBX database row is read again by --since")
+        """A set-aside record read again: an export record (header line and record
+        text), or a database row from its kept JSON (the columns as they were read)."""
         service = services[0]
+        if self.config.mode == "db":
+            yield from self._reparse_db(service, raw)
+            return
         yield from self._export_records(
             service, self._tenant(service), read_export(self.name, raw.split("\n"))
         )
@@ -647,6 +684,17 @@ class FusionPBXAdapter(ProviderAdapter):
 
     def _gateway(self, service: ServiceInfo, enabled: bool) -> str:
         gateway_uuid = self._gateway_uuid(service)
+        # One event socket connection for the whole action (killgw or rescan, the
+        # cache, the read-back), opened at its first command.
+        esl = esl_for(self.name, self.config)
+        try:
+            return self._gateway_with(esl, service, gateway_uuid, enabled)
+        finally:
+            esl.close()
+
+    def _gateway_with(
+        self, esl: EslClient, service: ServiceInfo, gateway_uuid: str, enabled: bool
+    ) -> str:
         # One transaction around the row and the killgw: when FreeSWITCH refuses
         # the killgw the update is rolled back, so the database never says
         # "disabled" for a gateway that still carries calls.
@@ -668,16 +716,16 @@ class FusionPBXAdapter(ProviderAdapter):
             profile = (rows[0].profile or "").strip() or DEFAULT_PROFILE
             name = rows[0].gateway or gateway_uuid
             if not enabled:
-                reply = self._killgw(profile, gateway_uuid)
+                reply = self._killgw(esl, profile, gateway_uuid)
             # rescan reads the gateways from the database: commit before asking.
             tx.commit()
         # FusionPBX clears the sofia.conf cache when it saves a gateway; a rescan
         # must not rebuild the profile from a stale copy.
-        cleared = self._clear_caches("gateway")
+        cleared = self._clear_caches(esl, "gateway")
         if enabled:
-            reply = self._rescan(profile)
+            reply = self._rescan(esl, profile)
         # Confirm by observation: what FreeSWITCH runs now, not what its reply said.
-        seen = self._gateway_status(gateway_uuid)
+        seen = self._gateway_status(esl, gateway_uuid)
         where = f"gateway {name} ({gateway_uuid})"
         if seen.running != enabled:
             row = "true" if enabled else "false"
@@ -689,35 +737,32 @@ class FusionPBXAdapter(ProviderAdapter):
         state = "enabled" if enabled else "disabled"
         return f"{where} {state}; FreeSWITCH: {reply}; {seen.describe()}{cleared}"
 
-    def _killgw(self, profile: str, gateway_uuid: str) -> str:
+    def _killgw(self, esl: EslClient, profile: str, gateway_uuid: str) -> str:
         command = f"sofia profile {profile} killgw {gateway_uuid}"
-        with esl_for(self.name, self.config) as esl:
-            try:
-                reply = esl.api(command)
-            except ProviderError as exc:
-                # killgw of a gateway FreeSWITCH no longer runs is the state we want.
-                if "-ERR no such gateway" in str(exc):
-                    return "gateway was not running"
-                raise
+        try:
+            reply = esl.api(command)
+        except ProviderError as exc:
+            # killgw of a gateway FreeSWITCH no longer runs is the state we want.
+            if "-ERR no such gateway" in str(exc):
+                return "gateway was not running"
+            raise
         ok, line = sofia_verdict(reply)
         if not ok:
             # sofia answers some failures without -ERR ("Invalid Profile [x]").
             raise ProviderError(self.name, f"event socket: `{command}` answered {line[:200]!r}")
         return line
 
-    def _rescan(self, profile: str) -> str:
+    def _rescan(self, esl: EslClient, profile: str) -> str:
         """The rescan's verdict line; a refusal is not raised here, the read-back decides."""
-        with esl_for(self.name, self.config) as esl:
-            try:
-                reply = esl.api(f"sofia profile {profile} rescan")
-            except ProviderError as exc:
-                return str(exc).rsplit("failed: ", 1)[-1]
+        try:
+            reply = esl.api(f"sofia profile {profile} rescan")
+        except ProviderError as exc:
+            return str(exc).rsplit("failed: ", 1)[-1]
         return sofia_verdict(reply)[1]
 
-    def _gateway_status(self, gateway_uuid: str) -> GatewayStatus:
+    def _gateway_status(self, esl: EslClient, gateway_uuid: str) -> GatewayStatus:
         # FusionPBX names each gateway by its uuid in the sofia configuration.
-        with esl_for(self.name, self.config) as esl:
-            reply = esl.api(f"sofia status gateway {gateway_uuid}")
+        reply = esl.api(f"sofia status gateway {gateway_uuid}")
         return parse_gateway_status(self.name, gateway_uuid, reply)
 
     # -- calls in progress (the fraud guard) ------------------------------------
@@ -769,71 +814,141 @@ class FusionPBXAdapter(ProviderAdapter):
 
     def state(self, service: ServiceInfo) -> LeverState:
         """The lever as FusionPBX and FreeSWITCH show it now (see LeverState)."""
+        found = self.states([service])[service.id]
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+    def states(self, services: list[ServiceInfo]) -> dict[int, LeverState | Exception]:
+        """Every service's lever with one database query and at most one event socket
+        connection for them all (autosuspend reads a server's services in one batch)."""
         lever = self.config.suspend
         try:
             if lever == "gateway":
-                return self._gateway_state(service)
+                return self._gateway_states(services)
             if lever == "domain":
-                return self._domain_state(service)
-            return self._extensions_state(service)
+                return self._domain_states(services)
+            return self._extensions_states(services)
         except SQLAlchemyError as exc:
-            raise self._db_error(exc, f"reading the {lever} of service {service.id}") from None
+            which = ", ".join(str(s.id) for s in services[:10])
+            more = "..." if len(services) > 10 else ""
+            what = "service" if len(services) == 1 else "services"
+            raise self._db_error(exc, f"reading the {lever} of {what} {which}{more}") from None
 
-    def _gateway_state(self, service: ServiceInfo) -> LeverState:
-        gateway_uuid = self._gateway_uuid(service)
+    def _each(self, services: list[ServiceInfo], key) -> tuple[dict, dict]:
+        """(service id -> key(service), service id -> the ProviderError of those without)."""
+        keys: dict[int, Any] = {}
+        failed: dict[int, LeverState | Exception] = {}
+        for service in services:
+            try:
+                keys[service.id] = key(service)
+            except ProviderError as exc:
+                failed[service.id] = exc
+        return keys, failed
+
+    def _gateway_states(self, services: list[ServiceInfo]) -> dict[int, LeverState | Exception]:
+        gateways, results = self._each(services, self._gateway_uuid)
+        if not gateways:
+            return results
         with self._db().connect() as conn:
-            row = conn.execute(
-                text("SELECT enabled FROM v_gateways WHERE gateway_uuid = :gateway"),
-                {"gateway": uuid.UUID(gateway_uuid)},
-            ).first()
-        if row is None:
-            return LeverState(None, f"gateway {gateway_uuid} not found in v_gateways")
-        enabled = _is_true(row.enabled)
-        seen = self._gateway_status(gateway_uuid)
-        # Suspended only when neither the row (a rescan or restart would start it)
-        # nor FreeSWITCH lets it carry calls.
-        return LeverState(
-            not enabled and not seen.running,
-            f"v_gateways.enabled = {'true' if enabled else 'false'}, {seen.describe()}",
-        )
+            rows = conn.execute(
+                text("SELECT gateway_uuid, enabled FROM v_gateways WHERE gateway_uuid = ANY(:gws)"),
+                {"gws": sorted({uuid.UUID(g) for g in gateways.values()})},
+            ).all()
+        enabled_by = {str(row.gateway_uuid).lower(): _is_true(row.enabled) for row in rows}
+        seen_by: dict[str, GatewayStatus] = {}
+        esl = esl_for(self.name, self.config)  # connected at the first status asked
+        try:
+            for service_id, gateway_uuid in gateways.items():
+                if gateway_uuid not in enabled_by:
+                    results[service_id] = LeverState(
+                        None, f"gateway {gateway_uuid} not found in v_gateways"
+                    )
+                    continue
+                enabled = enabled_by[gateway_uuid]
+                if gateway_uuid not in seen_by:
+                    seen_by[gateway_uuid] = self._gateway_status(esl, gateway_uuid)
+                seen = seen_by[gateway_uuid]
+                # Suspended only when neither the row (a rescan or restart would start
+                # it) nor FreeSWITCH lets it carry calls.
+                results[service_id] = LeverState(
+                    not enabled and not seen.running,
+                    f"v_gateways.enabled = {'true' if enabled else 'false'}, {seen.describe()}",
+                )
+        finally:
+            esl.close()
+        return results
 
-    def _domain_state(self, service: ServiceInfo) -> LeverState:
-        tenant = self._tenant(service)
-        with self._db().connect() as conn:
-            row = conn.execute(
-                text("SELECT domain_enabled FROM v_domains WHERE domain_name = :tenant"),
-                {"tenant": tenant},
-            ).first()
-        if row is None:
-            return LeverState(None, f"tenant {tenant} not found in v_domains")
-        enabled = _is_true(row.domain_enabled)
-        return LeverState(
-            not enabled, f"v_domains.domain_enabled = {'true' if enabled else 'false'}"
-        )
-
-    def _extensions_state(self, service: ServiceInfo) -> LeverState:
-        tenant = self._tenant(service)
-        wanted = sorted(set(service.extensions))
-        if not wanted:
-            return LeverState(None, f"service {service.id} has no billed extensions")
+    def _domain_states(self, services: list[ServiceInfo]) -> dict[int, LeverState | Exception]:
+        tenants, results = self._each(services, self._tenant)
+        if not tenants:
+            return results
         with self._db().connect() as conn:
             rows = conn.execute(
                 text(
-                    "SELECT e.extension, e.enabled FROM v_extensions AS e JOIN v_domains AS d"
-                    " ON d.domain_uuid = e.domain_uuid WHERE d.domain_name = :tenant"
+                    "SELECT domain_name, domain_enabled FROM v_domains"
+                    " WHERE domain_name = ANY(CAST(:tenants AS text[]))"
+                ),
+                {"tenants": sorted(set(tenants.values()))},
+            ).all()
+        enabled_by = {row.domain_name: _is_true(row.domain_enabled) for row in rows}
+        for service_id, tenant in tenants.items():
+            if tenant not in enabled_by:
+                results[service_id] = LeverState(None, f"tenant {tenant} not found in v_domains")
+                continue
+            enabled = enabled_by[tenant]
+            results[service_id] = LeverState(
+                not enabled, f"v_domains.domain_enabled = {'true' if enabled else 'false'}"
+            )
+        return results
+
+    def _extensions_states(self, services: list[ServiceInfo]) -> dict[int, LeverState | Exception]:
+        tenants, results = self._each(services, self._tenant)
+        wanted: dict[int, list[str]] = {}
+        for service in services:
+            if service.id not in tenants:
+                continue
+            extensions = sorted(set(service.extensions))
+            if not extensions:
+                results[service.id] = LeverState(
+                    None, f"service {service.id} has no billed extensions"
+                )
+                continue
+            wanted[service.id] = extensions
+        if not wanted:
+            return results
+        with self._db().connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT d.domain_name, e.extension, e.enabled FROM v_extensions AS e"
+                    " JOIN v_domains AS d ON d.domain_uuid = e.domain_uuid"
+                    " WHERE d.domain_name = ANY(CAST(:tenants AS text[]))"
                     " AND e.extension = ANY(CAST(:extensions AS text[]))"
                 ),
-                {"tenant": tenant, "extensions": wanted},
+                {
+                    "tenants": sorted({tenants[i] for i in wanted}),
+                    "extensions": sorted({e for exts in wanted.values() for e in exts}),
+                },
             ).all()
-        on = sorted(r.extension for r in rows if _is_true(r.enabled))
-        if len(rows) != len(wanted):
-            return LeverState(None, f"extension(s) of service {service.id} not all in {tenant}")
-        detail = (
-            f"v_extensions.enabled = true for {', '.join(on)}"
-            if on
-            else ("v_extensions.enabled = false for every billed extension")
-        )
-        return LeverState(not on, detail)
+        by_pair: dict[tuple[str, str], list[bool]] = {}
+        for row in rows:
+            by_pair.setdefault((row.domain_name, row.extension), []).append(_is_true(row.enabled))
+        for service_id, extensions in wanted.items():
+            tenant = tenants[service_id]
+            found = [(e, flag) for e in extensions for flag in by_pair.get((tenant, e), [])]
+            if len(found) != len(extensions):
+                results[service_id] = LeverState(
+                    None, f"extension(s) of service {service_id} not all in {tenant}"
+                )
+                continue
+            on = sorted(e for e, flag in found if flag)
+            detail = (
+                f"v_extensions.enabled = true for {', '.join(on)}"
+                if on
+                else "v_extensions.enabled = false for every billed extension"
+            )
+            results[service_id] = LeverState(not on, detail)
+        return results
 
     def _domain(self, service: ServiceInfo, enabled: bool) -> str:
         tenant = self._tenant(service)
@@ -878,7 +993,11 @@ class FusionPBXAdapter(ProviderAdapter):
                     f"service {service.id}: extension(s) {', '.join(missing)} not found in "
                     f"tenant {tenant}; nothing changed",
                 )
-        cleared = self._clear_caches("extensions", tenant=tenant, extensions=found)
+        esl = esl_for(self.name, self.config)
+        try:
+            cleared = self._clear_caches(esl, "extensions", tenant=tenant, extensions=found)
+        finally:
+            esl.close()
         state = "enabled" if enabled else "disabled"
         return f"extensions {', '.join(found)} of {tenant} {state} (v_extensions.enabled){cleared}"
 
@@ -902,7 +1021,12 @@ class FusionPBXAdapter(ProviderAdapter):
             raise ProviderError(self.name, reason)
 
     def _clear_caches(
-        self, lever: str, *, tenant: str | None = None, extensions: list[str] | None = None
+        self,
+        esl: EslClient,
+        lever: str,
+        *,
+        tenant: str | None = None,
+        extensions: list[str] | None = None,
     ) -> str:
         """After a lever's write: delete what FusionPBX would; "; <what was cleared>" or ""."""
         settings = self._cache_settings()
@@ -920,10 +1044,9 @@ class FusionPBXAdapter(ProviderAdapter):
                     ),
                     {"tenant": tenant, "extensions": extensions or []},
                 ).all()
-        with esl_for(self.name, self.config) as esl:
-            if lever == "gateway":
-                return "; " + clearer.sofia_conf(esl)
-            return "; " + clearer.directory(esl, [(row[0], row[1]) for row in pairs])
+        if lever == "gateway":
+            return "; " + clearer.sofia_conf(esl)
+        return "; " + clearer.directory(esl, [(row[0], row[1]) for row in pairs])
 
 
 def _is_true(value: Any) -> bool:

@@ -51,6 +51,7 @@ from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo
 
 import httpx
+from pydantic import ValidationError
 
 from voipctl import money
 from voipctl.config import secret
@@ -63,15 +64,18 @@ from voipctl.errors import (
 )
 from voipctl.providers.base import (
     CallRecord,
+    FeedLayout,
     ProviderAdapter,
     RawRecord,
     Rejected,
+    SampleRow,
     ServiceInfo,
 )
 from voipctl.providers.base import (
     digest as text_digest,
 )
 from voipctl.providers.http import HttpClient
+from voipctl.providers.lesnet import inspect as lesnet_inspect
 from voipctl.providers.lesnet.config import LesnetCdrFormat, LesnetServer
 from voipctl.providers.matching import did_key
 from voipctl.redact import redact_url
@@ -86,6 +90,9 @@ _encode_json = json.encoder.encode_basestring
 SNIFF_DELIMITERS = ",;\t|"
 MAX_SECONDS = 2**31 - 1
 FEED_KEY_MAX = 300  # pull_watermarks.scope
+# What `feed inspect` reads of a file: its first lines, never more than these bytes.
+SAMPLE_LINES = 20
+HEAD_BYTES = 64 * 1024
 
 
 def shown_link(link: str) -> str:
@@ -144,7 +151,10 @@ class _TimeParser:
             raise ValueError(f"time {text!r} does not match {self.format!r}")
         base = self._hours.get(text[:13])
         if base is None:
-            hour = datetime.strptime(text, self.format).replace(minute=0, second=0)
+            try:
+                hour = datetime.strptime(text, self.format).replace(minute=0, second=0)
+            except ValueError:
+                raise ValueError(f"time {text!r} does not match {self.format!r}") from None
             base = int(hour.replace(tzinfo=self.zone).timestamp())
             self._hours[text[:13]] = base
         minutes, seconds = text[14:16], text[17:19]
@@ -198,6 +208,7 @@ class LesnetAdapter(ProviderAdapter):
         self, name: str, config: LesnetServer, *, transport: httpx.BaseTransport | None = None
     ):
         super().__init__(name, config)
+        self._transport = transport
         self.format: LesnetCdrFormat = config.cdr_format
         where = f"servers.{name}.cdr_format"
         known = set(REQUIRED_COLUMNS) | set(OPTIONAL_COLUMNS)
@@ -418,8 +429,10 @@ class LesnetAdapter(ProviderAdapter):
         until: datetime,
         occurrences: _Occurrences,
         text: str | None = None,
+        line_base: int = 0,
     ) -> Iterator[CallRecord | Rejected]:
-        """The link's records; `text` instead of the link's content (a set-aside row)."""
+        """The link's records; `text` instead of the link's content (a set-aside row,
+        or a line of `feed inspect`'s sample: `line_base` is added to its line number)."""
         since_ts, until_ts = int(since.timestamp()), int(until.timestamp())
         parse_time = _TimeParser(self.format.time_format, self.zone).parse
         shown = shown_link(link)
@@ -465,7 +478,7 @@ class LesnetAdapter(ProviderAdapter):
                 line = out.getvalue()
                 return Rejected(
                     text_digest(line),
-                    f"CDR link {shown} line {reader.line_num}: {reason}",
+                    f"CDR link {shown} line {reader.line_num + line_base}: {reason}",
                     header_text + line,
                 )
 
@@ -483,6 +496,10 @@ class LesnetAdapter(ProviderAdapter):
                     continue
                 try:
                     start = parse_time(row[i_start])
+                except (ValueError, OverflowError) as exc:
+                    yield rejected(row, f"{exc} (column {keys[i_start]})")
+                    continue
+                try:
                     seconds_text = row[i_seconds].strip()
                     # isdigit() alone takes other scripts' digits ("١٢"): ASCII only.
                     seconds = (
@@ -494,7 +511,7 @@ class LesnetAdapter(ProviderAdapter):
                         # cdrs.billsec is a 32-bit integer, and the end time must exist.
                         raise ValueError(f"seconds {seconds_text!r} is not a call's duration")
                 except (ValueError, InvalidOperation, OverflowError) as exc:
-                    yield rejected(row, str(exc))
+                    yield rejected(row, f"{exc} (column {keys[i_seconds]})")
                     continue
                 if not since_ts <= start < until_ts:
                     continue
@@ -550,6 +567,124 @@ class LesnetAdapter(ProviderAdapter):
         yield from self._read_pass(
             link, _Matcher(services), low, high, _Occurrences(bounded=False), text=raw
         )
+
+    # -- feed inspect -----------------------------------------------------------
+
+    feed_table = "cdr_format"
+
+    def feed_head(self, source: str) -> list[str]:
+        """The first SAMPLE_LINES lines (at most HEAD_BYTES) of a file or link.
+
+        A link is read through the server's HTTP client (its retries and transfer
+        limits) and the transfer is closed once enough has come in.
+        """
+        data = b""
+        if source.startswith("file://") or "://" not in source:
+            path = Path(unquote(urlsplit(source).path) if "://" in source else source)
+            try:
+                with path.open("rb") as handle:
+                    data = handle.read(HEAD_BYTES)
+            except OSError as exc:
+                raise ProviderError(
+                    self.name, f"CDR file {shown_link(source)}: cannot read: {exc.strerror}"
+                ) from None
+        else:
+            with self.http.stream("GET", source) as response:
+                try:
+                    for chunk in response.iter_bytes():
+                        data += chunk
+                        if len(data) >= HEAD_BYTES or data.count(b"\n") > SAMPLE_LINES:
+                            break
+                except httpx.HTTPError as exc:
+                    raise ProviderUnavailable(
+                        self.name,
+                        f"CDR link {shown_link(source)}: transfer broke off ({type(exc).__name__})",
+                    ) from None
+        cut = len(data) >= HEAD_BYTES
+        decoder = codecs.getincrementaldecoder(self.format.encoding)()
+        try:
+            text = decoder.decode(data[:HEAD_BYTES], final=False)
+        except UnicodeDecodeError as exc:
+            raise ProviderDataError(
+                self.name,
+                f"CDR file {shown_link(source)}: not {self.format.encoding} text: {exc.reason}",
+            ) from None
+        lines = text.removeprefix("\ufeff").splitlines()
+        if cut and len(lines) > 1 and not text.endswith(("\n", "\r")):
+            lines.pop()  # a line cut short by the byte limit
+        return lines[:SAMPLE_LINES]
+
+    def inspect_feed(self, lines: list[str], shown: str) -> FeedLayout:
+        """The `cdr_format` keys the first lines show (voipctl.providers.lesnet.inspect)."""
+        where = f"servers.{self.name}.cdr_format.timezone"
+        zone_source = "no UTC offset in the times, so " + (
+            where if "timezone" in self.format.model_fields_set else f"the default of {where}"
+        )
+        found = lesnet_inspect.detect(
+            self.name,
+            shown,
+            lines,
+            timezone=self.format.timezone,
+            zone_source=zone_source,
+            prefer=self.format.time_format,
+        )
+        shown_delimiter = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "bar"}
+        facts = [
+            (
+                "delimiter",
+                f"{shown_delimiter.get(found.delimiter, found.delimiter)} ({found.delimiter!r})",
+            ),
+            ("header", ", ".join(found.header) if found.header is not None else "none"),
+            ("date format", f"{found.time_format} (column {found.time_column})"),
+            ("time zone", f"{found.timezone} ({found.zone_source})"),
+        ]
+        settings = {
+            "delimiter": found.delimiter,
+            "header": found.header is not None,
+            "time_format": found.time_format,
+            "timezone": found.timezone,
+            "encoding": self.format.encoding,
+            "columns": found.columns,
+        }
+        return FeedLayout(facts, f"servers.{self.name}.cdr_format", settings, found.notes)
+
+    def with_feed_layout(self, settings: dict) -> LesnetAdapter:
+        """This server with `settings` as its `cdr_format` (checked as when loaded)."""
+        try:
+            layout = LesnetCdrFormat.model_validate(settings)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ConfigError(f"servers.{self.name}.cdr_format.{where}: {first['msg']}") from None
+        config = self.config.model_copy(update={"cdr_format": layout})
+        return LesnetAdapter(self.name, config, transport=self._transport)
+
+    def read_sample(
+        self, lines: list[str], services: list[ServiceInfo], shown: str
+    ) -> Iterator[SampleRow]:
+        """Each data line read alone, as a pull reads it; a row of no service has no
+        service_id (read as outbound, the direction of a peer's row)."""
+        matcher = _SampleMatcher(services)
+        low = datetime.fromtimestamp(0, UTC)
+        high = datetime(9999, 12, 31, tzinfo=UTC)
+        first = 1
+        head = ""
+        if self.format.header:
+            head, first = lines[0] + "\n", 2
+        for number, line in enumerate(lines[first - 1 :], start=first):
+            if not line.strip():
+                continue
+            base = number - first
+            for item in self._read_pass(
+                shown, matcher, low, high, _Occurrences(bounded=False),
+                text=head + line + "\n", line_base=base,
+            ):  # fmt: skip
+                if item.__class__ is Rejected:
+                    yield SampleRow(number, rejected=item)
+                else:
+                    if item.service_id == _NOBODY.id:
+                        item.service_id = None
+                    yield SampleRow(number, record=item)
 
     # -- levers -----------------------------------------------------------------
 
@@ -610,6 +745,16 @@ class LesnetAdapter(ProviderAdapter):
         answer = self.http.json("POST", url, json=body)
         balance = answer.get("balance") if isinstance(answer, dict) else None
         return "LES.NET API reached" + (f" (balance {balance})" if balance is not None else "")
+
+
+_NOBODY = ServiceInfo(id=-1, client_id=-1, server="")
+
+
+class _SampleMatcher(_Matcher):
+    """`feed inspect`: every row is read, a row of no service as _NOBODY's."""
+
+    def match(self, peer: str, caller: str, number: str) -> tuple[ServiceInfo, str]:
+        return super().match(peer, caller, number) or (_NOBODY, "outbound")
 
 
 class _OutOfOrder(Exception):

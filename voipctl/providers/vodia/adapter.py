@@ -31,6 +31,7 @@ from voipctl.config import secret
 from voipctl.errors import ProviderAuthError, ProviderDataError, ProviderError
 from voipctl.providers.base import (
     CallRecord,
+    LeverState,
     ProviderAdapter,
     Rejected,
     ServiceInfo,
@@ -200,6 +201,47 @@ class VodiaAdapter(ProviderAdapter):
             raise ProviderError(self.name, f"service {service.id} has no tenant")
         return service.tenant
 
+    def state(self, service: ServiceInfo) -> LeverState:
+        """The trunk lever as the PBX shows it: the trunk's `dis` setting.
+
+        Read with `GET /rest/domain/TENANT/edit_trunk/ID`, the read the trunk lever
+        confirms itself with. The extension lever is not read back (no documented
+        read of an extension's disabled flag was found): unknown.
+        """
+        if self.config.suspend != "trunk":
+            return LeverState(None, "vodia cannot read the extension lever back")
+        dis = self._trunk_dis(service)
+        where = f"trunk {service.trunk_id}: dis"
+        if dis is None:
+            return LeverState(None, f"trunk {service.trunk_id}: no dis setting in the answer")
+        if dis == "true":
+            return LeverState(True, f"{where} = true")
+        if dis in ("false", ""):
+            # An unset flag (shown "") is Vodia's default: the trunk is enabled.
+            return LeverState(False, f"{where} = {dis or '(unset)'}")
+        return LeverState(None, f"{where} = {dis[:40]!r}, neither true nor false")
+
+    def _trunk_path(self, service: ServiceInfo) -> str:
+        if not service.trunk_id:
+            raise ProviderError(
+                self.name,
+                f"service {service.id} has no trunk id "
+                f"(voipctl service set {service.id} --trunk ID)",
+            )
+        tenant = quote(self._tenant(service), safe="")
+        return f"/rest/domain/{tenant}/edit_trunk/{quote(service.trunk_id, safe='')}"
+
+    def _trunk_dis(self, service: ServiceInfo) -> str | None:
+        """The trunk's `dis` as text, lower case; None when the answer has none."""
+        answer = self._call("GET", self._trunk_path(service))
+        if not isinstance(answer, dict):
+            raise ProviderDataError(
+                self.name,
+                f"trunk {service.trunk_id}: the trunk's settings are not a JSON object",
+            )
+        value = answer.get("dis")
+        return None if value is None else str(value).strip().lower()
+
     def _set_disabled(self, service: ServiceInfo, disabled: bool) -> str:
         tenant = quote(self._tenant(service), safe="")
         value = "true" if disabled else "false"
@@ -213,6 +255,7 @@ class VodiaAdapter(ProviderAdapter):
                     f"(voipctl service set {service.id} --trunk ID)",
                 )
             targets = [(f"edit_trunk/{quote(service.trunk_id, safe='')}", {"dis": value})]
+            self._trunk_path(service)  # the same checks as the read-back
             what = [f"trunk {service.trunk_id}"]
         else:
             if not service.extensions:
@@ -230,6 +273,17 @@ class VodiaAdapter(ProviderAdapter):
             answers.append(
                 f"{label} {verb}: HTTP {response.status_code}{' ' + text if text else ''}"
             )
+        if self.config.suspend == "trunk":
+            # Confirm by observation: the trunk's setting as the PBX reads it now.
+            dis = self._trunk_dis(service)
+            if (dis or "false") != value:
+                raise ProviderError(
+                    self.name,
+                    f"trunk {service.trunk_id}: the PUT answered HTTP {response.status_code}, "
+                    f"but the trunk reads dis = {dis!r}; recorded as before, the next run "
+                    "acts again",
+                )
+            answers.append(f"reads dis = {value}")
         return "; ".join(answers)
 
     def _to_call_record(self, item: Any, service: ServiceInfo) -> CallRecord | None:
