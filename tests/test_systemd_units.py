@@ -99,3 +99,15 @@ def test_systemd_analyze_verify_accepts_the_units(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
+
+
+def test_the_readme_crontab_is_crontab_example():
+    # The README writes the crontab out: the same lines, in the same order.
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("```crontab\n", 1)[1].split("```", 1)[0]
+    active = [
+        line
+        for line in (ROOT / "crontab.example").read_text().splitlines()
+        if line.strip() and not line.startswith("#") and "=" not in line.split()[0]
+    ]
+    assert block.splitlines() == active

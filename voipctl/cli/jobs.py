@@ -254,8 +254,12 @@ def unsuspend(service_id, client_id, reason, dry_run):
 
 @click.group()
 def template():
-    """The email templates (low_balance_alert, voip_zero_balance, manual_action_required,
-    auto_topup_done, auto_topup_failed, auto_topup_renew_auth, auto_topup_operator)."""
+    """The email templates: each one shown with sample data, or imported from WHMCS.
+
+    The names: low_balance_alert, voip_zero_balance, manual_action_required,
+    auto_topup_done, auto_topup_failed, auto_topup_renew_auth, auto_topup_operator,
+    fraud_guard, fraud_guard_operator.
+    """
 
 
 @template.command("import")
