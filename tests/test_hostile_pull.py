@@ -86,7 +86,7 @@ def test_hostile_caller_ids_are_stored_and_shown_inertly(setup, store):
     assert shown.exit_code == 0, shown.output
     assert sorted(r["caller"] for r in json.loads(shown.stdout)) == sorted(PAYLOADS)
 
-    table = cli("cdrs", "1", "--all", "--utc", config=config)
+    table = cli("cdrs", "1", "--all", "--utc", "--wide", config=config)
     assert table.exit_code == 0, table.output
     for payload in PAYLOADS:
         assert payload in table.stdout

@@ -8,7 +8,7 @@ import click
 from sqlalchemy import func, select
 
 from voipctl.cli.app import get_app
-from voipctl.cli.options import ID, format_option, parse_day_or_time
+from voipctl.cli.options import ID, WHEN, format_option, parse_day_or_time
 from voipctl.cli.output import render, say
 from voipctl.config import FRAUD_LIMITS
 from voipctl.errors import NotFound, UsageError
@@ -41,9 +41,10 @@ def fraud():
 @fraud.command("report")
 @click.option(
     "--since",
-    metavar="TIME",
-    help="Only clients with a call that started at or after TIME (a date or ISO time, "
-    "UTC; default: the last 24 hours). Figures are always the last hour and day.",
+    type=WHEN,
+    help="Only clients with a call that started at or after this time (a date or ISO "
+    "time, UTC, today, yesterday, 3d, 12h; default: the last 24 hours). Figures are "
+    "always the last hour and day.",
 )
 @click.option("--all", "show_all", is_flag=True, help="Every client the limits apply to.")
 @format_option

@@ -302,6 +302,9 @@ def _write_metrics(job: str, metrics_dir: Path | None) -> None:
     from voipctl.status import write_job_metrics
 
     app = get_app()
-    directory = metrics_dir or app.config.metrics.textfile_dir
+    # The figures come from the database: no secret is needed, so a job that needs
+    # none (rate) does not start needing them for its metrics file.
+    config = app.config_without_secrets()
+    directory = metrics_dir or config.metrics.textfile_dir
     if directory is not None:
-        write_job_metrics(app.store(), app.config, job, Path(directory))
+        write_job_metrics(app.store(), config, job, Path(directory))

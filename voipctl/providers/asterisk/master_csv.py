@@ -26,8 +26,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from voipctl.errors import ConfigError
 from voipctl.providers.base import CallRecord, Rejected
 from voipctl.providers.base import digest as text_digest
-from voipctl.providers.lesnet.adapter import _Occurrences
 from voipctl.providers.matching import did_key
+from voipctl.providers.occurrences import Occurrences
 
 BASE_COLUMNS = (
     "accountcode",
@@ -188,7 +188,7 @@ class RowReader:
         self.columns = layout.columns
         # Master.csv is written at each call's end, so starts are not in order:
         # every digest of the read is remembered (unbounded).
-        self._occurrences = _Occurrences(bounded=False)
+        self._occurrences = Occurrences(bounded=False)
 
     def split(self, line: str, lineno: int) -> dict[str, str] | Rejected:
         """One line of Master.csv (without its newline) -> column name -> text."""

@@ -78,6 +78,8 @@ from voipctl.providers.http import HttpClient
 from voipctl.providers.lesnet import inspect as lesnet_inspect
 from voipctl.providers.lesnet.config import LesnetCdrFormat, LesnetServer
 from voipctl.providers.matching import did_key
+from voipctl.providers.occurrences import Occurrences as _Occurrences
+from voipctl.providers.occurrences import OutOfOrder as _OutOfOrder
 from voipctl.redact import redact_url
 
 log = logging.getLogger(__name__)
@@ -755,44 +757,6 @@ class _SampleMatcher(_Matcher):
 
     def match(self, peer: str, caller: str, number: str) -> tuple[ServiceInfo, str]:
         return super().match(peer, caller, number) or (_NOBODY, "outbound")
-
-
-class _OutOfOrder(Exception):
-    """A start earlier than the one before it, met while remembering one second only."""
-
-
-class _Occurrences:
-    """Occurrence numbers of row digests: how many identical rows came before.
-
-    Identical rows share their start (it is part of the digest), so while the
-    starts do not go backwards only the current second's digests are kept
-    (`bounded`): a sorted million-row file holds a handful, not a million. A
-    start that goes backwards raises `_OutOfOrder` then, since the rows of the
-    earlier seconds are forgotten. Unbounded, every digest is kept.
-    """
-
-    def __init__(self, *, bounded: bool):
-        self.bounded = bounded
-        self.second: int | None = None
-        # A set (most rows occur once) and a dict for the repeated ones: a
-        # million-row file unbounded is ~80 MB, not ~90 in one dict.
-        self.seen: set[bytes] = set()
-        self.repeats: dict[bytes, int] = {}
-
-    def number(self, start: int, digest: bytes) -> int:
-        """0 for the first row with this digest, 1 for the next identical one, ..."""
-        if self.bounded and start != self.second:
-            if self.second is not None and start < self.second:
-                raise _OutOfOrder
-            self.second = start
-            self.seen.clear()
-            self.repeats.clear()
-        if digest in self.seen:
-            occurrence = self.repeats.get(digest, 1)
-            self.repeats[digest] = occurrence + 1
-            return occurrence
-        self.seen.add(digest)
-        return 0
 
 
 class _RawTemplate:
