@@ -71,7 +71,7 @@ def test_other_bounds_are_refused(text):
         ),
         (["xyzzy"], "No such command 'xyzzy'."),
         (["balance"], "balance: CLIENT: required"),
-        (["cdrs", "x"], "cdrs: CLIENT: 'x' is not a valid integer."),
+        (["cdrs", "x"], "cdrs: CLIENT: 'x' is not a whole number (ASCII digits only)"),
     ],
 )
 def test_usage_errors_are_one_line_naming_the_option(cli, args, line):

@@ -71,7 +71,7 @@ def assert_inert(result):
         ("client", "list"),
         ("service", "show", "{service}"),
         ("service", "list"),
-        ("cdrs", "42", "--from", "2026-11-01", "--to", "2026-11-30"),
+        ("cdrs", "42", "--from", "2026-11-01", "--to", "2026-11-30", "--wide"),
     ],
     ids=lambda a: " ".join(a[:2]),
 )
