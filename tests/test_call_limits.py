@@ -1,5 +1,5 @@
 """One call-length limit for every provider, strict numbers in feeds, and LES.NET file edges
-(issue 13 items 5 and 6; docs/rating.md, "Numbers, limits and decks").
+(docs/rating.md, "Numbers, limits and decks").
 
 The limit is checked where every record passes on its way to the store (pull-cdrs), so
 it is tested through `voipctl pull-cdrs` with a LES.NET file and a Vodia PBX answering

@@ -1,4 +1,4 @@
-"""Command-line numbers are plain (issue 13 item 5, docs/cli.md): one usage line, exit 2.
+"""Command-line numbers are plain (docs/cli.md): one usage line, exit 2.
 
 Click's `int` is Python's int(), which takes `6_0`, ` 7` and other scripts'
 digits; every integer option and argument of voipctl refuses them instead.

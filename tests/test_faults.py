@@ -28,11 +28,9 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -40,6 +38,7 @@ from invariants import check_invariants, identical_call_excess
 from smtp_sink import SmtpSink
 from sqlalchemy import select, text
 
+from tests.fakes.trickle import trickling_server
 from voipctl.cli import run as run_in_process
 from voipctl.sim.server import LesnetAccount, LesnetPeer, SimConfig, Simulator, VodiaTenant
 from voipctl.store import open_store
@@ -595,35 +594,10 @@ def test_disk_full_under_the_sqlite_file(small_tmpfs, tmp_path, monkeypatch):
 # --- a trickling server --------------------------------------------------------------------------
 
 
-class _Trickle(BaseHTTPRequestHandler):
-    """Headers at once, then one byte a second: no read timeout ever fires."""
-
-    def do_GET(self):  # noqa: N802 - http.server's name
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", "100000")
-        self.end_headers()
-        try:
-            for _ in range(100000):
-                self.wfile.write(b"x")
-                self.wfile.flush()
-                time.sleep(1.0)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def trickler():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Trickle)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with trickling_server(size=100000, interval_s=1.0) as url:
+        yield url
 
 
 # (limits of the trickling server's table, the line it fails with, its limit in seconds)

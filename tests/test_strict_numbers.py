@@ -1,4 +1,4 @@
-"""One number syntax for amounts written as text (issue 13 item 5, docs/rating.md).
+"""One number syntax for amounts written as text (docs/rating.md).
 
 No exponent, underscore or non-ASCII digit; amounts beyond what storage holds
 are one-line errors, not InvalidOperation or a database overflow.

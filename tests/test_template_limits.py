@@ -1,4 +1,4 @@
-"""Templates are bounded (issue 13 item 10; docs/rating.md, "Numbers, limits and decks"):
+"""Templates are bounded (docs/rating.md, "Numbers, limits and decks"):
 an expression that would allocate without limit, an output past the size limit or a
 render past the time limit is one refusal naming the file, never a hang."""
 
