@@ -179,31 +179,43 @@ def test_a_rotated_file_is_read_to_its_end_then_the_new_one(pbx, store):
 
 
 def test_kill_9_during_a_pull_then_a_rerun_is_one_clean_run(pbx, store, db_url, tmp_path):
+    # More than two of pull-cdrs' chunks (10,000 calls), so that some are committed
+    # before the file is read to its end.
     base = datetime(2026, 11, 21, 0, 0)
     lines = [
-        _line(f"{base + timedelta(minutes=i):%Y-%m-%d %H:%M:%S}", 6 + i % 50, dst=f"1204555{i:04d}")
-        for i in range(6000)
-    ]
+        _line(f"{base + timedelta(seconds=10 * i):%Y-%m-%d %H:%M:%S}", 6 + i % 50,
+              dst=f"1204{i:07d}")
+        for i in range(35_000)
+    ]  # fmt: skip
     pbx.master.write_text("".join(lines))
     argv = [VOIPCTL, "--config", str(pbx.config()), "--db", db_url, "-q", "pull-cdrs"]
     argv += ["--since", SINCE]
-    killed = 0
-    for delay in (0.8, 1.2, 1.6):
+    # Kill at growing delays until one kill lands after some calls were committed
+    # and before all were (bounded, for a machine much slower or faster than this one).
+    mid_run = 0
+    delay = 1.0
+    while not mid_run and delay < 60:
         proc = subprocess.Popen(argv, cwd=tmp_path, env=child_env())
         time.sleep(delay)
-        if proc.poll() is None:
+        ended = proc.poll() is not None
+        if not ended:
             proc.send_signal(signal.SIGKILL)
-            killed += 1
         proc.wait()
-    assert killed, "every run ended before its kill: the machine is too fast for this test"
+        with store.session() as s:
+            stored = s.scalar(select(func.count()).select_from(Cdr))
+        if ended or stored == len(lines):
+            break
+        mid_run += stored > 0
+        delay *= 1.4
+    assert mid_run, "no kill landed in the middle of a pull"
     done = subprocess.run(argv, cwd=tmp_path, env=child_env(), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     with store.session() as s:
-        assert s.scalar(select(func.count()).select_from(Cdr)) == 6000
-        assert s.scalar(select(func.count(func.distinct(Cdr.number)))) == 6000
+        assert s.scalar(select(func.count()).select_from(Cdr)) == 35_000
+        assert s.scalar(select(func.count(func.distinct(Cdr.number)))) == 35_000
         cursor = json.loads(s.scalar(select(PullWatermark.cursor)))
     assert cursor["offset"] == pbx.master.stat().st_size
-    assert cursor["lines"] == 6000
+    assert cursor["lines"] == 35_000
 
 
 @pytest.fixture
