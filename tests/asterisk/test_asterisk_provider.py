@@ -286,3 +286,33 @@ def test_check_names_the_missing_file(pbx):
     result = pbx("pull-cdrs", "--since", SINCE)
     assert result.exit_code == 1
     assert f"pbx1: {pbx.master}: no such file" in result.output
+
+
+def test_a_domain_field_that_does_not_parse_is_one_line(pbx):
+    result = pbx("service", "add", "--client", "42", "--product", "Standard",
+                 "--server", "pbx1", "--domain", "acme")  # fmt: skip
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "voipctl: error: Asterisk domain field 'acme' does not parse (1 part(s), not 2): "
+        'expected "accountcode | DID", e.g. "acme | 12045550100"\n'
+    )
+
+
+def test_an_accountcode_is_billed_by_one_service_of_a_server(pbx):
+    result = pbx("service", "add", "--client", "42", "--product", "Standard",
+                 "--server", "pbx1", "--domain", "ACME | 12045550999")  # fmt: skip
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "voipctl: error: service 1 (client 42) already bills accountcode acme "
+        "on server pbx1: calls would be billed twice\n"
+    )
+
+
+def test_a_source_without_its_key_is_a_config_error(pbx, tmp_path):
+    pbx.use('source = "table"\n')
+    result = pbx("pull-cdrs")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f'voipctl: error: {pbx.config()}: servers.pbx1: source = "table" needs db_url_env '
+        "(the variable holding the database URL)\n"
+    )
