@@ -316,3 +316,21 @@ def test_a_source_without_its_key_is_a_config_error(pbx, tmp_path):
         f'voipctl: error: {pbx.config()}: servers.pbx1: source = "table" needs db_url_env '
         "(the variable holding the database URL)\n"
     )
+
+
+def test_feed_inspect_tells_the_flags_and_reads_the_lines(pbx):
+    # 18 fields, the 17th a uniqueid: loguniqueid and loguserfield (the shipped
+    # cdr.conf.sample's [csv] section; docs/asterisk.md).
+    line = _line("2026-11-20 09:15:02", 60)[:-1] + ',"1795184102.1",""\n'
+    pbx.master.write_text(line + line.replace("acme", "other"))
+    seen = pbx("feed", "inspect", "--server", "pbx1", str(pbx.master), "--format", "json")
+    assert seen.exit_code == 0, seen.output
+    doc = json.loads(seen.stdout)
+    assert [(r["line"], r["service"], r["status"]) for r in doc["rows"]] == [
+        (1, 1, "rated"),
+        (2, None, "no service"),
+    ]
+    text = pbx("feed", "inspect", "--server", "pbx1", str(pbx.master)).stdout
+    assert (
+        "[servers.pbx1]\nloguniqueid = true\nloguserfield = true\nnewcdrcolumns = false\n" in text
+    )

@@ -28,8 +28,10 @@ lever cannot be read back: `state()` is unknown.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import logging
+import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -45,12 +47,33 @@ from voipctl.errors import (
 from voipctl.providers.asterisk.config import AsteriskServer
 from voipctl.providers.asterisk.master_csv import CallRules, Layout, RowReader, Skipped
 from voipctl.providers.asterisk.offsets import MasterCsvReader, ReadOffset
-from voipctl.providers.base import CallRecord, ProviderAdapter, Rejected, ServiceInfo
+from voipctl.providers.base import (
+    CallRecord,
+    FeedLayout,
+    ProviderAdapter,
+    Rejected,
+    SampleRow,
+    ServiceInfo,
+)
 from voipctl.providers.levers import run_command
 from voipctl.providers.matching import did_key
 
 log = logging.getLogger(__name__)
 FEED_KEY_MAX = 300  # pull_watermarks.scope
+SAMPLE_LINES = 20
+HEAD_BYTES = 64 * 1024
+# Field counts of a Master.csv line -> the flags that make them (master_csv.Layout).
+_FLAGS_BY_COUNT = {
+    16: (),
+    17: ("loguniqueid",),  # or loguserfield: told by the 17th field's look
+    18: ("loguniqueid", "loguserfield"),
+    19: ("newcdrcolumns",),
+    20: ("loguniqueid", "newcdrcolumns"),
+    21: ("loguniqueid", "loguserfield", "newcdrcolumns"),
+}
+# A channel's unique id as Asterisk makes it: epoch seconds, a dot, a counter.
+_UNIQUEID = re.compile(r"^[0-9]{9,}\.[0-9]+$")
+_FLAGS = ("loguniqueid", "loguserfield", "newcdrcolumns")
 
 
 class _Matcher:
@@ -176,6 +199,109 @@ class AsteriskAdapter(ProviderAdapter):
                 continue
             item.service_id = service.id
             yield item
+
+    # -- feed inspect -------------------------------------------------------------
+
+    feed_table = "servers"
+
+    def feed_head(self, source: str) -> list[str]:
+        """The first SAMPLE_LINES whole lines (at most HEAD_BYTES) of a local Master.csv."""
+        path = Path(source)
+        try:
+            with path.open("rb") as f:
+                data = f.read(HEAD_BYTES)
+        except OSError as exc:
+            raise ProviderError(self.name, f"{path}: cannot read: {exc.strerror}") from None
+        text = data.decode("utf-8", "replace")
+        lines = text.splitlines()
+        if lines and not text.endswith("\n"):
+            lines.pop()  # a line being written, or cut by the byte limit
+        return lines[:SAMPLE_LINES]
+
+    def inspect_feed(self, lines: list[str], shown: str) -> FeedLayout:
+        """cdr.conf's [csv] flags the first lines show, by their number of fields."""
+        counts: dict[int, int] = {}
+        uniqueid_like = 0
+        for line in lines:
+            try:
+                values = next(csv.reader([line]), [])
+            except csv.Error:
+                continue
+            counts[len(values)] = counts.get(len(values), 0) + 1
+            if len(values) == 17 and _UNIQUEID.match(values[16]):
+                uniqueid_like += 1
+        if not counts:
+            raise ProviderError(self.name, f"{shown}: no line to tell the layout from")
+        fields = max(counts, key=lambda n: counts[n])
+        if fields not in _FLAGS_BY_COUNT:
+            raise ProviderError(
+                self.name,
+                f"{shown}: lines of {fields} fields are not a cdr_csv layout (16 to 21 fields)",
+            )
+        flags = _FLAGS_BY_COUNT[fields]
+        notes = []
+        if fields == 17 and uniqueid_like < counts[17]:
+            flags = ("loguserfield",)
+        if fields in (17, 20):
+            notes.append(
+                f"{fields} fields are either loguniqueid or loguserfield: "
+                f"{' and '.join(flags)} chosen from the look of the fields; check cdr.conf"
+            )
+        if len(counts) > 1:
+            notes.append(
+                "lines of "
+                + ", ".join(f"{n} fields: {c}" for n, c in sorted(counts.items()))
+                + f"; the layout of {fields} is proposed, the others would be set aside"
+            )
+        notes.append(
+            "the times carry no zone: usegmtime and timezone are kept as configured; "
+            "check cdr.conf's usegmtime and the PBX's zone"
+        )
+        settings = {flag: flag in flags for flag in _FLAGS}
+        settings["usegmtime"] = self.config.usegmtime
+        settings["timezone"] = self.config.timezone
+        facts = [
+            ("fields", str(fields)),
+            ("cdr.conf flags", ", ".join(flags) or "none"),
+            ("time zone", "UTC (usegmtime)" if self.config.usegmtime else self.config.timezone),
+        ]
+        return FeedLayout(facts, f"servers.{self.name}", settings, notes)
+
+    def with_feed_layout(self, settings: dict) -> AsteriskAdapter:
+        """This server with `settings` (the flags, usegmtime, timezone) as its layout."""
+        from pydantic import ValidationError
+
+        try:
+            config = AsteriskServer.model_validate({**self.config.model_dump(), **settings})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ConfigError(f"servers.{self.name}.{where}: {first['msg']}") from None
+        return AsteriskAdapter(self.name, config)
+
+    def read_sample(
+        self, lines: list[str], services: list[ServiceInfo], shown: str
+    ) -> Iterator[SampleRow]:
+        """Each line read as a pull reads it; rows not billed (Skipped) are left out."""
+        matcher = _Matcher(services)
+        rows = RowReader(
+            self.layout,
+            self.rules,
+            source=Path(shown).name,
+            dids=[d for s in services for d in s.dids],
+        )
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            item = rows.parse_line(line, number)
+            if isinstance(item, Skipped):
+                continue
+            if isinstance(item, Rejected):
+                yield SampleRow(number, rejected=item)
+                continue
+            service = matcher.match(item)
+            item.service_id = service.id if service is not None else None
+            yield SampleRow(number, record=item)
 
     def suspend(self, service: ServiceInfo, reason: str) -> str:
         if self.config.suspend == "command":
