@@ -28,7 +28,7 @@ def test_the_example_loads_with_the_variables_it_names(monkeypatch, tmp_path):
     for name in _env_names(data):
         monkeypatch.setenv(name, "secret-for-test")
     config = cfg.load_config(str(EXAMPLE), environ={})
-    assert set(config.servers) == {"fusion1", "vodia1", "lesnet"}
+    assert set(config.servers) == {"fusion1", "vodia1", "lesnet", "pbx1"}
     assert config.billing.currency == "CAD"
     assert config.servers["lesnet"].cdr_format.columns["seconds"] == "duration"
 
@@ -55,6 +55,7 @@ MODELS = [
     cfg.VodiaServer,
     cfg.LesnetServer,
     cfg.LesnetCdrFormat,
+    cfg.AsteriskServer,
 ]
 
 

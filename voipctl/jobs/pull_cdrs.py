@@ -25,6 +25,7 @@ tuples: rows are tuples of ROW_KEYS until a plain hook needs dicts.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import operator
@@ -238,6 +239,7 @@ def pull_cdrs(
                             before_insert=before_insert,
                             progress=progress,
                             max_seconds=config.pull.max_call_seconds,
+                            partial=client_id is not None or service_id is not None,
                         )
                 except ProviderError as exc:
                     pull.errors.append(str(exc))
@@ -330,6 +332,7 @@ def _pull_server(
     before_insert: RowHook | None,
     progress: ProgressHook | None,
     max_seconds: int = MAX_CALL_SECONDS,
+    partial: bool = False,
 ) -> None:
     refused = _check_dedupe_key(store, adapter, pull.server, dry_run=dry_run)
     if refused is not None:
@@ -349,6 +352,13 @@ def _pull_server(
             continue
         infos = [service_info(s) for s in scope.services]
         clients = {s.id: s.client_id for s in scope.services}
+        cursor = None
+        if scope.feed and adapter.uses_cursor(scope.key):
+            adapter.resume(scope.key, writer.cursor(scope.key))
+            if not partial:
+                # A pull of some services only reads the feed without moving its
+                # position: the rows of the others are still to be read.
+                cursor = functools.partial(adapter.cursor, scope.key)
         log.info("%s: %s from %s to %s", pull.server, shown_scope(scope.key), start, until)
         try:
             if scope.feed:
@@ -359,7 +369,9 @@ def _pull_server(
             rows = _rows(
                 records, pull.server, infos[0], clients, writer.reject, adapter, max_seconds
             )
-            newest = writer.store_all(rows, scope.key, watermark, chunk_size, pull, progress)
+            newest = writer.store_all(
+                rows, scope.key, watermark, chunk_size, pull, progress, cursor=cursor
+            )
         except (ProviderAuthError, ProviderUnavailable):
             raise  # the whole server is out of reach: its other services would fail alike
         except ProviderError as exc:
@@ -589,6 +601,14 @@ class _Writer:
             index_elements=["server", "scope"],
             set_={"watermark": wm.excluded.watermark, "updated_at": wm.excluded.updated_at},
         )
+        self.upsert_cursor = wm.on_conflict_do_update(
+            index_elements=["server", "scope"],
+            set_={
+                "watermark": wm.excluded.watermark,
+                "updated_at": wm.excluded.updated_at,
+                "cursor": wm.excluded.cursor,
+            },
+        )
         self._dry_seen: set[str] = set()
         self.scope = ""
         self.rejects: list[Rejected] = []
@@ -662,6 +682,19 @@ class _Writer:
             row = session.get(PullWatermark, (self.server, scope))
             return row.watermark if row is not None else None
 
+    def cursor(self, scope: str) -> str | None:
+        with self.store.session() as session:
+            row = session.get(PullWatermark, (self.server, scope))
+            return row.cursor if row is not None else None
+
+    def _mark(self, conn: Connection, scope: str, newest: int, cursor: Callable | None) -> None:
+        now = int(datetime.now(UTC).timestamp())
+        params = {"server": self.server, "scope": scope, "watermark": newest, "updated_at": now}
+        if cursor is None:
+            conn.execute(self.upsert_watermark, params)
+        else:
+            conn.execute(self.upsert_cursor, {**params, "cursor": cursor()})
+
     def store_all(
         self,
         rows: Iterator[tuple],
@@ -670,10 +703,16 @@ class _Writer:
         chunk_size: int,
         pull: ServerPull,
         progress: ProgressHook | None,
+        cursor: Callable[[], str | None] | None = None,
     ) -> datetime | None:
-        """Store every chunk; the watermark moves with the last one. Returns the newest start."""
+        """Store every chunk; the watermark moves with the last one. Returns the newest start.
+
+        `cursor` gives the feed's read position once the records are all read; it
+        is stored with the watermark, also when the read gave no call to store.
+        """
         newest = int(watermark.timestamp()) if watermark is not None else None
         self.pull = pull
+        fetched_before = pull.fetched
         chunks = _chunks(rows, chunk_size)
         pending = next(chunks, None)
         while pending is not None:
@@ -683,14 +722,21 @@ class _Writer:
             chunk_newest = max(row[_START] for row in pending)
             newest = chunk_newest if newest is None else max(newest, chunk_newest)
             last = following is None
-            stored = self._write(pending, scope if last else None, newest)
+            stored = self._write(pending, scope if last else None, newest, cursor=cursor)
             pull.fetched += len(pending)
             pull.stored += stored
             pull.duplicates += len(pending) - stored
             if progress is not None:
                 progress(self.server, len(pending))
             pending = following
-        if self.rejects:
+        if cursor is not None and not self.dry_run and pull.fetched == fetched_before:
+            # Nothing stored, the position moved all the same (rows skipped or set
+            # aside): kept with the records set aside.
+            mark = newest if newest is not None else int(datetime.now(UTC).timestamp())
+            with self.store.engine.begin() as conn:
+                self._write_rejects(conn)
+                self._mark(conn, scope, mark, cursor)
+        elif self.rejects:
             # Only records set aside (or the last ones met after the last chunk).
             if self.dry_run:
                 self._write_rejects(None)
@@ -705,6 +751,7 @@ class _Writer:
         scope: str | None,
         newest: int,
         after: Callable[[Connection, list[tuple]], None] | None = None,
+        cursor: Callable[[], str | None] | None = None,
     ) -> int:
         if self.dry_run:
             # Nothing is stored, so nothing is rated: a dry run only counts.
@@ -736,11 +783,7 @@ class _Writer:
                     self.count_stored, {"server": self.server, "cdrs_stored_total": stored}
                 )
             if scope is not None:
-                now = int(datetime.now(UTC).timestamp())
-                conn.execute(
-                    self.upsert_watermark,
-                    {"server": self.server, "scope": scope, "watermark": newest, "updated_at": now},
-                )
+                self._mark(conn, scope, newest, cursor)
             if after is not None:
                 after(conn, rows)
         return stored

@@ -20,12 +20,14 @@ PROVIDERS: dict[str, str] = {
     "fusionpbx": "voipctl.providers.fusionpbx.adapter:FusionPBXAdapter",
     "vodia": "voipctl.providers.vodia.adapter:VodiaAdapter",
     "lesnet": "voipctl.providers.lesnet.adapter:LesnetAdapter",
+    "asterisk": "voipctl.providers.asterisk.adapter:AsteriskAdapter",
 }
 # server type -> "module:Class" of its plugin (configuration, fields, extras).
 PLUGINS: dict[str, str] = {
     "fusionpbx": "voipctl.providers.fusionpbx.plugin:FusionPBXPlugin",
     "vodia": "voipctl.providers.vodia.plugin:VodiaPlugin",
     "lesnet": "voipctl.providers.lesnet.plugin:LesnetPlugin",
+    "asterisk": "voipctl.providers.asterisk.plugin:AsteriskPlugin",
 }
 
 

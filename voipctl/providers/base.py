@@ -217,6 +217,23 @@ class ProviderAdapter(ABC):
         """One read of a shared feed for `services` (same feed_key); records carry service_id."""
         raise NotImplementedError(f"{type(self).__name__} has no shared feeds")
 
+    # Optional capability: a feed read from where the last run stopped (a growing
+    # file's byte offset). pull-cdrs gives the stored cursor of the feed before the
+    # read (`resume`), and after it stores `cursor(key)` in the transaction that
+    # stores the last calls read, so a run killed half-way reads again from the
+    # last committed position (the dedupe key drops what was stored already).
+    def uses_cursor(self, key: str) -> bool:
+        """Whether the feed (a `feed_key`) is read from a stored cursor."""
+        return False
+
+    def resume(self, key: str, cursor: str | None) -> None:
+        """Set where the next read of feed `key` starts (None: it was never read)."""
+        raise NotImplementedError(f"{self.type} keeps no read cursor")
+
+    def cursor(self, key: str) -> str | None:
+        """Where the last read of feed `key` stopped, as text to store."""
+        raise NotImplementedError(f"{self.type} keeps no read cursor")
+
     # Optional: read a set-aside record's kept text again (pull-cdrs --retry-rejected).
     def reparse(self, services: list[ServiceInfo], raw: str) -> Iterator[CallRecord | Rejected]:
         """The records in `raw` as `fetch_cdrs` would give them, without a time window."""

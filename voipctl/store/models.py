@@ -410,6 +410,8 @@ class PullWatermark(Base):
     scope: Mapped[str] = mapped_column(String(300), primary_key=True)
     watermark: Mapped[datetime] = mapped_column(UTCTime)
     updated_at: Mapped[datetime] = mapped_column(UTCTime)
+    # A file feed's read position (the adapter's text; `ProviderAdapter.cursor`).
+    cursor: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class ExternalPosting(Base):

@@ -40,7 +40,6 @@ import io
 import itertools
 import json
 import logging
-import subprocess
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -77,6 +76,7 @@ from voipctl.providers.base import (
 from voipctl.providers.http import HttpClient
 from voipctl.providers.lesnet import inspect as lesnet_inspect
 from voipctl.providers.lesnet.config import LesnetCdrFormat, LesnetServer
+from voipctl.providers.levers import run_command
 from voipctl.providers.matching import did_key
 from voipctl.providers.occurrences import Occurrences as _Occurrences
 from voipctl.providers.occurrences import OutOfOrder as _OutOfOrder
@@ -700,39 +700,7 @@ class LesnetAdapter(ProviderAdapter):
             "{did}": self._did(service),
             "{service_id}": str(service.id),
         }
-        argv = []
-        for arg in template:
-            for placeholder, value in values.items():
-                arg = arg.replace(placeholder, value)
-            argv.append(arg)
-        if not argv:
-            raise ProviderError(self.name, f"no {action}_command configured")
-        try:
-            done = subprocess.run(  # noqa: S603 - an argv list from the operator's config, no shell
-                argv,
-                capture_output=True,
-                text=True,
-                timeout=self.config.timeout_s,
-                check=False,
-            )
-        except FileNotFoundError:
-            raise ProviderError(self.name, f"{action} command not found: {argv[0]}") from None
-        except PermissionError:
-            raise ProviderError(self.name, f"{action} command not executable: {argv[0]}") from None
-        except subprocess.TimeoutExpired:
-            raise ProviderUnavailable(
-                self.name, f"{action} command {argv[0]} timed out after {self.config.timeout_s}s"
-            ) from None
-        output = (done.stdout or "").strip()
-        if done.returncode != 0:
-            detail = ((done.stderr or "").strip() or output).splitlines()
-            last = detail[-1][:200] if detail else ""
-            raise ProviderError(
-                self.name,
-                f"{action} command {argv[0]} exited {done.returncode}"
-                + (f": {last}" if last else ""),
-            )
-        return output[:500] or f"{action} command {argv[0]} exited 0"
+        return run_command(self.name, template, values, action, self.config.timeout_s)
 
     def _check_api(self) -> str:
         where = f"servers.{self.name}"
