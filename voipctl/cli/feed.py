@@ -46,6 +46,7 @@ def feed_inspect(server_name, product, fmt, source):
     column. Exits 1 when a row cannot be read, 2 when the server has no file
     feed.
 
+    \b
     Example: voipctl feed inspect --server les1 https://portal.les.net/cdr/11330_0000.txt
     """
     app = get_app()
