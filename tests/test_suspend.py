@@ -80,7 +80,7 @@ def test_suspending_what_autosuspend_cut_makes_it_an_operator_hold(cli, env):
     assert r.exit_code == 0
     assert "already suspended (by autosuspend); now held by the operator" in r.stdout
     assert env.vodia_puts() == [TRUNK_PATH]  # no second call to the PBX
-    with env.store.session() as s:
+    with env.store.transaction() as s:
         from tests.billing_data import topup
 
         topup(s, 42, "50.00", "t2")

@@ -140,7 +140,7 @@ def rates_override(
     Example: voipctl rates override Standard 1212 0.015 --increment 1/1
     """
     app = get_app()
-    with app.store().session() as session:
+    with app.store().transaction() as session:
         prod = get_product(session, product)
         if remove:
             removed_id = deck.remove_override(session, prod, prefix, direction)
@@ -203,7 +203,7 @@ def rates_list(product, prefix, at, fmt):
     Example: voipctl rates list Standard --prefix 1519 --format csv
     """
     app = get_app()
-    with app.store().session() as session:
+    with app.store().transaction() as session:
         prod = get_product(session, product)
         rows = list(quote.rates_in_force(session, prod, _at(at), prefix=prefix))
     render(rows, _RATE_COLUMNS, fmt)
@@ -219,7 +219,7 @@ def rates_versions(product, fmt):
     Example: voipctl rates versions Standard
     """
     app = get_app()
-    with app.store().session() as session:
+    with app.store().transaction() as session:
         prod = get_product(session, product)
         rows = quote.version_rows(session, prod, datetime.now(UTC))
     render(
@@ -256,7 +256,7 @@ def rates_quote(product, number, seconds, direction, at, fmt):
     Example: voipctl rates quote Standard +15195550100 61 --format json
     """
     app = get_app()
-    with app.store().session() as session:
+    with app.store().transaction() as session:
         prod = get_product(session, product)
         doc = quote.quote(session, prod, number, seconds, direction=direction, at=_at(at))
     if fmt == "json":

@@ -131,7 +131,7 @@ def status(fmt, notify):
             say(f"voipctl: status: {error}", err=True)
             failed = True
     else:
-        with store.session() as session:
+        with store.transaction() as session:
             result = status_lib.gather(session, config)
     if fmt == "json":
         click.echo(to_json(result.as_dict()))

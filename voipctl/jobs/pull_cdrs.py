@@ -283,12 +283,12 @@ def _services(
     if client_id is not None:
         query = query.where(Service.client_id == client_id)
     if service_id is not None:
-        with store.session() as session:
+        with store.transaction() as session:
             found = session.get(Service, service_id)
         if found is None:
             raise NotFound(f"no service {service_id}")
         query = query.where(Service.id == service_id)
-    with store.session() as session:
+    with store.transaction() as session:
         rows = list(session.scalars(query))
     grouped: dict[str, list[Service]] = defaultdict(list)
     for row in rows:
@@ -384,7 +384,7 @@ def _check_dedupe_key(
     wanted = adapter.dedupe_key
     if wanted is None:
         return None
-    with store.session() as session:
+    with store.transaction() as session:
         scopes = session.scalars(
             select(PullWatermark.scope).where(
                 PullWatermark.server == server, PullWatermark.scope.startswith(DEDUPE_SCOPE)
@@ -658,7 +658,7 @@ class _Writer:
         )
 
     def watermark(self, scope: str) -> datetime | None:
-        with self.store.session() as session:
+        with self.store.transaction() as session:
             row = session.get(PullWatermark, (self.server, scope))
             return row.watermark if row is not None else None
 
@@ -855,7 +855,7 @@ def retry_rejected(
     query = select(RejectedRecord).where(RejectedRecord.resolved_at.is_(None))
     if server is not None:
         query = query.where(RejectedRecord.server == server)
-    with store.session() as session:
+    with store.transaction() as session:
         pending = list(session.scalars(query.order_by(RejectedRecord.id)))
     if not pending:
         return report

@@ -15,7 +15,7 @@ from voipctl.store.models import Client
 
 def client_zone(store: Store, client_id: int) -> ZoneInfo:
     """The client's time zone, for --from/--to days; NotFound for an unknown client."""
-    with store.session() as session:
+    with store.transaction() as session:
         client = session.get(Client, client_id)
         if client is None:
             raise NotFound(f"no client {client_id}")

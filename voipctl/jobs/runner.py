@@ -50,7 +50,7 @@ def job_run(store: Store, job: str, *, dry_run: bool = False) -> Iterator[RunSta
     lock = nullcontext() if dry_run else job_lock(store, job)
     with lock:
         if not dry_run:
-            with store.session() as session:
+            with store.transaction() as session:
                 row = JobRun(
                     job=job,
                     started_at=datetime.now(UTC),
@@ -70,7 +70,7 @@ def job_run(store: Store, job: str, *, dry_run: bool = False) -> Iterator[RunSta
                 summary = dict(state.summary)
                 if state.failures:
                     summary["failures"] = state.failures[:50]
-                with store.session() as session:
+                with store.transaction() as session:
                     session.execute(
                         update(JobRun)
                         .where(JobRun.id == state.run_id)
