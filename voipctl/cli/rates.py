@@ -25,8 +25,10 @@ from voipctl.cli.options import (
     parse_day_or_time,
 )
 from voipctl.cli.output import render, render_one, say, to_json
-from voipctl.errors import VoipctlError
+from voipctl.cli.runner import run_job
 from voipctl.jobs import rate as rate_job
+from voipctl.jobs.report import JobReport
+from voipctl.jobs.runner import RunState
 from voipctl.rating import deck, quote
 
 UTC_ZONE = ZoneInfo("UTC")
@@ -302,24 +304,36 @@ def rate(client_id, rerate, from_, to, dry_run, fmt):
         if window[0] >= window[1]:
             raise click.UsageError("--from must be before --to")
     counter = _ProgressLine() if sys.stderr.isatty() and app.verbosity >= 0 else None
-    try:
-        report = rate_job.run(
-            store, client_id=client_id, rerate=window, dry_run=dry_run, progress=counter
+
+    def work(_state: RunState | None) -> JobReport:
+        # The rate job records its run under the lock the runner holds.
+        try:
+            report = rate_job.run(
+                store,
+                client_id=client_id,
+                rerate=window,
+                dry_run=dry_run,
+                progress=counter,
+                locked=True,
+            )
+        finally:
+            if counter is not None:
+                counter.close()
+        failures = []
+        if report.failures:
+            entered = ", ".join(f"{n} entered {s}" for s, n in sorted(report.entered.items()))
+            failures.append(
+                f"rate: {entered}; see `voipctl cdrs CLIENT --status no_rate` (or invalid_number)"
+            )
+        return JobReport(
+            job="rate",
+            summary=report.line(),
+            failures=failures,
+            data=report.as_dict(),
+            dry_run=dry_run,
         )
-    finally:
-        if counter is not None:
-            counter.close()
-    if fmt == "json":
-        click.echo(to_json(report.as_dict()))
-    elif dry_run:
-        say(report.line())
-    else:
-        app.summary(report.line())
-    if report.failures:
-        entered = ", ".join(f"{n} entered {s}" for s, n in sorted(report.entered.items()))
-        raise VoipctlError(
-            f"rate: {entered}; see `voipctl cdrs CLIENT --status no_rate` (or invalid_number)"
-        )
+
+    return run_job("rate", work, dry_run=dry_run, record=False, json=fmt == "json")
 
 
 COMMANDS = [rates, rate]

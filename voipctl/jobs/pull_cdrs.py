@@ -175,6 +175,7 @@ def pull_cdrs(
     progress: ProgressHook | None = None,
     adapter_factory: Callable[[str, Any], ProviderAdapter] = adapter_for,
     rate: bool = False,
+    locked: bool = False,
 ) -> PullReport:
     """Pull new CDRs of the selected active services; see the module docstring.
 
@@ -184,7 +185,8 @@ def pull_cdrs(
 
     Raises LockHeld when another run holds the job's lock, ConfigError for an
     unknown --server, NotFound for an unknown --service. Provider failures do
-    not raise: they are in the report (and make its exit_code 1).
+    not raise: they are in the report (and make its exit_code 1). `locked`: the
+    caller holds the job's lock already (the CLI's job runner).
     """
     if server is not None:
         config.server(server)  # ConfigError naming the known servers
@@ -206,11 +208,12 @@ def pull_cdrs(
                 before_insert=rater,
                 progress=progress,
                 adapter_factory=adapter_factory,
+                locked=locked,
             )
         finally:
             rater.close()
     report = PullReport(dry_run=dry_run)
-    with job_run(store, JOB, dry_run=dry_run) as run:
+    with job_run(store, JOB, dry_run=dry_run, lock=not locked) as run:
         by_server = _services(store, server, client_id, service_id)
         for name in sorted(by_server):
             services = by_server[name]

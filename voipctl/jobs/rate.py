@@ -29,13 +29,15 @@ def run(
     rerate: tuple[datetime, datetime] | None = None,
     dry_run: bool = False,
     progress: Callable[[int], None] | None = None,
+    locked: bool = False,
 ) -> RateReport:
     """Hold the `rate` lock (exit 75 when another run has it) and rate, or re-rate.
 
     The run is recorded in job_runs with the report as its summary; calls that
-    entered no_rate or invalid_number make it a run with failures.
+    entered no_rate or invalid_number make it a run with failures. `locked`: the
+    caller holds the lock already (the CLI's job runner).
     """
-    with job_run(store, "rate", dry_run=dry_run) as state:
+    with job_run(store, "rate", dry_run=dry_run, lock=not locked) as state:
         report = rate_cdrs(
             store, client_id=client_id, rerate=rerate, dry_run=dry_run, progress=progress
         )
