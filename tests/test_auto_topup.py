@@ -200,7 +200,7 @@ def test_an_unknown_outcome_is_retried_under_the_same_reference_only(
     unknown = cli("auto-topup", config=config)
     assert unknown.exit_code == 1
     assert unknown.stderr.strip() == (
-        f"voipctl: auto-topup: client 42: top-up auto-topup-42-1 of 25.00: outcome unknown: "
+        f"voipctl: error: client 42: top-up auto-topup-42-1 of 25.00: outcome unknown: "
         f"{detail}; the next run tries it again under the same reference"
     )
     assert attempts(store) == [("auto-topup-42-1", "unknown", detail)]

@@ -96,7 +96,7 @@ def test_a_declined_card_cancels_the_invoice_and_waits(store, cli, config, whmcs
     # No [email] operator in this configuration: the operator is told on stderr (exit 1).
     assert result.exit_code == 1
     assert result.stderr.strip() == (
-        f"voipctl: auto-topup: client 42: auto top-up declined: {detail} "
+        f"voipctl: error: client 42: auto top-up declined: {detail} "
         "([email] operator is not set, so no email)"
     )
     assert attempts(store) == [("auto-topup-42-1", "declined", detail)]

@@ -190,7 +190,7 @@ def test_a_failing_provider_changes_nothing_and_is_retried_next_run(cli, env_vod
     env.sim.fail("/rest/domain/", times=2, status=503)
     r = cli("autosuspend", config=env.config)
     assert r.exit_code == 1
-    assert f"voipctl: autosuspend: service {service_id} of client 42 on vodia1" in r.stderr
+    assert f"voipctl: error: service {service_id} of client 42 on vodia1" in r.stderr
     assert "suspend FAILED" in r.stderr and "Traceback" not in r.stderr
     assert not env.service(service_id).suspended
     assert env.events() == [(service_id, "suspend", "autosuspend", False)]
@@ -361,7 +361,7 @@ def test_fusion_refused_rescan_ends_in_a_state_the_next_run_repairs(cli, env_ful
     r = cli("autosuspend", "-v", config=env.config)
     assert r.exit_code == 1
     assert r.stderr == (
-        f"voipctl: autosuspend: service {service_id} of client 42 on fusion1: unsuspend FAILED: "
+        f"voipctl: error: service {service_id} of client 42 on fusion1: unsuspend FAILED: "
         f"fusion1: gateway client42 ({gateway}): v_gateways.enabled set true, but after "
         "`-ERR cannot find config for profile external` FreeSWITCH runs no such gateway; "
         "recorded as before, the next run acts again\n"

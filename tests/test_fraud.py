@@ -443,7 +443,7 @@ def test_a_refused_hupall_fails_the_run_and_the_hold_stands(cli, env_full):
     r = cli("autosuspend", config=env.config)
     assert r.exit_code == 1
     assert (
-        f"voipctl: autosuspend: service {service_id} of client 42 on fusion1: calls in "
+        f"voipctl: error: service {service_id} of client 42 on fusion1: calls in "
         "progress NOT hung up: fusion1: event socket 127.0.0.1:"
     ) in r.stderr
     assert "`hupall MANAGER_REQUEST sip_gateway_name" in r.stderr and "Traceback" not in r.stderr

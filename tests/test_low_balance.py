@@ -118,7 +118,7 @@ def test_an_smtp_outage_delays_the_alert_but_never_loses_or_repeats_it(
     sink.stop()
     r = cli("low-balance", config=config)
     assert r.exit_code == 1
-    assert "low-balance: email 1 (low_balance_alert) to client42@example.com" in r.stderr
+    assert "voipctl: error: email 1 (low_balance_alert) to client42@example.com" in r.stderr
     assert "will retry next run" in r.stderr and "Traceback" not in r.stderr
     assert _latched(store)  # decided: the email waits in the outbox
     check_invariants(store, smtp=sink, allow_unsent=True)

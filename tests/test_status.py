@@ -480,9 +480,7 @@ def test_a_notice_that_smtp_refused_is_sent_by_the_next_run_once(cli, tmp_path):
     result = cli("status", "--notify", "-q", config=config)
     assert result.exit_code == 1
     assert result.stdout == ""
-    assert result.stderr.startswith(
-        "voipctl: status: email 1 (status_problem) to noc@example.com: "
-    )
+    assert result.stderr.startswith("voipctl: error: email 1 (status_problem) to noc@example.com: ")
     assert result.stderr.endswith("; will retry next run\n")
     with sink:
         for _ in range(2):

@@ -95,7 +95,7 @@ def test_a_failing_pbx_is_reported_and_nothing_is_recorded_as_done(cli, env):
     env.sim.fail("/rest/domain/", times=1, status=503)
     r = cli("suspend", "--service", sid, config=env.config)
     assert r.exit_code == 1
-    assert f"voipctl: suspend: service {sid} of client 42 on vodia1: suspend FAILED" in r.stderr
+    assert f"voipctl: error: service {sid} of client 42 on vodia1: suspend FAILED" in r.stderr
     assert not env.service(sid).suspended
     assert env.events() == [(sid, "suspend", "operator", False)]
 

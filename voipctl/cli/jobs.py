@@ -33,7 +33,6 @@ def _report(job: str, state: RunState, figures: str, details: list[str]) -> JobR
         details=details,
         data=dict(state.summary),
         dry_run=state.dry_run,
-        label=job,
     )
 
 
@@ -218,7 +217,6 @@ def _manual(action: str, service_id, client_id, reason, dry_run) -> int:
             details=list(lines),
             data=dict(state.summary),
             dry_run=dry_run,
-            label=action,
         )
 
     return run_job(action, work, dry_run=dry_run)

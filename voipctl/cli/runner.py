@@ -67,4 +67,4 @@ def show(report: JobReport, *, json: bool = False) -> None:
     for line in report.notes:
         say(line, err=True)
     for failure in report.failures:
-        say(f"voipctl: {report.label}: {failure}", err=True)
+        say(f"voipctl: error: {failure}", err=True)

@@ -146,9 +146,7 @@ def status(fmt, notify):
         elif not notify:
             for problem in result.problems:
                 say(problem.line)
-        return JobReport(
-            job="status", failures=failures, problems=len(result.problems), label="status"
-        )
+        return JobReport(job="status", failures=failures, problems=len(result.problems))
 
     # It reads and takes no lock: no record of its own in job_runs.
     return run_job("status", work, record=False, lock=False)

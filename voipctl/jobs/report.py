@@ -37,7 +37,6 @@ class JobReport:
     problems: int = 0
     dry_run: bool = False
     always: bool = False
-    label: str = "error"  # the word after `voipctl:` on a failure line
 
     @property
     def exit_code(self) -> int:
