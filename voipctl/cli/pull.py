@@ -90,6 +90,8 @@ def pull_cdrs_command(server_name, client_id, service_id, since, until, retry_re
         raise click.UsageError("--since must be before --until")
     config = app.config
     store = app.store()
+    if server_name is not None:
+        config.server(server_name)  # an unknown --server is a usage error, before the lock
     # Progress on a terminal only, and never with -q (docs/install.md, "Quiet and progress").
     progress = ServerProgress() if sys.stderr.isatty() and app.verbosity >= 0 else None
 
