@@ -117,7 +117,7 @@ def add_calls(
 ) -> None:
     """Rated calls of one service with the given costs, inserted through Core in chunks."""
     rows = [call_row(service, cost, status=status, prefix=prefix) for cost in costs]
-    with store.session() as session:
+    with store.transaction() as session:
         for chunk in range(0, len(rows), 5000):
             session.execute(insert(Cdr), rows[chunk : chunk + 5000])
 

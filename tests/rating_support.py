@@ -39,7 +39,7 @@ def make_product(session, name: str = "R", **settings) -> Product:
 
 def setup_account(store, *, product: str = "R", client_id: int = 42, timezone="UTC", **settings):
     """A product, a client and one service; returns (product_id, service_id)."""
-    with store.session() as session:
+    with store.transaction() as session:
         prod = session.scalar(select(Product).where(Product.name == product))
         if prod is None:
             prod = make_product(session, product, **settings)
@@ -69,14 +69,14 @@ def add_cdrs(store, service_id: int, client_id: int, calls) -> list[int]:
                 "pulled_at": NOW,
             }
         )
-    with store.session() as session:
+    with store.transaction() as session:
         result = session.execute(insert(Cdr).returning(Cdr.id), rows)
         ids = [r[0] for r in result]
     return sorted(ids)
 
 
 def cdrs(store, ids=None) -> list[Cdr]:
-    with store.session() as session:
+    with store.transaction() as session:
         query = select(Cdr).order_by(Cdr.start, Cdr.id)
         if ids is not None:
             query = query.where(Cdr.id.in_(ids))

@@ -86,13 +86,13 @@ class SuspendEnv:
             )
         self.config = tmp_path / "voipctl.toml"
         self.config.write_text(text)
-        with store.session() as s:
+        with store.transaction() as s:
             self.product_id = add_product(s).id
 
     # -- data ---------------------------------------------------------------------
 
     def client(self, client_id: int, *, credit: str = "0", owing: str = "0", **fields) -> None:
-        with self.store.session() as s:
+        with self.store.transaction() as s:
             add_client(s, client_id, **fields)
             if Decimal(credit):
                 topup(s, client_id, credit, f"topup-{client_id}-initial")
@@ -100,13 +100,13 @@ class SuspendEnv:
                 add_invoice(s, client_id, owing, f"INV-{client_id}")
 
     def set_client(self, client_id: int, **fields) -> None:
-        with self.store.session() as s:
+        with self.store.transaction() as s:
             client = s.get(Client, client_id)
             for key, value in fields.items():
                 setattr(client, key, value)
 
     def vodia_service(self, client_id: int) -> int:
-        with self.store.session() as s:
+        with self.store.transaction() as s:
             return add_service(
                 s,
                 client_id,
@@ -121,7 +121,7 @@ class SuspendEnv:
     def fusion_service(self, client_id: int) -> tuple[int, str]:
         assert self.fusion is not None
         gateway = self.fusion.add_gateway(FUSION_TENANT, f"client{client_id}")
-        with self.store.session() as s:
+        with self.store.transaction() as s:
             service = add_service(
                 s,
                 client_id,
@@ -165,7 +165,7 @@ class SuspendEnv:
         ]
 
     def lesnet_service(self, client_id: int) -> int:
-        with self.store.session() as s:
+        with self.store.transaction() as s:
             return add_service(
                 s,
                 client_id,
@@ -181,7 +181,7 @@ class SuspendEnv:
     def mark_suspended(self, service_id: int, by: str) -> None:
         """A service suspended earlier (with the provider-confirmed audit row it would have)."""
         now = datetime.now(UTC)
-        with self.store.session() as s:
+        with self.store.transaction() as s:
             service = s.get(Service, service_id)
             service.suspended = True
             service.suspended_by = by
@@ -209,11 +209,11 @@ class SuspendEnv:
         return self.sim.vodia_state.get(f"{VODIA_TENANT}/trunk/{VODIA_TRUNK}", {})
 
     def service(self, service_id: int) -> Service:
-        with self.store.session() as s:
+        with self.store.transaction() as s:
             return s.get(Service, service_id)
 
     def events(self, service_id: int | None = None) -> list[tuple]:
-        with self.store.session() as s:
+        with self.store.transaction() as s:
             query = select(
                 SuspensionEvent.service_id,
                 SuspensionEvent.action,

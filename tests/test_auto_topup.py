@@ -124,7 +124,7 @@ def test_the_day_of_the_cap_is_the_clients_own(store, cli, config, program):
     zone = ZoneInfo("Pacific/Kiritimati")  # UTC+14: often a day ahead of UTC
     add_topup_client(store, timezone=zone.key)
     assert cli("auto-topup", config=config).exit_code == 0
-    with store.session() as s:
+    with store.transaction() as s:
         day = s.scalar(select(TopupAttempt.day))
     assert day == datetime.now(UTC).astimezone(zone).date().isoformat()
 
@@ -146,7 +146,7 @@ def test_an_aged_authorisation_is_not_charged_and_renewal_is_asked_once(
         )
     ]
     # 365 days old is still valid.
-    with store.session() as s:
+    with store.transaction() as s:
         s.get(Client, 42).cc_auth_date = date.today() - timedelta(days=365)
     assert cli("auto-topup", config=config).exit_code == 0
     assert [c[1] for c in program.calls] == ["auto-topup-42-1"]
@@ -200,7 +200,7 @@ def test_an_unknown_outcome_is_retried_under_the_same_reference_only(
     unknown = cli("auto-topup", config=config)
     assert unknown.exit_code == 1
     assert unknown.stderr.strip() == (
-        f"voipctl: auto-topup: client 42: top-up auto-topup-42-1 of 25.00: outcome unknown: "
+        f"voipctl: error: client 42: top-up auto-topup-42-1 of 25.00: outcome unknown: "
         f"{detail}; the next run tries it again under the same reference"
     )
     assert attempts(store) == [("auto-topup-42-1", "unknown", detail)]
@@ -276,7 +276,7 @@ def test_statement_client_show_and_explain_name_the_top_up(store, cli, config, p
     text = cli("client", "show", "42")
     assert "  - reference=auto-topup-42-1, status=paid, amount=25.00, day=" in text.stdout
     # The call started before the top-up: explain's ledger chain lists it after the call.
-    with store.session() as s:
+    with store.transaction() as s:
         cdr_id = s.scalar(select(Cdr.id))
     doc = json.loads(cli("explain", str(cdr_id), "--format", "json").stdout)
     assert [(e["kind"], e["amount"], e["reference"]) for e in doc["billing"]["auto_topups"]] == [

@@ -33,7 +33,7 @@ def config(tmp_path, whmcs):
 
 @pytest.fixture
 def client42(store, whmcs):
-    with store.session() as s:
+    with store.transaction() as s:
         add_client(
             s,
             42,
@@ -96,7 +96,7 @@ def test_a_declined_card_cancels_the_invoice_and_waits(store, cli, config, whmcs
     # No [email] operator in this configuration: the operator is told on stderr (exit 1).
     assert result.exit_code == 1
     assert result.stderr.strip() == (
-        f"voipctl: auto-topup: client 42: auto top-up declined: {detail} "
+        f"voipctl: error: client 42: auto top-up declined: {detail} "
         "([email] operator is not set, so no email)"
     )
     assert attempts(store) == [("auto-topup-42-1", "declined", detail)]
@@ -164,7 +164,7 @@ def test_killed_between_the_capture_and_the_credit_charges_and_credits_once(
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    with store.session() as s:
+    with store.transaction() as s:
         row = s.scalar(select(TopupAttempt))
         assert (row.status, row.step) == ("pending", "capture")
     assert _topup_credits(whmcs) == []
@@ -214,13 +214,13 @@ def test_whmcs_sync_reads_the_top_up_fields_when_mapped(store, tmp_path, whmcs, 
             {"id": 23, "value": "2026-01-31"},
         ],
     }
-    with store.session() as s:
+    with store.transaction() as s:
         cols = client_columns(s, backend, details)
     assert cols["auto_topup_amount"] == Decimal("25.00")
     assert cols["cc_auth_on_file"] is True
     assert cols["cc_auth_date"] == date(2026, 1, 31)
     details["customfields"][2]["value"] = "31/01/2026"
-    with store.session() as s, pytest.raises(Exception) as err:
+    with store.transaction() as s, pytest.raises(Exception) as err:
         client_columns(s, backend, details)
     assert str(err.value) == (
         "client 42: custom field \"id:23\": '31/01/2026' is not a date (YYYY-MM-DD)"

@@ -18,7 +18,7 @@ from voipctl.store.models import Cdr, JobRun, LedgerEntry
 
 def _setup(store, rng, *, clients=(42, 43), calls=30):
     costs = {}
-    with store.session() as s:
+    with store.transaction() as s:
         metered = add_product(s, "Metered")
         flat = add_product(s, "Flat", metered=False)
         services = {}
@@ -34,7 +34,7 @@ def _setup(store, rng, *, clients=(42, 43), calls=30):
 
 
 def _charges(store):
-    with store.session() as s:
+    with store.transaction() as s:
         return s.execute(
             select(LedgerEntry.client_id, LedgerEntry.amount, LedgerEntry.cdr_count).where(
                 LedgerEntry.kind == "charge"
@@ -55,7 +55,7 @@ def test_one_charge_per_service_equal_to_the_costs_to_the_last_digit(store, cli)
     charges = {cid: (amount, n) for cid, amount, n in _charges(store)}
     for cid in (42, 43):
         assert charges[cid] == (-sum(costs[cid]), 30)
-    with store.session() as s:
+    with store.transaction() as s:
         assert ledger.balance(s, 42) == -sum(costs[42])
         assert ledger.unbilled_cost(s, 42) == Decimal("3.00")  # the unmetered service's calls
         unbilled = s.scalar(
@@ -89,7 +89,7 @@ def test_reference_is_made_from_the_calls_so_a_replay_finds_the_same_one(store):
     planned = autobill.plan_service(store, services[42].id, 42)
     billed = autobill.bill_service(store, autobill_backend(), services[42].id, 42)
     assert [c.reference for c in planned] == [c.reference for c in billed]
-    with store.session() as s:
+    with store.transaction() as s:
         refs = list(s.scalars(select(LedgerEntry.reference)))
     assert refs == [planned[0].reference]
     assert refs[0].startswith(f"autobill:s{services[42].id}:")
@@ -109,7 +109,7 @@ def test_dry_run_prints_the_charges_and_writes_nothing(store, cli):
     assert f"would charge client 42 service 1: {sum(costs[42])} for 30 calls" in r.stdout
     assert "autobill (dry run): 2 charges, 60 calls" in r.stdout
     assert _charges(store) == []
-    with store.session() as s:
+    with store.transaction() as s:
         assert s.scalar(select(func.count()).where(Cdr.billed_entry_id.is_not(None))) == 0
         assert s.scalar(select(func.count()).select_from(JobRun)) == 0
 
@@ -169,7 +169,7 @@ def test_many_services_with_interleaved_calls_are_billed_once(
     r = cli("autobill", "-v")
     assert r.exit_code == 0, r.output
     assert f"autobill: {len(planned)} charges, 240 calls" in r.stdout
-    with store.session() as s:
+    with store.transaction() as s:
         refs = list(s.scalars(select(LedgerEntry.reference).order_by(LedgerEntry.id)))
         for cid in clients:
             assert ledger.balance(s, cid) == -sum(costs[cid])
@@ -202,12 +202,12 @@ def test_a_failing_charge_leaves_its_service_for_the_next_run_and_bills_the_othe
     # A ledger row already holding the reference 43's charge will get, with another
     # amount: the ledger refuses it, and only that service is left unbilled.
     ref = autobill.plan_service(store, services[43].id, 43)[0].reference
-    with store.session() as s:
+    with store.transaction() as s:
         ledger.post(s, client_id=43, kind="adjustment", amount=Decimal(1), reference=ref)
     r = cli("autobill")
     assert r.exit_code == 1
     assert f"service {services[43].id} of client 43" in r.stderr
-    with store.session() as s:
+    with store.transaction() as s:
         assert ledger.balance(s, 42) == -sum(costs[42])
         assert ledger.unbilled_cost(s, 42) == Decimal("3.00")  # the unmetered calls
         assert ledger.unbilled_cost(s, 43) == sum(costs[43])

@@ -26,7 +26,7 @@ from voipctl.store.models import Cdr, LedgerEntry
 
 
 def _billing_state(store) -> tuple[int, int, Decimal, Decimal]:
-    with store.session() as s:
+    with store.transaction() as s:
         total = s.scalar(select(func.count()).select_from(Cdr))
         billed = s.scalar(select(func.count()).where(Cdr.billed_entry_id.is_not(None)))
         charged = s.scalar(
@@ -39,7 +39,7 @@ def _billing_state(store) -> tuple[int, int, Decimal, Decimal]:
 
 
 def _setup(store, rng: random.Random, services: int, calls: int) -> list:
-    with store.session() as s:
+    with store.transaction() as s:
         product = add_product(s)
         made = []
         for cid in range(1, services + 1):

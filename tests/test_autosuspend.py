@@ -168,13 +168,13 @@ def test_zero_balance_email_once_per_suspension_across_services(cli, env_full):
     assert len(env.sink.messages) == 1  # the same suspension: no second email
 
     # Top-up: both restored, no email; a new fall is a new suspension and a new email.
-    with env.store.session() as s:
+    with env.store.transaction() as s:
         from tests.billing_data import topup
 
         topup(s, 42, "10.00", "t2")
     assert cli("autosuspend", config=env.config).exit_code == 0
     assert not env.service(vodia).suspended and not env.service(fusion).suspended
-    with env.store.session() as s:
+    with env.store.transaction() as s:
         topup(s, 42, "-10.00", "t3")
     assert cli("autosuspend", config=env.config).exit_code == 0
     assert env.subjects() == [("client42@example.com", ZERO_SUBJECT)] * 2
@@ -190,7 +190,7 @@ def test_a_failing_provider_changes_nothing_and_is_retried_next_run(cli, env_vod
     env.sim.fail("/rest/domain/", times=2, status=503)
     r = cli("autosuspend", config=env.config)
     assert r.exit_code == 1
-    assert f"voipctl: autosuspend: service {service_id} of client 42 on vodia1" in r.stderr
+    assert f"voipctl: error: service {service_id} of client 42 on vodia1" in r.stderr
     assert "suspend FAILED" in r.stderr and "Traceback" not in r.stderr
     assert not env.service(service_id).suspended
     assert env.events() == [(service_id, "suspend", "autosuspend", False)]
@@ -222,7 +222,7 @@ def test_lesnet_manual_lever_records_and_tells_the_operator_once(cli, env_vodia)
     assert len(env.sink.messages) == 2
 
     # Restored after a top-up: recorded active, and the operator is told to enable the peer.
-    with env.store.session() as s:
+    with env.store.transaction() as s:
         from tests.billing_data import topup
 
         topup(s, 42, "5.00", "t2")
@@ -300,7 +300,7 @@ def _fusion_client(env: SuspendEnv, credit: str = "0") -> tuple[int, str]:
 
 
 def _spend(env: SuspendEnv, amount: str, ref: str) -> None:
-    with env.store.session() as s:
+    with env.store.transaction() as s:
         from tests.billing_data import topup
 
         topup(s, 42, amount, ref)
@@ -361,7 +361,7 @@ def test_fusion_refused_rescan_ends_in_a_state_the_next_run_repairs(cli, env_ful
     r = cli("autosuspend", "-v", config=env.config)
     assert r.exit_code == 1
     assert r.stderr == (
-        f"voipctl: autosuspend: service {service_id} of client 42 on fusion1: unsuspend FAILED: "
+        f"voipctl: error: service {service_id} of client 42 on fusion1: unsuspend FAILED: "
         f"fusion1: gateway client42 ({gateway}): v_gateways.enabled set true, but after "
         "`-ERR cannot find config for profile external` FreeSWITCH runs no such gateway; "
         "recorded as before, the next run acts again\n"
@@ -452,7 +452,7 @@ def test_state_lost_in_a_restore_is_corrected(cli, env_full):
     assert env.lever_commands() == [f"api sofia profile external killgw {gateway}"]
 
     # Recorded active while the PBX has it cut and the client is in credit: reported.
-    with env.store.session() as s:
+    with env.store.transaction() as s:
         from voipctl.store.models import Service
 
         row = s.get(Service, service_id)

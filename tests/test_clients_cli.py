@@ -98,7 +98,7 @@ def test_credit_add_twice_with_one_reference_is_taken_once(vc, client42, store):
     assert "reference T1 was already recorded for client 42" in second.stdout
     assert "nothing written" in second.stdout
     assert as_json(vc("balance", "42", "--format", "json"))["credit"] == "10.0000"
-    with store.session() as session:
+    with store.transaction() as session:
         assert session.scalar(select(func.count(LedgerEntry.id))) == 1
 
 
@@ -218,7 +218,7 @@ def test_invoice_add_is_idempotent_by_number(vc, client42, store):
     refused = vc("invoice", "add", "42", "4.00", "--number", "1001")
     assert refused.exit_code == 1
     assert "nothing was written" in refused.stderr
-    with store.session() as session:
+    with store.transaction() as session:
         assert session.scalar(select(func.count(Invoice.id))) == 1
         assert session.scalar(select(Invoice.amount)) == Decimal("3.50")
 
@@ -353,7 +353,7 @@ def test_client_list_filters(vc, client42, store):
     ok(vc("credit", "add", "43", "5.01"))
     ok(vc("invoice", "add", "44", "1.00"))
     ok(add_fusion_service(vc))
-    with store.session() as session:
+    with store.transaction() as session:
         session.execute(update(Service).values(suspended=True, suspended_at=datetime.now(UTC)))
 
     def ids(*flags):
@@ -574,7 +574,7 @@ def test_a_service_on_a_deck_in_another_currency_is_refused(vc, client42, store)
         "voipctl: error: client 42 pays in CAD but product 'US Deck' is priced in USD: "
         "use a product whose deck is in CAD"
     )
-    with store.session() as session:
+    with store.transaction() as session:
         assert session.scalar(select(func.count()).select_from(Service)) == 0
 
 
@@ -592,7 +592,7 @@ def test_moving_a_service_to_a_deck_in_another_currency_is_refused(vc, client42,
 
 def test_a_product_without_a_currency_takes_the_configurations(vc, client42, store):
     # products.currency is NULL for products made before it existed: [billing] currency (CAD).
-    with store.session() as session:
+    with store.transaction() as session:
         session.execute(update(Product).values(currency=None))
     ok(add_fusion_service(vc))
 

@@ -540,7 +540,7 @@ def test_a_held_lock_exits_75_with_one_line(cli, store, argv, lock):
 
 def _contents(store) -> dict[str, list]:
     """Every row of every table: a dry run may neither add rows nor change one."""
-    with store.session() as session:
+    with store.transaction() as session:
         return {
             table.name: sorted(map(tuple, session.execute(select(table))), key=repr)
             for table in models.Base.metadata.sorted_tables
@@ -1010,7 +1010,7 @@ def test_manual_suspend_acts_through_the_provider_and_twice_is_a_no_op(world, si
     assert sim.vodia_state["rucken.sim.example/trunk/106"] == {"dis": "true"}
     again = world("suspend", "--service", "1")
     assert again.exit_code == 0 and "already suspended" in again.stdout, again.output
-    with store.session() as session:
+    with store.transaction() as session:
         events = session.execute(select(models.SuspensionEvent)).scalars().all()
     assert [(e.service_id, e.action, e.reason) for e in events] == [(1, "suspend", "fraud check")]
     # An operator's hold beats the decision table: autosuspend leaves it.

@@ -282,7 +282,7 @@ def test_services_sharing_a_lever_are_a_failing_line(store):
 
     config = SimpleNamespace(servers={"fusion1": SimpleNamespace(suspend="gateway")})
     gateway = "9d1f0b6a-3c5e-4d2b-8a61-0f7e2b1c4d55"
-    with store.session() as s:
+    with store.transaction() as s:
         add_client(s, 42)
         product = add_product(s).id
         ids = [
@@ -308,7 +308,7 @@ def _service_in(store, client_currency: str, product: str, product_currency: str
     from voipctl import catalog  # noqa: PLC0415
     from voipctl.store.models import Product  # noqa: PLC0415
 
-    with store.session() as session:
+    with store.transaction() as session:
         if session.get(catalog.Client, 42) is None:
             catalog.add_client(
                 session,

@@ -263,7 +263,7 @@ class World:
     def provider_suspended(self) -> dict[int, bool]:
         store = open_store(self.db_url)
         try:
-            with store.session() as session:
+            with store.transaction() as session:
                 services = session.scalars(select(Service).where(Service.server == "sim_vodia"))
                 rows = [(s.id, s.tenant, s.trunk_id) for s in services]
         finally:

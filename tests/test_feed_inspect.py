@@ -123,12 +123,12 @@ def test_the_proposed_block_pulls_and_rates_the_file(cli, store, tmp_path, layou
     assert pulled.exit_code == 0, pulled.output
     rated = cli("rate", config=full)
     assert rated.exit_code == 0, rated.output
-    with store.session() as session:
+    with store.transaction() as session:
         got = session.execute(
             select(Cdr.direction, Cdr.number, Cdr.billsec, Cdr.status, Cdr.cost).order_by(Cdr.start)
         ).all()
     assert [tuple(r) for r in got] == CALLS
-    with store.session() as session:
+    with store.transaction() as session:
         first = session.scalar(select(Cdr.start).order_by(Cdr.start))
     # 09:15:02 in Toronto (EST) on 2026-11-20 is 14:15:02 UTC.
     assert first == datetime(2026, 11, 20, 14, 15, 2, tzinfo=UTC)

@@ -69,7 +69,7 @@ def call(
     """One stored, rated call of client 42's service that started `ago` before now."""
     start = datetime.now(UTC) - ago
     i = next(_n)
-    with env.store.session() as s:
+    with env.store.transaction() as s:
         s.execute(
             insert(Cdr),
             [
@@ -196,7 +196,7 @@ def test_a_hold_survives_a_top_up_and_autosuspend_runs_until_the_operator_releas
     assert env.service(service_id).suspended_by == "fraud guard"
 
     # A top-up: the decision table alone would restore the service; the hold stays.
-    with env.store.session() as s:
+    with env.store.transaction() as s:
         from tests.billing_data import topup
 
         topup(s, 42, "100.00", "fraud-topup")
@@ -357,7 +357,7 @@ def test_fraud_set_refuses_bad_input_with_one_line(cli, env):
     )
     r = cli("fraud", "set", "--client", "7", "max_spend_per_day=5", config=env.config)
     assert (r.exit_code, r.stderr) == (2, "voipctl: error: no client 7\n")
-    with env.store.session() as s:
+    with env.store.transaction() as s:
         assert s.get(Client, 42).fraud is None
 
 
@@ -389,7 +389,7 @@ def test_report_table_and_explain_name_the_limits(cli, env):
 
     call(env, service_id, "6.00")
     assert cli("autosuspend", config=env.config).exit_code == 0
-    with env.store.session() as s:
+    with env.store.transaction() as s:
         from sqlalchemy import select
 
         cdr_id = s.scalar(select(Cdr.id).where(Cdr.cost == Decimal("6.00")))
@@ -443,7 +443,7 @@ def test_a_refused_hupall_fails_the_run_and_the_hold_stands(cli, env_full):
     r = cli("autosuspend", config=env.config)
     assert r.exit_code == 1
     assert (
-        f"voipctl: autosuspend: service {service_id} of client 42 on fusion1: calls in "
+        f"voipctl: error: service {service_id} of client 42 on fusion1: calls in "
         "progress NOT hung up: fusion1: event socket 127.0.0.1:"
     ) in r.stderr
     assert "`hupall MANAGER_REQUEST sip_gateway_name" in r.stderr and "Traceback" not in r.stderr
@@ -518,7 +518,7 @@ def test_the_spend_sums_read_the_client_start_index_alone(store):
 
     event.listen(store.engine, "before_cursor_execute", capture)
     try:
-        with store.session() as s:
+        with store.transaction() as s:
             fraud._window_sums(s, [1, 2], datetime.now(UTC), ("53",))
     finally:
         event.remove(store.engine, "before_cursor_execute", capture)

@@ -101,12 +101,12 @@ def test_check_pull_suspend_unsuspend(cli, store, config_file, service_id, pbx, 
     window = ("--since", T0.isoformat(), "--until", (T0 + timedelta(hours=1)).isoformat())
     first = cli("-vv", "pull-cdrs", "--server", "fusion1", *window, config=config_file)
     assert first.exit_code == 0, first.output
-    with store.session() as session:
+    with store.transaction() as session:
         rows = session.execute(select(Cdr.direction, func.count()).group_by(Cdr.direction)).all()
     assert dict(rows) == {"outbound": 5, "inbound": 1}
     again = cli("pull-cdrs", "--server", "fusion1", *window, config=config_file)
     assert again.exit_code == 0, again.output
-    with store.session() as session:
+    with store.transaction() as session:
         assert session.scalar(select(func.count()).select_from(Cdr)) == 6
 
     suspended = cli("-vv", "suspend", "--service", service_id, "--reason", "t", config=config_file)
@@ -196,5 +196,5 @@ def test_a_stalled_fusionpbx_database_fails_that_server_alone(
     if stall == "lock":
         after = cli("pull-cdrs", *window, config=config_file)
         assert after.exit_code == 0, after.output
-    with store.session() as session:
+    with store.transaction() as session:
         assert session.scalar(select(func.count()).select_from(Cdr)) == 6  # fusion1's calls

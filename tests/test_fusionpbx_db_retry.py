@@ -47,7 +47,7 @@ def test_a_set_aside_database_row_is_read_again_from_its_kept_text(
     assert first.stderr.startswith(
         f"pull-cdrs: fusion1: set aside service:1 {bad}: v_xml_cdr {bad}"
     )
-    with store.session() as session:
+    with store.transaction() as session:
         assert list(session.scalars(select(Cdr.provider_id))) == [good]
 
     # Before a fix: read again from the kept text, it still fails, with the same reason.
@@ -70,7 +70,7 @@ def test_a_set_aside_database_row_is_read_again_from_its_kept_text(
     assert fixed.stdout == (
         "pull-cdrs: retried 1 set-aside records: 1 resolved (1 calls stored), 0 still set aside\n"
     )
-    with store.session() as session:
+    with store.transaction() as session:
         stored = session.execute(
             select(Cdr.provider_id, Cdr.billsec, Cdr.start, Cdr.direction).order_by(Cdr.start)
         ).all()

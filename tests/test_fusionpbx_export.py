@@ -465,7 +465,7 @@ timeout_s = 5
         window = ("--since", SINCE.isoformat(), "--until", UNTIL.isoformat())
         pulled = cli("pull-cdrs", "--server", "fusion1", *window, config=config)
         assert pulled.exit_code == 0, pulled.output
-        with store.session() as session:
+        with store.transaction() as session:
             stored = session.execute(
                 select(Cdr.provider_id, Cdr.direction, Cdr.number).order_by(Cdr.start)
             ).all()

@@ -105,21 +105,21 @@ def test_any_deck_imports_whole_or_not_at_all(store, tmp_path, header, rows):
 
     path = tmp_path / "deck.csv"
     path.write_text(_deck_csv(header, rows), encoding="utf-8")
-    with store.session() as session:
+    with store.transaction() as session:
         if session.scalar(select(Product).where(Product.name == "fuzz")) is None:
             session.add(Product(name="fuzz", created_at=datetime.now(UTC)))
-    with store.session() as session:
+    with store.transaction() as session:
         before = _counts(session)
     try:
         result = import_deck_file(store, "fuzz", path)
     except (DataError, UsageError) as exc:
         assert str(path) in str(exc) or "deck" in str(exc).lower(), str(exc)
-        with store.session() as session:
+        with store.transaction() as session:
             assert _counts(session) == before, "a refused deck left rows behind"
         return
     except VoipctlError as exc:  # any other of ours is still a clear error, but say which
         raise AssertionError(f"unexpected {type(exc).__name__}: {exc}") from None
-    with store.session() as session:
+    with store.transaction() as session:
         versions, rates = _counts(session)
     assert versions == before[0] + 1
     assert rates - before[1] == sum(result.rows.values())
@@ -132,12 +132,12 @@ def test_any_bytes_as_a_deck_are_refused_cleanly(store, tmp_path, data):
 
     path = tmp_path / "deck.csv"
     path.write_bytes(b"prefix,rate\n" + data)
-    with store.session() as session:
+    with store.transaction() as session:
         if session.scalar(select(Product).where(Product.name == "fuzz")) is None:
             session.add(Product(name="fuzz", created_at=datetime.now(UTC)))
         before = _counts(session)
     try:
         import_deck_file(store, "fuzz", path)
     except (DataError, UsageError):
-        with store.session() as session:
+        with store.transaction() as session:
             assert _counts(session) == before

@@ -28,7 +28,7 @@ RAW_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069
 
 @pytest.fixture
 def hostile(store):
-    with store.session() as s:
+    with store.transaction() as s:
         client = add_client(s, 42)
         s.execute(
             update(Client)

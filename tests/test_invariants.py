@@ -31,7 +31,7 @@ def _now():
 @pytest.fixture
 def world(store):
     """Two clients: client 1 billed for three calls and alerted; client 2 suspended."""
-    with store.session() as s:
+    with store.transaction() as s:
         s.add(Product(id=1, name="std", created_at=_now()))
         for cid in (1, 2):
             s.add(
@@ -144,12 +144,12 @@ def test_a_consistent_database_passes_and_is_counted(world):
 
 
 def test_the_same_call_under_two_provider_ids_is_found(world):
-    with world.session() as s:
+    with world.transaction() as s:
         s.add(_cdr(0, COSTS[0], provider_id="call-0-again"))
     assert "the same call stored 2 times" in broken(world)
     check_invariants(world, allow_identical_calls=True)  # a LES.NET feed may really repeat
     check_invariants(world, allow_identical_calls=1)  # the feed holds one such pair
-    with world.session() as s:
+    with world.transaction() as s:
         s.add(_cdr(0, COSTS[0], provider_id="call-0-thrice"))
     assert "2 rows repeat another call's content" in broken(world, allow_identical_calls=1)
 
@@ -174,7 +174,7 @@ def test_the_same_provider_id_twice_is_found(world):
 
 
 def test_a_charge_that_differs_from_the_costs_by_one_unit_is_found(world):
-    with world.session() as s:
+    with world.transaction() as s:
         s.execute(
             update(LedgerEntry)
             .where(LedgerEntry.kind == "charge")
@@ -186,7 +186,7 @@ def test_a_charge_that_differs_from_the_costs_by_one_unit_is_found(world):
 
 
 def test_a_billed_cdr_without_its_charge_is_found(world):
-    with world.session() as s:
+    with world.transaction() as s:
         s.add(_cdr(7, Decimal("0.10"), billed_entry_id=424242))
     message = broken(world)
     assert "is billed by ledger entry 424242, which is missing" in message
@@ -195,7 +195,7 @@ def test_a_billed_cdr_without_its_charge_is_found(world):
 
 def test_a_cdr_billed_by_two_charges_is_found(world):
     # The second charge took the CDR over: the first now bills fewer CDRs than it says.
-    with world.session() as s:
+    with world.transaction() as s:
         second = LedgerEntry(
             client_id=1,
             kind="charge",
@@ -213,13 +213,13 @@ def test_a_cdr_billed_by_two_charges_is_found(world):
 
 
 def test_a_billed_cdr_with_no_cost_is_found(world):
-    with world.session() as s:
+    with world.transaction() as s:
         s.execute(update(Cdr).where(Cdr.provider_id == "call-1").values(cost=None))
     assert "1 billed CDR(s) have no rated cost" in broken(world)
 
 
 def test_an_email_never_sent_is_found_unless_allowed(world):
-    with world.session() as s:
+    with world.transaction() as s:
         s.add(
             OutboxEmail(
                 client_id=2,
@@ -263,7 +263,7 @@ def test_the_wrong_email_received_is_found_even_when_the_count_matches(world):
 
 
 def test_a_suspension_without_a_confirmed_audit_row_is_found(world):
-    with world.session() as s:
+    with world.transaction() as s:
         s.execute(update(Service).where(Service.id == 1).values(suspended=True))
         # A failed attempt is not a confirmation.
         s.add(
@@ -281,7 +281,7 @@ def test_a_suspension_without_a_confirmed_audit_row_is_found(world):
 
 
 def test_an_unrecorded_confirmed_suspension_is_found(world):
-    with world.session() as s:
+    with world.transaction() as s:
         s.execute(update(Service).where(Service.id == 2).values(suspended=False))
     assert "service 2 is recorded active but its last confirmed action is a suspend" in broken(
         world
@@ -289,7 +289,7 @@ def test_an_unrecorded_confirmed_suspension_is_found(world):
 
 
 def test_a_later_confirmed_unsuspend_clears_the_suspension(world):
-    with world.session() as s:
+    with world.transaction() as s:
         s.add(
             SuspensionEvent(
                 service_id=2,
@@ -305,7 +305,7 @@ def test_a_later_confirmed_unsuspend_clears_the_suspension(world):
 
 
 def test_manual_action_required_is_the_one_exception(world):
-    with world.session() as s:
+    with world.transaction() as s:
         s.execute(
             update(Service)
             .where(Service.id == 1)
@@ -320,7 +320,7 @@ def test_the_provider_disagreeing_with_the_database_is_found(world):
 
 
 def test_every_violation_is_listed_not_only_the_first(world):
-    with world.session() as s:
+    with world.transaction() as s:
         s.execute(update(Service).where(Service.id == 2).values(suspended=False))
         s.execute(update(LedgerEntry).values(amount=Decimal("-1")))
     with pytest.raises(InvariantViolation) as caught:

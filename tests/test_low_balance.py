@@ -33,7 +33,7 @@ def config(tmp_path, sink):
 
 @pytest.fixture
 def client42(store):
-    with store.session() as s:
+    with store.transaction() as s:
         add_client(s, 42, first_name="Grace", low_balance_threshold=Decimal("5.00"))
         product = add_product(s)
         service = add_service(s, 42, product.id)
@@ -42,7 +42,7 @@ def client42(store):
 
 
 def _latched(store, client_id=42) -> bool:
-    with store.session() as s:
+    with store.transaction() as s:
         return s.get(Client, client_id).low_balance_alerted
 
 
@@ -68,7 +68,7 @@ def test_alert_once_per_crossing_rearmed_by_a_top_up(store, cli, config, sink, c
     assert sink.received == 1
 
     # A top-up above the threshold re-arms; a new fall alerts again.
-    with store.session() as s:
+    with store.transaction() as s:
         topup(s, 42, "20.00", "t2")
     r = cli("low-balance", "-v", config=config)
     assert "0 alerts, 1 re-armed" in r.stdout
@@ -77,7 +77,7 @@ def test_alert_once_per_crossing_rearmed_by_a_top_up(store, cli, config, sink, c
     assert cli("low-balance", config=config).exit_code == 0
     assert sink.received == 2
     assert "fallen to 3.50 CAD" in sink.messages[1].get_payload(decode=True).decode()
-    with store.session() as s:
+    with store.transaction() as s:
         rows = s.execute(select(OutboxEmail.dedupe_key, OutboxEmail.credit)).all()
     assert rows == [
         ("low_balance_alert:42:1", Decimal("3.50")),
@@ -87,7 +87,7 @@ def test_alert_once_per_crossing_rearmed_by_a_top_up(store, cli, config, sink, c
 
 
 def test_at_the_threshold_exactly_alerts_and_above_it_does_not(store, cli, config, sink):
-    with store.session() as s:
+    with store.transaction() as s:
         add_client(s, 1, low_balance_threshold=Decimal("5.00"))
         add_client(s, 2, low_balance_threshold=Decimal("5.00"))
         topup(s, 1, "5.00", "a")
@@ -97,14 +97,14 @@ def test_at_the_threshold_exactly_alerts_and_above_it_does_not(store, cli, confi
 
 
 def test_an_empty_threshold_never_alerts_and_clears_the_latch(store, cli, config, sink):
-    with store.session() as s:
+    with store.transaction() as s:
         add_client(s, 7, low_balance_threshold=None, low_balance_alerted=True)
         topup(s, 7, "-50.00", "debt")
     r = cli("low-balance", "-v", config=config)
     assert r.exit_code == 0
     assert sink.received == 0 and not _latched(store, 7)
     # A threshold set later alerts the client already below it, once.
-    with store.session() as s:
+    with store.transaction() as s:
         s.get(Client, 7).low_balance_threshold = Decimal("1.00")
     cli("low-balance", config=config)
     cli("low-balance", config=config)
@@ -118,7 +118,7 @@ def test_an_smtp_outage_delays_the_alert_but_never_loses_or_repeats_it(
     sink.stop()
     r = cli("low-balance", config=config)
     assert r.exit_code == 1
-    assert "low-balance: email 1 (low_balance_alert) to client42@example.com" in r.stderr
+    assert "voipctl: error: email 1 (low_balance_alert) to client42@example.com" in r.stderr
     assert "will retry next run" in r.stderr and "Traceback" not in r.stderr
     assert _latched(store)  # decided: the email waits in the outbox
     check_invariants(store, smtp=sink, allow_unsent=True)
@@ -131,7 +131,7 @@ def test_an_smtp_outage_delays_the_alert_but_never_loses_or_repeats_it(
     assert "1 emails sent" in r.stdout
     cli("low-balance", config=config)
     assert sink.received == 1
-    with store.session() as s:
+    with store.transaction() as s:
         row = s.scalar(select(OutboxEmail))
         assert row.attempts == 3 and row.sent_at is not None
     check_invariants(store, smtp=sink)
@@ -143,7 +143,7 @@ def test_dry_run_says_who_would_be_alerted_and_writes_nothing(store, cli, config
     assert r.exit_code == 0
     assert "would: client 42: low balance alert (credit 1.00 <= threshold 5.00)" in r.stdout
     assert sink.received == 0 and not _latched(store)
-    with store.session() as s:
+    with store.transaction() as s:
         assert s.scalar(select(OutboxEmail)) is None
 
 
@@ -162,5 +162,5 @@ def test_a_broken_template_sets_no_latch_and_queues_nothing(store, cli, tmp_path
     assert "low_balance_alert.txt: 'client_nickname' is undefined" in r.stderr
     assert "Traceback" not in r.stderr
     assert not _latched(store)
-    with store.session() as s:
+    with store.transaction() as s:
         assert s.scalar(select(OutboxEmail)) is None

@@ -35,7 +35,7 @@ def _vars(session) -> dict:
 
 
 def test_default_templates_greet_by_first_name_and_state_the_amounts(store):
-    with store.session() as s:
+    with store.transaction() as s:
         variables = _vars(s)
     alert = Templates().render(LOW_BALANCE_ALERT, variables)
     assert alert.subject == "Low balance alert: your VoIP credit is 1.2345 CAD"
@@ -51,7 +51,7 @@ def test_a_templates_dir_file_overrides_only_that_file(tmp_path, store):
         "Hi {{ client_first_name }}: {{ client_credit }}"
     )
     (tmp_path / "low_balance_alert.html").write_text("<p>{{ client_name }}</p>")
-    with store.session() as s:
+    with store.transaction() as s:
         variables = _vars(s)
         variables["client_name"] = "<b>Grace</b>"
     rendered = Templates(tmp_path).render(LOW_BALANCE_ALERT, variables)
@@ -73,7 +73,7 @@ def test_a_templates_dir_file_overrides_only_that_file(tmp_path, store):
 )
 def test_a_template_reaching_for_python_internals_is_refused(tmp_path, store, source):
     (tmp_path / "low_balance_alert.txt").write_text(f"Dear x,\n{source}\n")
-    with store.session() as s:
+    with store.transaction() as s:
         variables = _vars(s)
     with pytest.raises(TemplateError, match="refused") as err:
         Templates(tmp_path).render(LOW_BALANCE_ALERT, variables)
@@ -83,7 +83,7 @@ def test_a_template_reaching_for_python_internals_is_refused(tmp_path, store, so
 
 def test_an_undefined_variable_is_an_error_naming_it(tmp_path, store):
     (tmp_path / "voip_zero_balance.txt").write_text("Hello {{ client_nickname }}")
-    with store.session() as s:
+    with store.transaction() as s:
         variables = _vars(s)
     with pytest.raises(TemplateError, match="'client_nickname' is undefined"):
         Templates(tmp_path).render(VOIP_ZERO_BALANCE, variables)
@@ -163,7 +163,7 @@ def test_template_show_refuses_an_unsafe_override(cli, tmp_path):
 
 
 def _queue(store, key: str, recipient: str = "a@example.com") -> bool:
-    with store.session() as s:
+    with store.transaction() as s:
         return outbox.queue(
             s,
             template="low_balance_alert",
@@ -178,7 +178,7 @@ def _queue(store, key: str, recipient: str = "a@example.com") -> bool:
 def test_a_decision_is_queued_once(store):
     assert _queue(store, "k1") is True
     assert _queue(store, "k1") is False
-    with store.session() as s:
+    with store.transaction() as s:
         assert len(s.scalars(select(OutboxEmail)).all()) == 1
 
 
@@ -190,7 +190,7 @@ def test_delivery_marks_sent_only_after_acceptance_and_an_outage_loses_nothing(s
         down = outbox.deliver_pending(store, config)
         assert (down.sent, down.failed) == (0, 1)
         assert "cannot connect" in down.errors[0] and "will retry next run" in down.errors[0]
-        with store.session() as s:
+        with store.transaction() as s:
             row = s.scalar(select(OutboxEmail))
             assert row.sent_at is None and row.attempts == 1 and "cannot connect" in row.last_error
         sink.start()

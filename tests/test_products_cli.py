@@ -104,7 +104,7 @@ def test_every_option_is_stored(cli, store):
     assert doc["decimals"] == 5 and doc["max_internal_digits"] == 5
     assert doc["exclude"] == "911,1800xxxxxxx,*xx" and doc["suppress"] == "*97"
     assert doc["area_code"] == "519"
-    with store.session() as session:
+    with store.transaction() as session:
         product = session.scalar(select(Product).where(Product.name == "Full"))
         assert (product.increment_a, product.increment_b) == (6, 6)
         assert str(product.markup_percent) == "12.5000"

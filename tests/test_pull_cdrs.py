@@ -48,7 +48,7 @@ def add_services(store, sim: Simulator, servers=("sim_vodia", "sim_lesnet", "sim
     """One client per simulated tenant or peer, its service created before the calls."""
     created = sim.start_at - timedelta(days=1)
     ids = {}
-    with store.session() as session:
+    with store.transaction() as session:
         product = Product(name="Metered", created_at=created)
         session.add(product)
         session.flush()
@@ -89,7 +89,7 @@ def count(store, server: str | None = None) -> int:
     query = select(func.count()).select_from(Cdr)
     if server:
         query = query.where(Cdr.server == server)
-    with store.session() as session:
+    with store.transaction() as session:
         return session.scalar(query)
 
 
@@ -128,7 +128,7 @@ def test_pull_twice_the_second_run_stores_nothing_new(cli, store, sim, config_fi
     assert f"sim_vodia: stored 0, {vodia} duplicates" in second.stdout
     assert f"sim_lesnet: stored 0, {lesnet} duplicates" in second.stdout
 
-    with store.session() as session:
+    with store.transaction() as session:
         marks = {(w.server, w.scope): w.watermark for w in session.scalars(select(PullWatermark))}
         runs = session.scalars(select(JobRun).where(JobRun.job == "pull-cdrs")).all()
     newest_lesnet = max(c.start for _, c in sim.lesnet_calls["11330_0000"])
@@ -141,7 +141,7 @@ def test_pull_twice_the_second_run_stores_nothing_new(cli, store, sim, config_fi
 def test_rows_carry_the_call_and_its_service(cli, store, sim, config_file):
     ids = add_services(store, sim, servers=("sim_vodia",))
     assert cli("pull-cdrs", config=config_file).exit_code == 0
-    with store.session() as session:
+    with store.transaction() as session:
         rows = session.scalars(select(Cdr).order_by(Cdr.start)).all()
     assert {r.service_id for r in rows} == set(ids["sim_vodia"])
     assert all(r.status is None for r in rows)
@@ -187,7 +187,7 @@ def test_a_refused_password_fails_that_server_only_and_never_shows_a_secret(
     assert count(store, "sim_lesnet") == lesnet_rows(sim, DAYS)
     for secret in (WRONG_PASSWORD, sim.config.vodia_password, sim.config.fusion_api_key):
         assert secret not in result.output
-    with store.session() as session:
+    with store.transaction() as session:
         run = session.scalars(select(JobRun)).one()
     assert run.status == "failed" and "sim_vodia" in run.summary["failures"][0]
 
@@ -209,7 +209,7 @@ def test_dry_run_writes_nothing_and_says_what_it_would_store(cli, store, sim, co
     assert result.exit_code == 0, result.stderr
     assert f"sim_lesnet: would store {lesnet_rows(sim, DAYS)}, 0 duplicates" in result.stdout
     assert count(store) == 0
-    with store.session() as session:
+    with store.transaction() as session:
         assert session.scalar(select(func.count()).select_from(JobRun)) == 0
         assert session.scalar(select(func.count()).select_from(PullWatermark)) == 0
 
@@ -293,7 +293,7 @@ def test_the_watermark_moves_only_with_the_last_chunk(store, sim, config_file):
     # The first chunk was stored; the second waited as look-ahead (is it the last?)
     # while the third was read, and the feed broke: the next run reads them again.
     assert count(store) == 5
-    with store.session() as session:
+    with store.transaction() as session:
         assert session.scalar(select(func.count()).select_from(PullWatermark)) == 0
 
     seen_chunks = []
@@ -314,7 +314,7 @@ def test_the_watermark_moves_only_with_the_last_chunk(store, sim, config_file):
     assert report.exit_code == 0
     assert report.servers[0].stored == 20 and report.servers[0].duplicates == 5
     assert seen_chunks == [5, 5, 5, 5, 5]
-    with store.session() as session:
+    with store.transaction() as session:
         (mark,) = session.scalars(select(PullWatermark)).all()
         statuses = set(session.scalars(select(Cdr.status)))
     assert mark.watermark == calls[-1].start
@@ -323,7 +323,7 @@ def test_the_watermark_moves_only_with_the_last_chunk(store, sim, config_file):
 
 def test_a_service_without_a_cdr_link_fails_alone(cli, store, sim, config_file):
     ids = add_services(store, sim, servers=("sim_lesnet",))
-    with store.session() as session:
+    with store.transaction() as session:
         broken = session.get(Service, ids["sim_lesnet"][0])
         broken.cdr_link = None
     result = cli("pull-cdrs", config=config_file)
@@ -333,7 +333,7 @@ def test_a_service_without_a_cdr_link_fails_alone(cli, store, sim, config_file):
         f"(voipctl service set {broken.id} --cdr-link URL)"
     ) in result.stderr
     # The other peer on the link was pulled.
-    with store.session() as session:
+    with store.transaction() as session:
         stored = set(session.scalars(select(Cdr.service_id)))
     assert stored == {ids["sim_lesnet"][1]}
 
@@ -353,7 +353,7 @@ def test_a_new_service_starts_when_it_was_added_and_since_reaches_back(
     cli, store, sim, config_file
 ):
     ids = add_services(store, sim, servers=("sim_lesnet",))
-    with store.session() as session:
+    with store.transaction() as session:
         for service_id in ids["sim_lesnet"]:
             session.get(Service, service_id).created_at = sim.end  # added after every call
     first = cli("-v", "pull-cdrs", config=config_file)

@@ -106,7 +106,7 @@ class _Feed(ProviderAdapter):
 
 def _setup(store, tmp_path):
     deck = write(tmp_path, "deck.csv", DECK)
-    with store.session() as session:
+    with store.transaction() as session:
         for n, (name, settings) in enumerate(PRODUCTS.items(), start=1):
             product = add_product(session, name, **settings)
             client = add_client(session, 100 + n)
@@ -239,7 +239,7 @@ def test_a_dry_run_rates_nothing_and_stores_nothing(store, tmp_path):
 def test_a_number_seen_before_rates_as_a_fresh_one(store, tmp_path):
     _setup(store, tmp_path)
     start = int(T0.timestamp())
-    with store.sessions() as session:
+    with store.session_factory() as session:
         rater = Rater(session)
         product = rater.product(1)  # Mixed: patterns, markup, inbound billed
 
@@ -299,7 +299,7 @@ def test_the_international_and_plain_digit_shortcuts_give_what_classify_gives(st
         "1234567",
         "911",
     ]
-    with store.sessions() as session:
+    with store.session_factory() as session:
         rater = Rater(session)
         product = rater.product(3)  # NoInbound: no patterns, so the shortcut applies
         assert not product.patterns

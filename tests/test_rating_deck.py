@@ -12,7 +12,7 @@ from voipctl.store.models import DeckVersion, Rate
 
 @pytest.fixture
 def product(store):
-    with store.session() as session:
+    with store.transaction() as session:
         make_product(session, "R")
         make_product(session, "M", markup_percent=25)
         make_product(session, "B", bill_inbound=True)
@@ -20,12 +20,12 @@ def product(store):
 
 
 def _rates(store):
-    with store.session() as session:
+    with store.transaction() as session:
         return session.scalar(select(func.count()).select_from(Rate))
 
 
 def _versions(store):
-    with store.session() as session:
+    with store.transaction() as session:
         return list(session.scalars(select(DeckVersion).order_by(DeckVersion.id)))
 
 
@@ -112,7 +112,7 @@ def test_override_beats_the_deck_without_markup(cli, product, tmp_path):
 
 
 def test_override_without_increment_uses_the_products(cli, store, tmp_path):
-    with store.session() as session:
+    with store.transaction() as session:
         make_product(session, "P", increment_a=30, increment_b=6)
     cli("rates", "override", "P", "1", "0.06")
     doc = quote(cli, "P", "+15195550100", "31")

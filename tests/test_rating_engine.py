@@ -117,7 +117,7 @@ def test_every_status_of_rating_md_first_match_wins(cli, store, tmp_path):
     assert json.loads(fixed.stdout)["counts"]["rated"] == 1
     french = next(r for r in cdrs(store) if r.number == "+33123456789")
     assert (french.status, french.cost) == ("rated", Decimal("0.0600"))
-    with store.session() as session:
+    with store.transaction() as session:
         runs = session.scalars(select(JobRun).where(JobRun.job == "rate").order_by(JobRun.id))
         assert [r.status for r in runs] == ["failed", "ok", "ok"]
 
@@ -188,7 +188,7 @@ def test_override_markup_and_inbound_examples_through_the_job(cli, store, tmp_pa
 
 def _autobill(store, client_id, ids, reference):
     """What autobill does: one charge for many CDRs, and each CDR marked billed."""
-    with store.session() as session:
+    with store.transaction() as session:
         total = sum(r.cost for r in session.scalars(select(Cdr).where(Cdr.id.in_(ids))))
         entry = ledger.post(
             session,
@@ -203,12 +203,12 @@ def _autobill(store, client_id, ids, reference):
 
 
 def _balance(store, client_id=42):
-    with store.session() as session:
+    with store.transaction() as session:
         return ledger.balance(session, client_id)
 
 
 def _entries(store):
-    with store.session() as session:
+    with store.transaction() as session:
         return session.scalar(select(func.count()).select_from(LedgerEntry))
 
 
@@ -223,7 +223,7 @@ def test_rerate_moves_the_balance_by_exactly_the_difference_once(cli, store, tmp
         [("+15195550100", 61, when), ("+12125550100", 61, when), ("+12125550100", 60, when)],
     )
     assert cli("rate").exit_code == 0
-    with store.session() as session:
+    with store.transaction() as session:
         ledger.post(session, client_id=42, kind="topup", amount=Decimal(10), reference="top:1")
     first_charge = _autobill(store, 42, ids, "autobill:42:1")
     (unbilled,) = add_cdrs(store, sid, 42, [("+12125550100", 30, when)])
@@ -251,7 +251,7 @@ def test_rerate_moves_the_balance_by_exactly_the_difference_once(cli, store, tmp
     assert rows[ids[0]].billed_entry_id == first_charge
     assert rows[ids[1]].cost == Decimal("0.0330") and rows[ids[1]].rerate_count == 1
     assert rows[unbilled].cost == Decimal("0.0300") and rows[unbilled].billed_entry_id is None
-    with store.session() as session:
+    with store.transaction() as session:
         refs = {
             e.reference: (e.kind, e.amount, e.reverses_id)
             for e in session.scalars(
@@ -290,7 +290,7 @@ def test_rerate_moves_the_balance_by_exactly_the_difference_once(cli, store, tmp
     assert _balance(store) == Decimal("9.9260") - Decimal("0.0165") + Decimal("0.0055") + Decimal(
         "0.0050"
     )
-    with store.session() as session:
+    with store.transaction() as session:
         second = session.scalar(
             select(LedgerEntry).where(LedgerEntry.reference == f"rerate:{ids[1]}:2:reversal")
         )
@@ -350,7 +350,7 @@ def test_a_held_lock_exits_75(cli, store, tmp_path):
 def test_rater_rates_rows_in_one_pass_for_pull_cdrs(store, tmp_path):
     _, sid = setup_account(store, free_minutes=1)
     load_deck(store, tmp_path)
-    with store.session() as session:
+    with store.transaction() as session:
         rater = Rater(session)
         first = rater.rate_row(sid, "outbound", "+12125550100", 61, t("2026-01-10 12:00:00"))
         second = rater.rate_row(sid, "outbound", "+12125550100", 30, t("2026-01-11 12:00:00"))
@@ -379,7 +379,7 @@ def test_explain_trace_tells_the_whole_story(cli, store, tmp_path):
         [("+1 (519) 555-0100", 61, when), ("+33123456789", 30, when), ("911", 0, when)],
     )
     cli("rate")
-    with store.session() as session:
+    with store.transaction() as session:
         story = trace(session, rated)
         none = trace(session, missing)
         skipped = trace(session, excluded)
@@ -403,7 +403,7 @@ def test_explain_trace_tells_the_whole_story(cli, store, tmp_path):
     assert "is in the outbound deck" in none["match"]["reason"]
     assert skipped["status"] == "excluded"
     assert skipped["patterns"]["exclude"]["matched"] == "911"
-    with pytest.raises(NotFound, match="no CDR 999999"), store.session() as session:
+    with pytest.raises(NotFound, match="no CDR 999999"), store.transaction() as session:
         trace(session, 999999)
 
 
@@ -523,7 +523,7 @@ def test_a_billed_call_set_back_to_unrated_is_not_charged_twice(cli, store, tmp_
     ids = add_cdrs(store, sid, 42, [("+15195550100", 61, t("2026-01-10 12:00:00"))])
     assert cli("rate").exit_code == 0
     _autobill(store, 42, ids, "autobill:42:1")
-    with store.session() as session:
+    with store.transaction() as session:
         session.execute(update(Cdr).values(status=None))  # an operator forcing a re-rate
     entries = _entries(store)
     assert cli("rate").exit_code == 0

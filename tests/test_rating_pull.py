@@ -25,7 +25,7 @@ DECK = (
 
 
 def _ratings(store):
-    with store.session() as session:
+    with store.transaction() as session:
         columns = [getattr(Cdr, name) for name in RATING_COLUMNS]
         return {row[0]: tuple(row[1:]) for row in session.execute(select(Cdr.id, *columns))}
 
@@ -48,7 +48,7 @@ def test_one_pass_rating_equals_the_rate_job(store, sim, config_file, tmp_path):
     assert sum(r[11] or 0 for r in one_pass.values() if r[0] == "rated") > 0
 
     # The same calls rated again by `voipctl rate` from scratch.
-    with store.session() as session:
+    with store.transaction() as session:
         session.execute(update(Cdr).values(**dict.fromkeys(RATING_COLUMNS), rated_at=None))
     rate_cdrs(store)
     two_pass = _ratings(store)

@@ -28,7 +28,7 @@ HINT = "(voipctl pull-cdrs --retry-rejected after a fix)"
 
 
 def rejected(store) -> list[tuple]:
-    with store.session() as session:
+    with store.transaction() as session:
         return [
             (r.server, r.scope, r.locator, r.resolved_at is None)
             for r in session.scalars(select(RejectedRecord).order_by(RejectedRecord.id))
@@ -36,7 +36,7 @@ def rejected(store) -> list[tuple]:
 
 
 def stored_ids(store) -> list[str]:
-    with store.session() as session:
+    with store.transaction() as session:
         return list(session.scalars(select(Cdr.provider_id).order_by(Cdr.provider_id)))
 
 
@@ -113,7 +113,7 @@ def test_a_broken_export_line_is_set_aside_once_then_retried(cli, store, tmp_pat
             "6513270e-269e-4d37-b2a7-4de452e6b438",
             "90c192cf-d3ac-44af-8f21-ddb66cad4a26",
         ]
-        with store.session() as session:
+        with store.transaction() as session:
             billsec = session.scalar(
                 select(Cdr.billsec).where(Cdr.provider_id == "6513270e-269e-4d37-b2a7-4de452e6b438")
             )

@@ -102,7 +102,7 @@ def test_a_job_whose_last_success_is_too_old_is_stale_and_a_failed_run_does_not_
 ):
     config = _config(tmp_path, ONLY_AUTOBILL)
     now = datetime.now(UTC)
-    with store.session() as s:
+    with store.transaction() as s:
         s.add(JobRun(job="autobill", started_at=OLD, finished_at=OLD, status="ok", summary={}))
         s.add(JobRun(job="autobill", started_at=now, finished_at=now, status="failed"))
     result = cli("status", "-q", config=config)
@@ -153,12 +153,12 @@ def test_the_table_and_json_show_the_last_run_and_what_it_did(cli, tmp_path):
 
 def test_a_server_without_a_successful_pull_is_stale_with_its_last_error(cli, tmp_path, store):
     config = _config(tmp_path, NO_JOBS)
-    with store.session() as s:
+    with store.transaction() as s:
         _service(s, "fusion1", "fusionpbx")
     result = cli("status", "-q", config=config)
     assert result.exit_code == 1
     assert result.stdout == "server fusion1: no successful pull in 15m (last success: never)\n"
-    with store.session() as s:
+    with store.transaction() as s:
         s.add(
             ServerPullState(
                 server="fusion1",
@@ -175,7 +175,7 @@ def test_a_server_without_a_successful_pull_is_stale_with_its_last_error(cli, tm
         "last error: fusion1: cannot connect\\x0aHTTP/1.1 502)\n"
     )
     # A server with no active service is not pulled, so it cannot be stale.
-    with store.session() as s:
+    with store.transaction() as s:
         s.execute(update(Service).values(active=False))
     assert cli("status", "-q", config=config).exit_code == 0
 
@@ -183,7 +183,7 @@ def test_a_server_without_a_successful_pull_is_stale_with_its_last_error(cli, tm
 def test_lesnet_has_a_day_and_an_interval_can_be_set_per_server(cli, tmp_path, store):
     config = _config(tmp_path, NO_JOBS)
     two_hours_ago = datetime.now(UTC) - timedelta(hours=2)
-    with store.session() as s:
+    with store.transaction() as s:
         _service(s, "les", "lesnet")
         s.add(ServerPullState(server="les", last_success_at=two_hours_ago, cdrs_stored_total=0))
     assert cli("status", "-q", config=config).exit_code == 0
@@ -219,7 +219,7 @@ def test_a_silent_server_clears_when_pull_cdrs_reads_it_and_the_counter_only_gro
         == 0
     )
     assert cli("status", "-q", config=config).exit_code == 0
-    with store.session() as s:
+    with store.transaction() as s:
         stored = s.scalar(
             select(ServerPullState.cdrs_stored_total).where(ServerPullState.server == "sim_vodia")
         )
@@ -250,7 +250,7 @@ def test_a_silent_server_clears_when_pull_cdrs_reads_it_and_the_counter_only_gro
 def test_calls_left_unrated_too_long_are_stale_and_clear_when_rate_runs(cli, tmp_path, store):
     config = _config(tmp_path, NO_JOBS)
     pulled = datetime.now(UTC) - timedelta(hours=2)
-    with store.session() as s:
+    with store.transaction() as s:
         service = _service(s, "fusion1", "fusionpbx")
         s.add(
             ServerPullState(
@@ -302,7 +302,7 @@ def test_calls_left_unrated_too_long_are_stale_and_clear_when_rate_runs(cli, tmp
 def test_an_email_waiting_too_long_is_stale(cli, tmp_path, store):
     config = _config(tmp_path, NO_JOBS)
     queued = datetime.now(UTC) - timedelta(hours=3)
-    with store.session() as s:
+    with store.transaction() as s:
         s.add(
             OutboxEmail(
                 template="low_balance_alert",
@@ -328,7 +328,7 @@ def test_an_email_waiting_too_long_is_stale(cli, tmp_path, store):
 def test_status_prints_prometheus_text_that_prometheus_client_parses(cli, tmp_path, store):
     config = _config(tmp_path, ONLY_AUTOBILL)
     assert cli("autobill", config=config).exit_code == 0
-    with store.session() as s:
+    with store.transaction() as s:
         finished = s.scalar(select(JobRun.finished_at).where(JobRun.job == "autobill"))
     result = cli("status", "--format", "prometheus", config=config)
     assert result.exit_code == 0
@@ -438,7 +438,7 @@ def test_notify_mails_once_when_a_problem_appears_and_once_when_it_clears(cli, t
         assert _unfold(appeared["Subject"]) == (
             "voipctl: job autobill: no successful run in 25h (last success: never)"
         )
-        with store.session() as s:
+        with store.transaction() as s:
             assert s.scalars(select(StatusAlert.problem)).all() == ["job:autobill"]
         assert cli("autobill", config=config).exit_code == 0
         for _ in range(2):
@@ -448,7 +448,7 @@ def test_notify_mails_once_when_a_problem_appears_and_once_when_it_clears(cli, t
         assert _unfold(cleared["Subject"]) == (
             "voipctl: cleared: job autobill: no successful run in 25h (last success: never)"
         )
-        with store.session() as s:
+        with store.transaction() as s:
             assert s.scalars(select(StatusAlert.problem)).all() == []
             assert all(s.scalars(select(OutboxEmail.sent_at)).all())
 
@@ -480,9 +480,7 @@ def test_a_notice_that_smtp_refused_is_sent_by_the_next_run_once(cli, tmp_path):
     result = cli("status", "--notify", "-q", config=config)
     assert result.exit_code == 1
     assert result.stdout == ""
-    assert result.stderr.startswith(
-        "voipctl: status: email 1 (status_problem) to noc@example.com: "
-    )
+    assert result.stderr.startswith("voipctl: error: email 1 (status_problem) to noc@example.com: ")
     assert result.stderr.endswith("; will retry next run\n")
     with sink:
         for _ in range(2):

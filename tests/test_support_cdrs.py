@@ -15,7 +15,7 @@ from voipctl.support.cdrs import number_like, number_regex
 @pytest.fixture
 def calls(store):
     """Client 42 (UTC) with two services and a spread of calls in November 2026."""
-    with store.session() as s:
+    with store.transaction() as s:
         client = add_client(s, 42)
         product = add_product(s)
         svc = add_service(s, client, product)
@@ -182,7 +182,7 @@ def test_number_pattern_matches_raw_or_normalized(cli, calls):
 
 
 def test_number_star_is_digits_only_and_like_is_escaped(store, cli):
-    with store.session() as s:
+    with store.transaction() as s:
         svc = add_service(s, add_client(s, 42), add_product(s))
         digits = add_cdr(s, svc, utc("2026-11-01 10:00:00"), number="15_5550100").id
         letters = add_cdr(s, svc, utc("2026-11-01 11:00:00"), number="1519abc").id
@@ -245,7 +245,7 @@ def test_empty_results(cli, calls):
 
 
 def test_csv_has_rows_only_in_the_client_zone(store, cli):
-    with store.session() as s:
+    with store.transaction() as s:
         svc = add_service(s, add_client(s, 42, "America/Toronto"), add_product(s))
         add_cdr(s, svc, utc("2026-07-01 16:00:00"), **rated("0.0110"))
     r = cli("cdrs", "42", "--format", "csv")
@@ -262,7 +262,7 @@ def test_csv_has_rows_only_in_the_client_zone(store, cli):
 
 def test_csv_neutralises_formula_cells_unless_raw(store, cli):
     callers = ['=HYPERLINK("http://evil.example/","call me")', "@SUM(A1:A9)", "+1 (519)", "-1.25"]
-    with store.session() as s:
+    with store.transaction() as s:
         svc = add_service(s, add_client(s, 42), add_product(s))
         for i, caller in enumerate(callers):
             add_cdr(s, svc, utc(f"2026-11-01 10:0{i}:00"), caller=caller, number="+15195550100")
@@ -282,7 +282,7 @@ def test_csv_neutralises_formula_cells_unless_raw(store, cli):
 
 def test_dst_end_day_shows_the_repeated_hour_twice_in_order(store, cli):
     # 2026-11-01 in Toronto: 01:00-02:00 happens twice (EDT, then EST).
-    with store.session() as s:
+    with store.transaction() as s:
         svc = add_service(s, add_client(s, 42, "America/Toronto"), add_product(s))
         first = add_cdr(s, svc, utc("2026-11-01 05:30:00"), caller="first").id  # 01:30 EDT
         second = add_cdr(s, svc, utc("2026-11-01 06:30:00"), caller="second").id  # 01:30 EST
@@ -332,7 +332,7 @@ def test_unknown_client_bad_date_and_bad_zone(store, cli):
         r.stderr.strip()
         == "voipctl: error: no client 999 (add it with `voipctl client add 999 ...`)"
     )
-    with store.session() as s:
+    with store.transaction() as s:
         add_client(s, 42)
         add_client(s, 43, "Mars/Olympus_Mons")
     r = cli("cdrs", "42", "--from", "2026-13-01")

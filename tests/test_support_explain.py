@@ -32,7 +32,7 @@ def story(store, tmp_path):
     """Client 42 (Toronto), one free minute a month; calls rated by the engine, two billed."""
     deck = tmp_path / "deck.csv"
     deck.write_text(DECK)
-    with store.session() as s:
+    with store.transaction() as s:
         client = add_client(s, 42, "America/Toronto")
         svc = add_service(s, client, add_product(s, free_minutes=1))
         ids = {
@@ -49,7 +49,7 @@ def story(store, tmp_path):
 
 def bill(store, cdr_ids, amount, reference):
     """What autobill does: one charge, and the CDRs marked with it, in one transaction."""
-    with store.session() as s:
+    with store.transaction() as s:
         entry = ledger.post(
             s,
             client_id=42,
@@ -205,7 +205,7 @@ def test_unknown_cdr(cli, story):
 
 
 def test_unparsable_raw_record_is_shown_as_text(store, cli):
-    with store.session() as s:
+    with store.transaction() as s:
         svc = add_service(s, add_client(s, 42), add_product(s))
         cdr_id = add_cdr(s, svc, utc("2026-11-01 10:00:00"), raw="a;b;c").id
     doc = explain(cli, cdr_id)

@@ -24,7 +24,7 @@ YEAR = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp())
 @pytest.fixture(autouse=True)
 def table(store):
     """5,000 calls of 50 clients over a year, most rated, with fresh statistics."""
-    with store.session() as s:
+    with store.transaction() as s:
         product = add_product(s)
         for c in range(1, 51):
             add_service(s, add_client(s, c), product, domain_field=f"c{c}.example.com")

@@ -21,7 +21,7 @@ NOVEMBER = ("--from", "2026-11-01", "--to", "2026-11-30")
 @pytest.fixture
 def book(store):
     """Client 42 in Toronto: ledger rows on both sides of November's edges, and calls."""
-    with store.session() as s:
+    with store.transaction() as s:
         client = add_client(s, 42, "America/Toronto")
         svc = add_service(s, client, add_product(s))
         other = add_client(s, 7)

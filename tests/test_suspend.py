@@ -80,7 +80,7 @@ def test_suspending_what_autosuspend_cut_makes_it_an_operator_hold(cli, env):
     assert r.exit_code == 0
     assert "already suspended (by autosuspend); now held by the operator" in r.stdout
     assert env.vodia_puts() == [TRUNK_PATH]  # no second call to the PBX
-    with env.store.session() as s:
+    with env.store.transaction() as s:
         from tests.billing_data import topup
 
         topup(s, 42, "50.00", "t2")
@@ -95,7 +95,7 @@ def test_a_failing_pbx_is_reported_and_nothing_is_recorded_as_done(cli, env):
     env.sim.fail("/rest/domain/", times=1, status=503)
     r = cli("suspend", "--service", sid, config=env.config)
     assert r.exit_code == 1
-    assert f"voipctl: suspend: service {sid} of client 42 on vodia1: suspend FAILED" in r.stderr
+    assert f"voipctl: error: service {sid} of client 42 on vodia1: suspend FAILED" in r.stderr
     assert not env.service(sid).suspended
     assert env.events() == [(sid, "suspend", "operator", False)]
 

@@ -414,7 +414,7 @@ def test_callid_records_pull_and_a_changed_dedupe_key_is_refused(cli, store, sim
     assert first.exit_code == 0, first.stderr
     stored = count(store, "sim_vodia")
     assert stored == expected_vodia(sim) > 0
-    with store.session() as session:
+    with store.transaction() as session:
         ids = session.scalars(select(Cdr.provider_id).where(Cdr.server == "sim_vodia")).all()
         scopes = session.scalars(
             select(PullWatermark.scope).where(PullWatermark.scope.startswith("dedupe-key:"))
@@ -438,7 +438,7 @@ def test_callid_records_pull_and_a_changed_dedupe_key_is_refused(cli, store, sim
 
 def test_calls_stored_before_the_key_was_recorded_keep_the_legacy_id(cli, store, sim, tmp_path):
     ids = add_services(store, sim, servers=("sim_vodia",))
-    with store.session() as session:
+    with store.transaction() as session:
         service = session.get(Service, ids["sim_vodia"][0])
         session.add(
             Cdr(

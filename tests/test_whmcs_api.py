@@ -36,7 +36,7 @@ def api(whmcs_config, whmcs):
 
 
 def _add_local_client(store, client_id: int) -> None:
-    with store.session() as session:
+    with store.transaction() as session:
         catalog.add_client(
             session,
             client_id,

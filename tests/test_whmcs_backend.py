@@ -32,14 +32,14 @@ def backend(tmp_path, whmcs):
 
 def _client(store, whmcs, client_id: int, credit: str = "10.00") -> None:
     whmcs.add_client(client_id, credit=credit)
-    with store.session() as session:
+    with store.transaction() as session:
         catalog.add_client(
             session, client_id, first_name="A", last_name="B", email="a@example.com", currency="CAD"
         )
 
 
 def _charge(store, client_id: int, amount: str) -> None:
-    with store.session() as session:
+    with store.transaction() as session:
         ledger.post(
             session,
             client_id=client_id,
@@ -50,7 +50,7 @@ def _charge(store, client_id: int, amount: str) -> None:
 
 
 def _queue(store, template: str, client_id: int) -> None:
-    with store.session() as session:
+    with store.transaction() as session:
         outbox.queue(
             session,
             template=template,
@@ -67,18 +67,18 @@ def _removed(whmcs, client_id: int) -> list[Decimal]:
 
 
 def _states(store) -> list[str]:
-    with store.session() as session:
+    with store.transaction() as session:
         return list(session.scalars(select(ExternalPosting.state).order_by(ExternalPosting.id)))
 
 
 def test_credit_is_whmcs_credit_less_usage_not_yet_posted(store, whmcs, backend):
     _client(store, whmcs, 42, credit="10.00")
     _charge(store, 42, "1.2345")
-    with store.session() as session:
+    with store.transaction() as session:
         assert backend.credit(session, 42) == Decimal("8.7655")
     assert backend.push_charges(store) == []
     assert _removed(whmcs, 42) == [Decimal("1.23")]
-    with store.session() as session:
+    with store.transaction() as session:
         # WHMCS has 8.77; the half cent not posted yet still counts against the client.
         assert backend.credit(session, 42) == Decimal("8.7655")
 
@@ -91,7 +91,7 @@ def test_owing_is_unpaid_invoices_due_today_or_earlier(store, whmcs, backend):
     whmcs.add_invoice(7, "99.00", (today + timedelta(days=1)).isoformat())
     whmcs.add_invoice(7, "40.00", today.isoformat(), status="Paid")
     whmcs.add_invoice(8, "5.00", today.isoformat())
-    with store.session() as session:
+    with store.transaction() as session:
         assert backend.owing(session, 7) == Decimal("15.50")
 
 
@@ -102,13 +102,13 @@ def test_owing_counts_what_is_left_to_pay_on_a_partly_paid_invoice(store, whmcs,
     whmcs.pay(partly.id, "30.00")
     whmcs.add_invoice(7, "2.50", today)
     whmcs.add_invoice(7, "0.00", today)  # nothing to pay: its balance is not asked for
-    with store.session() as session:
+    with store.transaction() as session:
         assert backend.owing(session, 7) == Decimal("12.50")
     asked = [p["invoiceid"] for a, p in whmcs.requests if a == "GetInvoice"]
     assert asked == [str(partly.id), str(partly.id + 1)]
     whmcs.pay(partly.id, "10.00")  # paid in full: no longer Unpaid
     assert whmcs.invoices[partly.id].status == "Paid"
-    with store.session() as session:
+    with store.transaction() as session:
         assert backend.owing(session, 7) == Decimal("2.50")
 
 
@@ -209,12 +209,12 @@ def test_whmcs_refusing_a_removal_keeps_the_intent_until_it_can_be_posted(store,
     _charge(store, 42, "1.00")
     failures = backend.push_charges(store)
     assert "AddCredit for client 42: Insufficient Credit Balance" in failures[0]
-    with store.session() as session:
+    with store.transaction() as session:
         assert backend.credit(session, 42) == Decimal("-0.50")
     whmcs.clients[42].credit += Decimal("5.00")  # a top-up in WHMCS
     assert backend.push_charges(store) == []
     assert _removed(whmcs, 42) == [Decimal("1.00")]
-    with store.session() as session:
+    with store.transaction() as session:
         assert backend.credit(session, 42) == Decimal("4.50")
 
 
@@ -232,7 +232,7 @@ def test_invoice_mode_creates_an_invoice_paid_from_credit_once(store, whmcs, tmp
     assert whmcs.clients[42].credit == Decimal("0.70")
     _charge(store, 42, "1.00")  # more than the credit left: an unpaid remainder is owing
     backend.push_charges(store)
-    with store.session() as session:
+    with store.transaction() as session:
         assert backend.owing(session, 42) == Decimal("0.30")
         assert backend.credit(session, 42) == Decimal("-0.0049")
 
@@ -247,7 +247,7 @@ def test_alert_emails_go_through_whmcs_sendemail(store, whmcs, backend):
     ]
     again = backend.deliver_alerts(store, backend.config)
     assert again.sent == 0 and len(whmcs.emails) == 1
-    with store.session() as session:
+    with store.transaction() as session:
         assert session.scalar(select(OutboxEmail.sent_at)) is not None
 
 
@@ -265,16 +265,16 @@ def test_sendemail_failure_is_reported_and_retried(store, whmcs, backend):
 
 def test_suspension_state_is_written_to_the_custom_field(store, whmcs, backend):
     _client(store, whmcs, 42)
-    with store.session() as session:
+    with store.transaction() as session:
         backend.suspension_changed(session, 42, True)
     assert whmcs.custom(42, "VoIP Suspended") == "yes"
     update = [p for a, p in whmcs.requests if a == "UpdateClient"][-1]
     assert update["clientid"] == "42"
-    with store.session() as session:
+    with store.transaction() as session:
         backend.suspension_changed(session, 42, False)
     assert whmcs.custom(42, "VoIP Suspended") == "none"
     # An operator's override is theirs: not overwritten.
-    with store.session() as session:
+    with store.transaction() as session:
         catalog.update_client(session, 42, voip_suspended="no")
         backend.suspension_changed(session, 42, True)
     assert whmcs.custom(42, "VoIP Suspended") == "none"
@@ -283,23 +283,23 @@ def test_suspension_state_is_written_to_the_custom_field(store, whmcs, backend):
 def test_whmcs_down_while_writing_the_state_back_does_not_raise(store, whmcs, backend, caplog):
     _client(store, whmcs, 42)
     whmcs.inject("UpdateClient", "500", times=2)  # both attempts (retries = 1)
-    with store.session() as session:
+    with store.transaction() as session:
         backend.suspension_changed(session, 42, True)  # the provider's change stands
     assert "UpdateClient for client 42: HTTP 500" in caplog.text
     assert whmcs.custom(42, "VoIP Suspended") == ""
-    with store.session() as session:
+    with store.transaction() as session:
         backend.suspension_changed(session, 42, True)  # the next change writes it
     assert whmcs.custom(42, "VoIP Suspended") == "yes"
 
 
 def test_a_reversed_charge_is_given_back_as_credit(store, whmcs, backend):
     _client(store, whmcs, 42, credit="10.00")
-    with store.session() as session:
+    with store.transaction() as session:
         charge = ledger.post(
             session, client_id=42, kind="charge", amount=Decimal("-1.00"), reference="c1"
         ).entry.id
     backend.push_charges(store)
-    with store.session() as session:
+    with store.transaction() as session:
         ledger.post(
             session,
             client_id=42,
@@ -335,7 +335,7 @@ def test_autobill_names_the_client_whmcs_does_not_know_and_keeps_the_charge(
     store, whmcs, tmp_path, cli
 ):
     path = write_config(tmp_path / "voipctl.toml", whmcs)
-    with store.session() as session:
+    with store.transaction() as session:
         catalog.add_client(
             session, 5, first_name="A", last_name="B", email="a@example.com", currency="CAD"
         )

@@ -84,7 +84,7 @@ capture_dir = "{tmp_path / "mail"}"
         )
 
     def setup(self) -> None:
-        with self.store.session() as s:
+        with self.store.transaction() as s:
             product = add_product(s)
             for cid, (credit, owing, threshold) in CLIENTS.items():
                 add_client(s, cid, low_balance_threshold=Decimal(threshold) if threshold else None)
@@ -109,7 +109,7 @@ capture_dir = "{tmp_path / "mail"}"
 
     def top_up(self, cid: int, amount: str) -> None:
         if self.backend == "local":
-            with self.store.session() as s:
+            with self.store.transaction() as s:
                 topup(s, cid, amount, f"topup-{cid}-again")
         else:
             self.whmcs.clients[cid].credit += Decimal(amount)
@@ -121,7 +121,7 @@ capture_dir = "{tmp_path / "mail"}"
     def emails(self) -> list[tuple[str, int]]:
         if self.backend == "whmcs":
             return sorted((MESSAGE_NAMES[e["messagename"]], e["id"]) for e in self.whmcs.emails)
-        with self.store.session() as s:
+        with self.store.transaction() as s:
             rows = s.execute(
                 select(OutboxEmail.template, OutboxEmail.client_id).where(
                     OutboxEmail.sent_at.is_not(None)
@@ -130,7 +130,7 @@ capture_dir = "{tmp_path / "mail"}"
             return sorted((t, c) for t, c in rows)
 
     def suspended(self) -> dict[int, bool]:
-        with self.store.session() as s:
+        with self.store.transaction() as s:
             db = {sv.client_id: sv.suspended for sv in s.scalars(select(Service))}
         trunks = {
             cid: self.sim.vodia_state.get(f"c{cid}.sim.example/trunk/{100 + cid}", {})

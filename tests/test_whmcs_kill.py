@@ -28,7 +28,7 @@ CLIENTS = 4
 
 
 def _open_intents(store) -> int:
-    with store.session() as s:
+    with store.transaction() as s:
         return s.scalar(select(func.count()).where(ExternalPosting.state == "intent")) or 0
 
 
@@ -36,7 +36,7 @@ def _kill_loop(store, db_url, tmp_path, whmcs, kills: int, seed: int) -> dict[st
     rng = random.Random(seed)
     config = write_config(tmp_path / "voipctl.toml", whmcs)
     whmcs.delay_s["AddCredit"] = 0.2
-    with store.session() as s:
+    with store.transaction() as s:
         product = add_product(s)
         services = []
         for cid in range(1, CLIENTS + 1):
@@ -59,7 +59,7 @@ def _kill_loop(store, db_url, tmp_path, whmcs, kills: int, seed: int) -> dict[st
     assert final.returncode == 0, final.stderr
     assert _open_intents(store) == 0
 
-    with store.session() as s:
+    with store.transaction() as s:
         usage = dict(
             s.execute(select(Cdr.client_id, func.sum(Cdr.cost)).group_by(Cdr.client_id)).all()
         )

@@ -17,7 +17,7 @@ from voipctl.store.models import Client, Service
 
 @pytest.fixture
 def seeded(store, whmcs):
-    with store.session() as session:
+    with store.transaction() as session:
         catalog.add_product(session, "VoIP Basic")
         catalog.add_product(session, "SIP Trunk")
     whmcs.add_client(
@@ -70,7 +70,7 @@ def test_dry_run_shows_the_import_and_writes_nothing(cli, whmcs_config, seeded, 
     }
     assert {"kind": "client", "key": "42", "action": "add", "field": "low_balance_threshold",
             "old": "", "new": "5.00"} in changes  # fmt: skip
-    with store.session() as session:
+    with store.transaction() as session:
         assert session.scalar(select(Client.id)) is None
 
 
@@ -80,7 +80,7 @@ def test_sync_imports_clients_fields_and_voip_services_idempotently(
     r = cli("-v", "whmcs", "sync", config=whmcs_config)
     assert r.exit_code == 0, r.output
     assert "2 clients, 2 VoIP services" in r.stdout
-    with store.session() as session:
+    with store.transaction() as session:
         ann = session.get(Client, 42)
         assert (ann.first_name, ann.last_name, ann.company, ann.email, ann.currency) == (
             "Ann",
@@ -103,7 +103,7 @@ def test_sync_imports_clients_fields_and_voip_services_idempotently(
     assert _changes(cli, whmcs_config) == []
     r = cli("whmcs", "sync", config=whmcs_config)
     assert r.exit_code == 0
-    with store.session() as session:
+    with store.transaction() as session:
         assert len(list(session.scalars(select(Service)))) == 2
 
 
@@ -123,7 +123,7 @@ def test_changes_in_whmcs_are_shown_then_applied(cli, whmcs_config, seeded, stor
     }
     assert cli("whmcs", "sync", config=whmcs_config).exit_code == 0
     assert _changes(cli, whmcs_config) == []
-    with store.session() as session:
+    with store.transaction() as session:
         services = {s.client_id: s for s in session.scalars(select(Service))}
         assert services[42].extensions == ["8301"]
         assert services[43].active is False
@@ -134,7 +134,7 @@ def test_a_bad_service_is_reported_and_the_rest_synced(cli, whmcs_config, seeded
     r = cli("whmcs", "sync", config=whmcs_config)
     assert r.exit_code == 1
     assert "WHMCS service 504 of client 42: server 'pbx-unknown' is not configured" in r.stderr
-    with store.session() as session:
+    with store.transaction() as session:
         assert {c.id for c in session.scalars(select(Client))} == {42, 43}
 
 
@@ -143,7 +143,7 @@ def test_a_bad_field_value_names_client_and_field(cli, whmcs_config, seeded, sto
     r = cli("whmcs", "sync", config=whmcs_config)
     assert r.exit_code == 1
     assert 'client 43: custom field "id:12"' in r.stderr and "'lots'" in r.stderr
-    with store.session() as session:
+    with store.transaction() as session:
         assert session.get(Client, 43) is None and session.get(Client, 42) is not None
 
 
@@ -164,13 +164,13 @@ def test_field_names_need_ids_because_whmcs_gives_ids_only(cli, tmp_path, whmcs,
 def test_voipctls_own_suspension_write_back_is_not_an_override(cli, whmcs_config, seeded, store):
     assert cli("whmcs", "sync", config=whmcs_config).exit_code == 0
     backend = WhmcsBackend(load_config(str(whmcs_config)))
-    with store.session() as session:
+    with store.transaction() as session:
         backend.suspension_changed(session, 42, True)
     assert seeded.custom(42, "VoIP Suspended") == "yes"
     assert _changes(cli, whmcs_config) == []
     seeded.set_custom(42, "VoIP Suspended", "no")  # the operator overrides in WHMCS
     assert cli("whmcs", "sync", config=whmcs_config).exit_code == 0
-    with store.session() as session:
+    with store.transaction() as session:
         assert session.get(Client, 42).voip_suspended == "no"
 
 
@@ -195,7 +195,7 @@ def test_a_whmcs_client_paying_in_another_currency_gets_no_service(
         "voipctl: error: WHMCS service 503 of client 43: client 43 pays in USD but product "
         "'SIP Trunk' is priced in CAD: use a product whose deck is in USD"
     )
-    with store.session() as session:
+    with store.transaction() as session:
         assert session.get(Client, 43).currency == "USD"
         assert sorted(session.scalars(select(Service.client_id))) == [42]
 

@@ -104,7 +104,7 @@ def add_topup_client(
         "cc_auth_date": date.today() - timedelta(days=10),
     }
     values.update(fields)
-    with store.session() as s:
+    with store.transaction() as s:
         add_client(s, client_id, **values)
         product = add_product(s, f"Metered{client_id}")
         service = add_service(s, client_id, product.id)
@@ -116,14 +116,14 @@ def spend(store, client_id: int, amount: str, reference: str) -> None:
     """Lower the client's credit by `amount` (an adjustment in the ledger)."""
     from voipctl.billing import ledger
 
-    with store.session() as s:
+    with store.transaction() as s:
         ledger.post(
             s, client_id=client_id, kind="adjustment", amount=-Decimal(amount), reference=reference
         )
 
 
 def attempts(store, client_id: int = 42) -> list[tuple[str, str, str]]:
-    with store.session() as s:
+    with store.transaction() as s:
         return [
             (a.reference, a.status, a.detail)
             for a in s.scalars(
@@ -136,7 +136,7 @@ def attempts(store, client_id: int = 42) -> list[tuple[str, str, str]]:
 
 def topups(store, client_id: int = 42) -> list[tuple[str, Decimal]]:
     """The automatic top-ups in the ledger: (reference, amount)."""
-    with store.session() as s:
+    with store.transaction() as s:
         return [
             (e.reference, e.amount)
             for e in s.scalars(
@@ -152,7 +152,7 @@ def topups(store, client_id: int = 42) -> list[tuple[str, Decimal]]:
 
 def emails(store) -> list[tuple[str, str, str]]:
     """(template, recipient, subject) of every email decided, in order."""
-    with store.session() as s:
+    with store.transaction() as s:
         return [
             (e.template, e.recipient, e.subject)
             for e in s.scalars(select(OutboxEmail).order_by(OutboxEmail.id))
@@ -160,5 +160,5 @@ def emails(store) -> list[tuple[str, str, str]]:
 
 
 def latched(store, client_id: int = 42) -> bool:
-    with store.session() as s:
+    with store.transaction() as s:
         return s.get(Client, client_id).auto_topup_latched

@@ -138,7 +138,7 @@ def check_currencies(store: Store, default: str) -> Check:
     from voipctl import catalog  # noqa: PLC0415 - the catalog is only needed here
 
     try:
-        with store.sessions() as session:
+        with store.session_factory() as session:
             found = catalog.currency_mismatches(session, default)
             session.rollback()
     except (SQLAlchemyError, VoipctlError) as exc:
@@ -268,7 +268,7 @@ def check_shared_levers(store: Store, config: Config) -> Check:
     """No two active services are suspended through one gateway, tenant or trunk."""
     levers = {name: server.suspend for name, server in config.servers.items()}
     try:
-        with store.sessions() as session:
+        with store.session_factory() as session:
             pairs = shared_levers(session, levers)
     except SQLAlchemyError as exc:
         return Check(False, "suspend levers", _reason(exc))

@@ -385,7 +385,7 @@ def notify(store: Store, config: Config, *, now: datetime | None = None) -> tupl
         raise ConfigError(f"{config.source}: email.operator: required by status --notify")
     result = Notified()
     host = socket.gethostname()
-    with job_lock(store, STATUS_LOCK), store.session() as session:
+    with job_lock(store, STATUS_LOCK), store.transaction() as session:
         status = gather(session, config, now=now)
         now = status.now
         current = {p.key: p for p in status.problems}
@@ -651,6 +651,6 @@ def write_textfile(directory: Path, job: str, content: str) -> Path:
 
 def write_job_metrics(store: Store, config: Config, job: str, directory: Path) -> Path:
     """The job's last run (and, for pull-cdrs, each server's pull) as DIR/voipctl_<job>.prom."""
-    with store.session() as session:
+    with store.transaction() as session:
         status = gather(session, config, job=job, backlog=False)
     return write_textfile(directory, job, exposition(families(status, job_files=True)))

@@ -243,7 +243,7 @@ class WhmcsBackend(BillingBackend):
         The caller holds the autobill lock: two runs never post for one client at once.
         """
         report = PostingReport()
-        with store.sessions() as session:
+        with store.session_factory() as session:
             open_intents = [
                 Posting(row.client_id, row.reference, row.kind, row.amount)
                 for row in session.scalars(
@@ -283,7 +283,7 @@ class WhmcsBackend(BillingBackend):
     def _post_client(
         self, store: Store, client_id: int, report: PostingReport, *, dry_run: bool
     ) -> None:
-        with store.session() as session:
+        with store.transaction() as session:
             posting = self.plan(session, client_id)
             if posting is None:
                 return
@@ -388,7 +388,7 @@ class WhmcsBackend(BillingBackend):
 
     @staticmethod
     def _mark_posted(store: Store, reference: str, external_id: str) -> None:
-        with store.session() as session:
+        with store.transaction() as session:
             session.execute(
                 update(ExternalPosting)
                 .where(ExternalPosting.reference == reference)
@@ -535,7 +535,7 @@ class WhmcsBackend(BillingBackend):
         store: Store, request: topup.TopupRequest, step: str, invoice_id: str | None
     ) -> None:
         """Record the step about to be taken, committed before WHMCS hears of it."""
-        with store.session() as session:
+        with store.transaction() as session:
             session.execute(
                 update(TopupAttempt)
                 .where(TopupAttempt.id == request.attempt_id)
@@ -634,7 +634,7 @@ class WhmcsBackend(BillingBackend):
 
     def _send_emails(self, store: Store, result: Delivery) -> None:
         templates = self.whmcs.templates
-        with store.session() as session:
+        with store.transaction() as session:
             rows = list(
                 session.execute(
                     select(OutboxEmail.id, OutboxEmail.client_id, OutboxEmail.template)
@@ -656,7 +656,7 @@ class WhmcsBackend(BillingBackend):
                 )
             except BillingBackendError as exc:
                 error = str(exc)
-            with store.session() as session:
+            with store.transaction() as session:
                 values: dict[str, Any] = {
                     "attempts": OutboxEmail.attempts + 1,
                     "last_error": error[:1000] if error else None,

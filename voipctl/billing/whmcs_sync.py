@@ -188,7 +188,7 @@ class WhmcsService:
 
 def voip_services(store: Store, backend: WhmcsBackend, report: SyncReport) -> list[WhmcsService]:
     """WHMCS's services whose products are voipctl products, mapped; bad ones reported."""
-    with store.sessions() as session:
+    with store.session_factory() as session:
         known = set(session.scalars(select(Product.name)))
     whmcs = backend.whmcs
     servers = backend.config.servers
@@ -335,7 +335,7 @@ def sync(store: Store, backend: WhmcsBackend, *, dry_run: bool = False) -> SyncR
     client (rolled back on a dry run). A client that fails is reported; the others go on."""
     report = SyncReport()
     services = voip_services(store, backend, report)
-    with store.sessions() as session:
+    with store.session_factory() as session:
         client_ids = set(session.scalars(select(Client.id)))
     client_ids |= {s.client_id for s in services}
     by_client: dict[int, list[WhmcsService]] = {}
@@ -349,7 +349,7 @@ def sync(store: Store, backend: WhmcsBackend, *, dry_run: bool = False) -> SyncR
             continue
         mark = len(report.changes)
         try:
-            with store.session() as session:
+            with store.transaction() as session:
                 _sync_client(session, backend, details, report)
                 for wanted in by_client.get(client_id, []):
                     try:

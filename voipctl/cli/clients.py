@@ -178,7 +178,7 @@ def client_add(client_id, fmt, **options):
     app = get_app()
     fields = _client_fields(options)
     fields.setdefault("currency", app.config.billing.currency)
-    with app.store().session() as session:
+    with app.store().transaction() as session:
         catalog.add_client(session, client_id, **fields)
         _show_client(session, client_id, fmt)
 
@@ -202,7 +202,7 @@ def client_set(client_id, fmt, **options):
     fields = _client_fields(options)
     if not fields:
         raise UsageError("client set: nothing to change (see voipctl client set --help)")
-    with get_app().store().session() as session:
+    with get_app().store().transaction() as session:
         catalog.update_client(session, client_id, **fields)
         _show_client(session, client_id, fmt)
 
@@ -238,7 +238,7 @@ def client_list(suspended, below_threshold, owing, fmt):
     Example: voipctl client list --below-threshold --format csv
     """
     app = get_app()
-    with app.store().session() as session:
+    with app.store().transaction() as session:
         rows = accounts.client_summaries(
             session,
             backend_for(app.config),
@@ -258,7 +258,7 @@ def client_show(client_id, fmt):
     \b
     Example: voipctl client show 42 --format json
     """
-    with get_app().store().session() as session:
+    with get_app().store().transaction() as session:
         _show_client(session, client_id, fmt)
 
 
@@ -350,7 +350,7 @@ def service_add(client_id, product, server_name, domain, billed, fmt, **options)
             f"--server {server_name}: no such server in {config.source} (servers: {known})"
         )
     server_type = config.servers[server_name].type
-    with app.store().session() as session:
+    with app.store().transaction() as session:
         _check_whmcs_currency(config, catalog.get_client(session, client_id))
         created = catalog.add_service(
             session,
@@ -414,7 +414,7 @@ def service_set(service_id, domain, billed, product, fmt, **options):
     Example: voipctl service set 7 --billed "2112 | 2113 | 2114"
     """
     app = get_app()
-    with app.store().session() as session:
+    with app.store().transaction() as session:
         current = catalog.get_service(session, service_id)
         server = app.config.servers.get(current.server)
         changed = catalog.update_service(
@@ -442,7 +442,7 @@ def service_remove(service_id, fmt):
     \b
     Example: voipctl service remove 7
     """
-    with get_app().store().session() as session:
+    with get_app().store().transaction() as session:
         ended, changed = catalog.remove_service(session, service_id)
         if fmt == "json":
             _show_service(session, ended, fmt)
@@ -476,7 +476,7 @@ def service_list(client_id, include_ended, fmt):
     \b
     Example: voipctl service list --client 42
     """
-    with get_app().store().session() as session:
+    with get_app().store().transaction() as session:
         services = catalog.list_services(session, client_id, include_ended=include_ended)
         names = catalog.product_names(session, (s.product_id for s in services))
         rows = [catalog.service_view(s, names.get(s.product_id, "?")) for s in services]
@@ -497,7 +497,7 @@ def service_show(service_id, show_secrets, fmt):
     \b
     Example: voipctl service show 7 --format json
     """
-    with get_app().store().session() as session:
+    with get_app().store().transaction() as session:
         service = catalog.get_service(session, service_id)
         _show_service(session, service, fmt, show_secrets=show_secrets)
 
@@ -561,7 +561,7 @@ def credit_add(client_id, amount, reference, note, fmt):
     Example: voipctl credit add 42 10.00 --reference T1
     """
     _local_ledger_only()
-    with get_app().store().session() as session:
+    with get_app().store().transaction() as session:
         posted = accounts.add_credit(session, client_id, amount, reference=reference, note=note)
         _report_posted(session, posted, "top-up", fmt)
 
@@ -579,7 +579,7 @@ def credit_adjust(client_id, amount, note, reference, fmt):
     Example: voipctl credit adjust 42 -5.00 --note "refund of duplicate top-up"
     """
     _local_ledger_only()
-    with get_app().store().session() as session:
+    with get_app().store().transaction() as session:
         posted = accounts.adjust_credit(session, client_id, amount, note=note, reference=reference)
         _report_posted(session, posted, "adjustment", fmt)
 
@@ -594,7 +594,7 @@ def balance(client_id, fmt):
     Example: voipctl balance 42 --format json
     """
     app = get_app()
-    with app.store().session() as session:
+    with app.store().transaction() as session:
         view = accounts.balance_view(session, backend_for(app.config), client_id)
     render_one(view, fmt)
 
@@ -635,7 +635,7 @@ def invoice_add(client_id, amount, number, due, fmt):
     Example: voipctl invoice add 42 3.50 --number 1001 --due 2026-12-01
     """
     _local_ledger_only()
-    with get_app().store().session() as session:
+    with get_app().store().transaction() as session:
         recorded, created = accounts.add_invoice(
             session, client_id, amount, number=number, due=due.date() if due else None
         )
@@ -657,7 +657,7 @@ def invoice_pay(number, fmt):
     Example: voipctl invoice pay 1001
     """
     _local_ledger_only()
-    with get_app().store().session() as session:
+    with get_app().store().transaction() as session:
         paid, changed = accounts.pay_invoice(session, number)
         if not changed:
             say(f"voipctl: invoice {number} was already paid: nothing changed", err=True)
@@ -674,7 +674,7 @@ def invoice_list(client_id, unpaid, fmt):
     \b
     Example: voipctl invoice list --client 42 --unpaid
     """
-    with get_app().store().session() as session:
+    with get_app().store().transaction() as session:
         if client_id is not None:
             catalog.get_client(session, client_id)  # a mistyped id is an error, not "(none)"
         zones: dict[int, str] = {}

@@ -60,7 +60,7 @@ def report(since, show_all, fmt):
     store = app.store()
     now = datetime.now(UTC)
     start = parse_day_or_time(since, UTC, end=False) if since else now - timedelta(days=1)
-    with store.session() as session:
+    with store.transaction() as session:
         if not fraud_guard.guard_on(session, config):
             say(
                 "the fraud guard is off: no limit is set in [fraud] nor in any override",
@@ -112,7 +112,7 @@ def set_limits(client_id, product_id, settings):
             raise UsageError(f"{item!r}: expected NAME=VALUE")
         pairs[name.strip()] = value
     store = get_app().store()
-    with store.session() as session:
+    with store.transaction() as session:
         if client_id is not None:
             row = session.get(Client, client_id)
             where = f"client {client_id}"

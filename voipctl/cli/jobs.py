@@ -12,26 +12,28 @@ from voipctl.billing.backend import backend_for
 from voipctl.cli.app import get_app
 from voipctl.cli.options import ID, client_option, dry_run_option, metrics_option
 from voipctl.cli.output import say, say_text
+from voipctl.cli.runner import run_job
 from voipctl.errors import ConfigError
 from voipctl.jobs import auto_topup as auto_topup_job
 from voipctl.jobs import autobill as autobill_job
 from voipctl.jobs import autosuspend as autosuspend_job
 from voipctl.jobs import low_balance as low_balance_job
 from voipctl.jobs import suspend as suspend_job
-from voipctl.jobs.runner import RunState, job_run
+from voipctl.jobs.report import JobReport, summary_of
+from voipctl.jobs.runner import RunState
 from voipctl.notify import templates as notify_templates
 
 
-def _finish(job: str, state: RunState, summary: str) -> int:
-    """Print the summary (terminal or -v), each failure on stderr; the run's exit status."""
-    app = get_app()
-    if state.dry_run:
-        say(f"{job} (dry run): {summary}")
-    else:
-        app.summary(f"{job}: {summary}")
-    for failure in state.failures:
-        say(f"voipctl: {job}: {failure}", err=True)
-    return state.exit_code
+def _report(job: str, state: RunState, figures: str, details: list[str]) -> JobReport:
+    """The billing jobs' report: their summary line and the failures the run recorded."""
+    return JobReport(
+        job=job,
+        summary=summary_of(job, figures, dry_run=state.dry_run),
+        failures=list(state.failures),
+        details=details,
+        data=dict(state.summary),
+        dry_run=state.dry_run,
+    )
 
 
 @click.command()
@@ -52,21 +54,22 @@ def autobill(client_id, dry_run):
     app = get_app()
     store = app.store()
     backend = backend_for(app.config)
-    with job_run(store, "autobill", dry_run=dry_run) as state:
+
+    def work(state: RunState) -> JobReport:
         charges = autobill_job.run_autobill(
             store, backend, state, client_id=client_id, dry_run=dry_run
         )
-    if dry_run:
-        for c in charges:
-            say(
-                f"would charge client {c.client_id} service {c.service_id}: "
-                f"{money.fmt(-c.amount)} for {c.cdr_count} calls "
-                f"(CDR {c.first_id}..{c.last_id}, reference {c.reference})"
-            )
-    s = state.summary
-    return _finish(
-        "autobill", state, f"{s['charges']} charges, {s['cdrs']} calls, {s['amount']} total"
-    )
+        details = [
+            f"would charge client {c.client_id} service {c.service_id}: "
+            f"{money.fmt(-c.amount)} for {c.cdr_count} calls "
+            f"(CDR {c.first_id}..{c.last_id}, reference {c.reference})"
+            for c in (charges if dry_run else [])
+        ]
+        s = state.summary
+        figures = f"{s['charges']} charges, {s['cdrs']} calls, {s['amount']} total"
+        return _report("autobill", state, figures, details)
+
+    return run_job("autobill", work, dry_run=dry_run)
 
 
 @click.command("low-balance")
@@ -84,20 +87,22 @@ def low_balance(dry_run):
     app = get_app()
     store = app.store()
     config = app.config
-    with job_run(store, "low-balance", dry_run=dry_run) as state:
+
+    def work(state: RunState) -> JobReport:
         decisions = low_balance_job.run_low_balance(
             store, config, backend_for(config), state, dry_run=dry_run
         )
-    if dry_run or app.verbosity > 0:
-        for d in decisions:
-            say(("would: " if dry_run else "") + d.describe())
-    s = state.summary
-    line = f"{s['alerts']} alerts, {s['rearmed']} re-armed"
-    if "emails_sent" in s:
-        line += f", {s['emails_sent']} emails sent"
-    if s.get("emails_pending"):
-        line += f", {s['emails_pending']} waiting for the next run"
-    return _finish("low-balance", state, line)
+        shown = dry_run or app.verbosity > 0
+        details = [("would: " if dry_run else "") + d.describe() for d in decisions if shown]
+        s = state.summary
+        line = f"{s['alerts']} alerts, {s['rearmed']} re-armed"
+        if "emails_sent" in s:
+            line += f", {s['emails_sent']} emails sent"
+        if s.get("emails_pending"):
+            line += f", {s['emails_pending']} waiting for the next run"
+        return _report("low-balance", state, line, details)
+
+    return run_job("low-balance", work, dry_run=dry_run)
 
 
 @click.command("auto-topup")
@@ -126,7 +131,8 @@ def auto_topup(retry_client, dry_run):
     app = get_app()
     store = app.store()
     config = app.config
-    with job_run(store, "auto-topup", dry_run=dry_run) as state:
+
+    def work(state: RunState) -> JobReport:
         lines = auto_topup_job.run_auto_topup(
             store,
             config,
@@ -135,20 +141,21 @@ def auto_topup(retry_client, dry_run):
             retry_client=retry_client,
             dry_run=dry_run,
         )
-    if dry_run or app.verbosity > 0 or retry_client is not None:
-        for line in lines:
-            say(line.describe())
-    s = state.summary
-    line = (
-        f"{s['topups']} topped up, {s['declined']} declined, {s['unknown']} unknown, "
-        f"{s['capped']} at the daily cap, {s['renew']} authorisations expired, "
-        f"{s['rearmed']} re-armed"
-    )
-    if "emails_sent" in s:
-        line += f", {s['emails_sent']} emails sent"
-    if s.get("emails_pending"):
-        line += f", {s['emails_pending']} waiting for the next run"
-    return _finish("auto-topup", state, line)
+        shown = dry_run or app.verbosity > 0 or retry_client is not None
+        details = [line.describe() for line in lines if shown]
+        s = state.summary
+        line = (
+            f"{s['topups']} topped up, {s['declined']} declined, {s['unknown']} unknown, "
+            f"{s['capped']} at the daily cap, {s['renew']} authorisations expired, "
+            f"{s['rearmed']} re-armed"
+        )
+        if "emails_sent" in s:
+            line += f", {s['emails_sent']} emails sent"
+        if s.get("emails_pending"):
+            line += f", {s['emails_pending']} waiting for the next run"
+        return _report("auto-topup", state, line, details)
+
+    return run_job("auto-topup", work, dry_run=dry_run)
 
 
 @click.command()
@@ -168,20 +175,21 @@ def autosuspend(dry_run):
     app = get_app()
     store = app.store()
     config = app.config
-    with job_run(store, "autosuspend", dry_run=dry_run) as state:
+
+    def work(state: RunState) -> JobReport:
         lines = autosuspend_job.run_autosuspend(
             store, config, backend_for(config), state, dry_run=dry_run
         )
-    if dry_run or app.verbosity > 0:
-        for line in lines:
-            say(line)
-    s = state.summary
-    line = f"{s['suspended']} suspended, {s['unsuspended']} unsuspended, {s['failed']} failed"
-    if s.get("manual"):
-        line += f", {s['manual']} need manual action"
-    if "emails_sent" in s:
-        line += f", {s['emails_sent']} emails sent"
-    return _finish("autosuspend", state, line)
+        details = list(lines) if dry_run or app.verbosity > 0 else []
+        s = state.summary
+        line = f"{s['suspended']} suspended, {s['unsuspended']} unsuspended, {s['failed']} failed"
+        if s.get("manual"):
+            line += f", {s['manual']} need manual action"
+        if "emails_sent" in s:
+            line += f", {s['emails_sent']} emails sent"
+        return _report("autosuspend", state, line, details)
+
+    return run_job("autosuspend", work, dry_run=dry_run)
 
 
 def _manual(action: str, service_id, client_id, reason, dry_run) -> int:
@@ -189,7 +197,8 @@ def _manual(action: str, service_id, client_id, reason, dry_run) -> int:
         raise click.UsageError("give exactly one of --service ID or --client ID")
     app = get_app()
     store = app.store()
-    with job_run(store, action, dry_run=dry_run) as state:
+
+    def work(state: RunState) -> JobReport:
         lines = suspend_job.run_manual(
             store,
             app.config,
@@ -200,12 +209,17 @@ def _manual(action: str, service_id, client_id, reason, dry_run) -> int:
             reason=reason or "",
             dry_run=dry_run,
         )
-    # The operator asked for this at the terminal: say what happened to each service.
-    for line in lines:
-        say(line)
-    for failure in state.failures:
-        say(f"voipctl: {action}: {failure}", err=True)
-    return state.exit_code
+        # The operator asked for this at the terminal: say what happened to each service;
+        # no summary line.
+        return JobReport(
+            job=action,
+            failures=list(state.failures),
+            details=list(lines),
+            data=dict(state.summary),
+            dry_run=dry_run,
+        )
+
+    return run_job(action, work, dry_run=dry_run)
 
 
 _target = [

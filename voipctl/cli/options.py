@@ -50,7 +50,7 @@ def _known_client(ctx: click.Context, param: click.Parameter, value: int | None)
 
     app = ctx.find_object(App)
     if app is not None:
-        with app.store().session() as session:
+        with app.store().transaction() as session:
             get_client(session, value)
     return value
 

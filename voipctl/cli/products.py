@@ -153,7 +153,7 @@ def product_add(name, fmt, **options):
     app = get_app()
     settings = _settings(options)
     settings.setdefault("currency", app.config.billing.currency)
-    with app.store().session() as session:
+    with app.store().transaction() as session:
         view = catalog.product_view(catalog.add_product(session, name, **settings))
     render_one(view, fmt)
 
@@ -168,7 +168,7 @@ def product_set(name, fmt, **options):
     \b
     Example: voipctl product set "Canada Metered" --markup 15 --exclude "911,*xx"
     """
-    with get_app().store().session() as session:
+    with get_app().store().transaction() as session:
         view = catalog.product_view(catalog.update_product(session, name, **_settings(options)))
     render_one(view, fmt)
 
@@ -181,7 +181,7 @@ def product_list(fmt):
     \b
     Example: voipctl product list --format csv
     """
-    with get_app().store().session() as session:
+    with get_app().store().transaction() as session:
         rows = [catalog.product_view(p) for p in catalog.list_products(session)]
     render(rows, _LIST_COLUMNS, fmt)
 
@@ -195,7 +195,7 @@ def product_show(name, fmt):
     \b
     Example: voipctl product show "Canada Metered" --format json
     """
-    with get_app().store().session() as session:
+    with get_app().store().transaction() as session:
         view = catalog.product_view(catalog.get_product(session, name))
     render_one(view, fmt)
 

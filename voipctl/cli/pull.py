@@ -16,9 +16,12 @@ from voipctl.cli.options import (
     metrics_option,
     parse_day_or_time,
 )
-from voipctl.cli.output import ServerProgress, say
+from voipctl.cli.output import ServerProgress
+from voipctl.cli.runner import run_job
 from voipctl.jobs.pull_cdrs import pull_cdrs
 from voipctl.jobs.pull_cdrs import retry_rejected as retry_rejected_records
+from voipctl.jobs.report import JobReport
+from voipctl.jobs.runner import RunState
 
 # --since/--until dates are UTC days (no client is involved).
 _UTC_ZONE = ZoneInfo("UTC")
@@ -68,44 +71,59 @@ def pull_cdrs_command(server_name, client_id, service_id, since, until, retry_re
                 "--retry-rejected takes --server only (not --client, --service, "
                 "--since, --until or --dry-run)"
             )
-        retried = retry_rejected_records(app.store(), app.config, server=server_name)
-        for line in [*retried.still, *retried.errors]:
-            say(line if line.startswith("pull-cdrs:") else f"voipctl: error: {line}", err=True)
-        say(retried.summary_line())  # asked for by hand: always said
-        return retried.exit_code
+
+        def retry(_state: RunState | None) -> JobReport:
+            # It takes the lock itself, only when there are records to read again.
+            retried = retry_rejected_records(app.store(), app.config, server=server_name)
+            return JobReport(
+                job="pull-cdrs",
+                summary=retried.summary_line(),
+                notes=list(retried.still),
+                failures=list(retried.errors),
+                always=True,  # asked for by hand: always said
+            )
+
+        return run_job("pull-cdrs", retry, record=False, lock=False)
     since_at = parse_day_or_time(since, _UTC_ZONE, end=False) if since else None
     until_at = parse_day_or_time(until, _UTC_ZONE, end=True) if until else None
     if since_at and until_at and since_at >= until_at:
         raise click.UsageError("--since must be before --until")
     config = app.config
     store = app.store()
+    if server_name is not None:
+        config.server(server_name)  # an unknown --server is a usage error, before the lock
     # Progress on a terminal only, and never with -q (docs/install.md, "Quiet and progress").
     progress = ServerProgress() if sys.stderr.isatty() and app.verbosity >= 0 else None
-    try:
-        report = pull_cdrs(
-            store,
-            config,
-            server=server_name,
-            client_id=client_id,
-            service_id=service_id,
-            since=since_at,
-            until=until_at,
+
+    def work(_state: RunState | None) -> JobReport:
+        # pull_cdrs records its run (per server) under the lock the runner holds.
+        try:
+            report = pull_cdrs(
+                store,
+                config,
+                server=server_name,
+                client_id=client_id,
+                service_id=service_id,
+                since=since_at,
+                until=until_at,
+                dry_run=dry_run,
+                progress=progress,
+                rate=True,
+                locked=True,
+            )
+        finally:
+            if progress is not None:
+                progress.close()
+        return JobReport(
+            job="pull-cdrs",
+            summary=report.summary_line(),
+            notes=report.set_aside,
+            failures=list(report.failures),
+            data={s.server: s.as_dict() for s in report.servers},
             dry_run=dry_run,
-            progress=progress,
-            rate=True,
         )
-    finally:
-        if progress is not None:
-            progress.close()
-    for line in report.set_aside:
-        say(line, err=True)
-    for failure in report.failures:
-        say(f"voipctl: error: {failure}", err=True)
-    if dry_run:
-        say(report.summary_line())
-    else:
-        app.summary(report.summary_line())
-    return report.exit_code
+
+    return run_job("pull-cdrs", work, dry_run=dry_run, record=False)
 
 
 COMMANDS = [pull_cdrs_command]

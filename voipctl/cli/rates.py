@@ -25,8 +25,10 @@ from voipctl.cli.options import (
     parse_day_or_time,
 )
 from voipctl.cli.output import render, render_one, say, to_json
-from voipctl.errors import VoipctlError
+from voipctl.cli.runner import run_job
 from voipctl.jobs import rate as rate_job
+from voipctl.jobs.report import JobReport
+from voipctl.jobs.runner import RunState
 from voipctl.rating import deck, quote
 
 UTC_ZONE = ZoneInfo("UTC")
@@ -140,7 +142,7 @@ def rates_override(
     Example: voipctl rates override Standard 1212 0.015 --increment 1/1
     """
     app = get_app()
-    with app.store().session() as session:
+    with app.store().transaction() as session:
         prod = get_product(session, product)
         if remove:
             removed_id = deck.remove_override(session, prod, prefix, direction)
@@ -203,7 +205,7 @@ def rates_list(product, prefix, at, fmt):
     Example: voipctl rates list Standard --prefix 1519 --format csv
     """
     app = get_app()
-    with app.store().session() as session:
+    with app.store().transaction() as session:
         prod = get_product(session, product)
         rows = list(quote.rates_in_force(session, prod, _at(at), prefix=prefix))
     render(rows, _RATE_COLUMNS, fmt)
@@ -219,7 +221,7 @@ def rates_versions(product, fmt):
     Example: voipctl rates versions Standard
     """
     app = get_app()
-    with app.store().session() as session:
+    with app.store().transaction() as session:
         prod = get_product(session, product)
         rows = quote.version_rows(session, prod, datetime.now(UTC))
     render(
@@ -256,7 +258,7 @@ def rates_quote(product, number, seconds, direction, at, fmt):
     Example: voipctl rates quote Standard +15195550100 61 --format json
     """
     app = get_app()
-    with app.store().session() as session:
+    with app.store().transaction() as session:
         prod = get_product(session, product)
         doc = quote.quote(session, prod, number, seconds, direction=direction, at=_at(at))
     if fmt == "json":
@@ -302,24 +304,36 @@ def rate(client_id, rerate, from_, to, dry_run, fmt):
         if window[0] >= window[1]:
             raise click.UsageError("--from must be before --to")
     counter = _ProgressLine() if sys.stderr.isatty() and app.verbosity >= 0 else None
-    try:
-        report = rate_job.run(
-            store, client_id=client_id, rerate=window, dry_run=dry_run, progress=counter
+
+    def work(_state: RunState | None) -> JobReport:
+        # The rate job records its run under the lock the runner holds.
+        try:
+            report = rate_job.run(
+                store,
+                client_id=client_id,
+                rerate=window,
+                dry_run=dry_run,
+                progress=counter,
+                locked=True,
+            )
+        finally:
+            if counter is not None:
+                counter.close()
+        failures = []
+        if report.failures:
+            entered = ", ".join(f"{n} entered {s}" for s, n in sorted(report.entered.items()))
+            failures.append(
+                f"rate: {entered}; see `voipctl cdrs CLIENT --status no_rate` (or invalid_number)"
+            )
+        return JobReport(
+            job="rate",
+            summary=report.line(),
+            failures=failures,
+            data=report.as_dict(),
+            dry_run=dry_run,
         )
-    finally:
-        if counter is not None:
-            counter.close()
-    if fmt == "json":
-        click.echo(to_json(report.as_dict()))
-    elif dry_run:
-        say(report.line())
-    else:
-        app.summary(report.line())
-    if report.failures:
-        entered = ", ".join(f"{n} entered {s}" for s, n in sorted(report.entered.items()))
-        raise VoipctlError(
-            f"rate: {entered}; see `voipctl cdrs CLIENT --status no_rate` (or invalid_number)"
-        )
+
+    return run_job("rate", work, dry_run=dry_run, record=False, json=fmt == "json")
 
 
 COMMANDS = [rates, rate]

@@ -7,6 +7,9 @@ import click
 from voipctl import status as status_lib
 from voipctl.cli.app import get_app
 from voipctl.cli.output import render, say, to_json
+from voipctl.cli.runner import run_job
+from voipctl.jobs.report import JobReport
+from voipctl.jobs.runner import RunState
 
 JOB_COLUMNS = [
     ("job", "job"),
@@ -123,26 +126,30 @@ def status(fmt, notify):
     app = get_app()
     store = app.store()
     config = app.config
-    failed = False
-    if notify:
-        result, notified = status_lib.notify(store, config)
-        delivery = notified.delivery
-        for error in delivery.errors if delivery is not None else []:
-            say(f"voipctl: status: {error}", err=True)
-            failed = True
-    else:
-        with store.session() as session:
-            result = status_lib.gather(session, config)
-    if fmt == "json":
-        click.echo(to_json(result.as_dict()))
-    elif fmt == "prometheus":
-        click.echo(status_lib.exposition(status_lib.families(result)), nl=False)
-    elif app.verbosity >= 0:
-        _table(result)
-    elif not notify:
-        for problem in result.problems:
-            say(problem.line)
-    return 1 if result.problems or failed else 0
+
+    def work(_state: RunState | None) -> JobReport:
+        failures: list[str] = []
+        if notify:
+            result, notified = status_lib.notify(store, config)
+            delivery = notified.delivery
+            failures = list(delivery.errors) if delivery is not None else []
+        else:
+            with store.transaction() as session:
+                result = status_lib.gather(session, config)
+        # The status itself is the output (table, JSON, Prometheus), not a summary line.
+        if fmt == "json":
+            click.echo(to_json(result.as_dict()))
+        elif fmt == "prometheus":
+            click.echo(status_lib.exposition(status_lib.families(result)), nl=False)
+        elif app.verbosity >= 0:
+            _table(result)
+        elif not notify:
+            for problem in result.problems:
+                say(problem.line)
+        return JobReport(job="status", failures=failures, problems=len(result.problems))
+
+    # It reads and takes no lock: no record of its own in job_runs.
+    return run_job("status", work, record=False, lock=False)
 
 
 COMMANDS = [status]

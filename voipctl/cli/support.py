@@ -102,7 +102,7 @@ def cdrs(
     Example: voipctl cdrs 42 --from 2026-11-01 --to 2026-11-30 --number '1519*'
     """
     store = get_app().store()
-    with store.session() as session:
+    with store.transaction() as session:
         client = get_client(session, client_id)
         zone = client_zone(client)
         start, end = _period(date_from, date_to, zone)
@@ -191,7 +191,7 @@ def statement(client_id, date_from, date_to, fmt, raw):
     Example: voipctl statement 42 --from 2026-11-01 --to 2026-11-30 --format csv
     """
     store = get_app().store()
-    with store.session() as session:
+    with store.transaction() as session:
         client = get_client(session, client_id)
         zone = client_zone(client)
         start, end = _period(date_from, date_to, zone)
@@ -237,7 +237,7 @@ def explain(cdr_id, fmt):
     """
     app = get_app()
     store = app.store()
-    with store.session() as session:
+    with store.transaction() as session:
         doc = explaining.explain_cdr(session, cdr_id, app.config)
     if fmt == "json":
         render_one(doc, fmt)

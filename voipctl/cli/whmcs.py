@@ -9,8 +9,10 @@ from voipctl.billing.whmcs_sync import sync
 from voipctl.cli.app import get_app
 from voipctl.cli.options import dry_run_option, format_option, metrics_option
 from voipctl.cli.output import render, say
+from voipctl.cli.runner import run_job
 from voipctl.errors import ConfigError
-from voipctl.jobs.runner import job_run
+from voipctl.jobs.report import JobReport
+from voipctl.jobs.runner import RunState
 from voipctl.store.locks import job_lock
 
 CHANGE_COLUMNS = [(k, k) for k in ("kind", "key", "action", "field", "old", "new")]
@@ -51,25 +53,32 @@ def whmcs_sync(dry_run, fmt):
     \b
     Example: voipctl whmcs sync --dry-run
     """
-    app = get_app()
     backend = _backend()
-    store = app.store()
-    with job_run(store, "whmcs-sync", dry_run=dry_run) as run:
+    store = get_app().store()
+
+    def work(run: RunState) -> JobReport:
         report = sync(store, backend, dry_run=dry_run)
         run.summary.update(
             clients=report.clients, services=report.services, changes=len(report.changes)
         )
         for failure in report.failures:
             run.fail(failure)
-    if dry_run:
-        rows = [change.__dict__ for change in report.changes]
-        render(rows, CHANGE_COLUMNS, fmt)
-    else:
-        app.summary(
-            f"whmcs sync: {report.clients} clients, {report.services} VoIP services, "
-            f"{len(report.changes)} changes"
+        if dry_run:
+            # The table of differences is a dry run's output (no lock, nothing recorded).
+            render([change.__dict__ for change in report.changes], CHANGE_COLUMNS, fmt)
+        return JobReport(
+            job="whmcs-sync",
+            # A dry run shows the differences instead of a summary line.
+            summary=None
+            if dry_run
+            else f"whmcs sync: {report.clients} clients, {report.services} VoIP services, "
+            f"{len(report.changes)} changes",
+            failures=list(report.failures),
+            data=dict(run.summary),
+            dry_run=dry_run,
         )
-    return _failures(report.failures)
+
+    return run_job("whmcs-sync", work, dry_run=dry_run)
 
 
 @whmcs.command("post")

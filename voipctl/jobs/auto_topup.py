@@ -161,7 +161,7 @@ def _settle(
 ) -> Line:
     """Record a charge's outcome; a paid one is credited in the same transaction, once."""
     ref = request.reference
-    with store.session() as session:
+    with store.transaction() as session:
         attempt = session.get(TopupAttempt, request.attempt_id)
         client = session.get(Client, request.client_id)
         attempt.status = outcome.status
@@ -249,7 +249,7 @@ def _eligible():
 
 def _has_work(store: Store) -> bool:
     """Some client may be charged, or an earlier attempt is open."""
-    with store.sessions() as session:
+    with store.session_factory() as session:
         client = session.scalar(select(Client.id).where(_eligible()).limit(1))
         attempt = session.scalar(
             select(TopupAttempt.id).where(TopupAttempt.status.in_(OPEN)).limit(1)
@@ -258,7 +258,7 @@ def _has_work(store: Store) -> bool:
 
 
 def _open_attempts(store: Store, client_id: int | None) -> list[topup.TopupRequest]:
-    with store.sessions() as session:
+    with store.session_factory() as session:
         query = select(TopupAttempt).where(TopupAttempt.status.in_(OPEN))
         if client_id is not None:
             query = query.where(TopupAttempt.client_id == client_id)
@@ -276,7 +276,7 @@ def run_auto_topup(
 ) -> list[Line]:
     """Resolve open attempts, then top up every client at or below its threshold once."""
     if retry_client is not None:
-        with store.sessions() as session:
+        with store.session_factory() as session:
             if session.get(Client, retry_client) is None:
                 raise NotFound(f"no client {retry_client}")
     if not dry_run and _has_work(store):
@@ -301,7 +301,7 @@ def run_auto_topup(
             continue
         take(request)
 
-    with store.sessions() as session:
+    with store.session_factory() as session:
         query = select(Client.id).where(or_(Client.auto_topup_latched.is_(True), _eligible()))
         if retry_client is not None:
             query = query.where(Client.id == retry_client)
@@ -332,7 +332,7 @@ def _decide(
     counts: dict[str, int],
 ) -> topup.TopupRequest | None:
     """One client's decision in one transaction; the attempt to charge, committed, or None."""
-    with store.session() as session:
+    with store.transaction() as session:
         client = session.get(Client, client_id)
         if client is None:
             return None

@@ -268,7 +268,7 @@ def _bill_batch(
 ) -> list[Charge]:
     """One transaction: the charges of a batch of tasks, each with its CDRs marked."""
     charges = []
-    with store.session() as session:
+    with store.transaction() as session:
         for task in batch:
             sums = _sums(session, task)
             if sums is None:
@@ -299,7 +299,7 @@ def _bill_batch(
 
 
 def _plan(store: Store, client_id: int | None, service_id: int | None) -> list[list[_Task]]:
-    with store.sessions() as session:
+    with store.session_factory() as session:
         services = _metered(session, client_id, service_id)
         batches = _batches(session, services) if services else []
         session.rollback()
@@ -332,7 +332,7 @@ def plan(
 ) -> list[Charge]:
     """What `bill` would charge, read only (the dry run)."""
     tasks = [task for batch in _plan(store, client_id, service_id) for task in batch]
-    with store.sessions() as session:
+    with store.session_factory() as session:
         found = [_sums(session, task) for task in tasks]
         session.rollback()
     return [_charge_of(t.client_id, s) for t, s in zip(tasks, found, strict=True) if s]

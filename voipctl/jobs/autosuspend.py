@@ -316,7 +316,7 @@ def run_autosuspend(
         templates.check(FRAUD_OPERATOR)
         if config.fraud.notify_client:
             templates.check(FRAUD_GUARD)
-    with store.sessions() as session:
+    with store.session_factory() as session:
         client_ids = list(
             session.scalars(
                 select(Client.id).where(Client.has_voip_service.is_(True)).order_by(Client.id)
@@ -330,12 +330,12 @@ def run_autosuspend(
         # The levers of every managed service, read back from the PBXs first (no
         # database held), one batch per server: one query and one event socket
         # connection for a FusionPBX server, not one per service.
-        with store.sessions() as session:
+        with store.session_factory() as session:
             managed = [s for client_id in client_ids for s in _services(session, client_id)]
         readings = observe_all(adapters, managed)
         for client_id in client_ids:
             # Read the services, then decide; release the database before acting.
-            with store.sessions() as session:
+            with store.session_factory() as session:
                 client = session.get(Client, client_id)
                 if client is None or not client.has_voip_service:
                     continue
@@ -358,7 +358,7 @@ def run_autosuspend(
                     observed[service.id] = seen
                     if seen.suspended is None:
                         log.info("service %s: lever state unknown: %s", service.id, seen.detail)
-            with store.sessions() as session:
+            with store.session_factory() as session:
                 client = session.get(Client, client_id)
                 if client is None or not client.has_voip_service:
                     continue

@@ -88,7 +88,7 @@ def inspect_feed(
         adapter.close()
     block = toml_block(layout.table, layout.settings)
     inspection = Inspection(server, shown, len(lines), layout, block)
-    with store.session() as session:
+    with store.transaction() as session:
         services = list(
             session.scalars(
                 select(Service)

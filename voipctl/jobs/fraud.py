@@ -664,7 +664,7 @@ def stop(store, config: Config, backend, adapters, run, trip: Trip, *, dry_run: 
     from voipctl.jobs.common import service_info
     from voipctl.jobs.suspend import Outcome, act, record
 
-    with store.sessions() as session:
+    with store.session_factory() as session:
         services = list(
             session.scalars(
                 select(Service)
@@ -726,7 +726,7 @@ def stop(store, config: Config, backend, adapters, run, trip: Trip, *, dry_run: 
 def check_and_stop(store, config: Config, backend, adapters, run, *, dry_run: bool) -> list[str]:
     """autosuspend's first step: measure, and stop each client a limit trips for."""
     now = datetime.now(UTC)
-    with store.sessions() as session:
+    with store.session_factory() as session:
         if not guard_on(session, config):
             return []
         guard = measure(session, config, now)

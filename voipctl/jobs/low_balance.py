@@ -105,7 +105,7 @@ def run_low_balance(
     """Alert every client at or below its threshold once per crossing; then deliver the outbox."""
     if not dry_run:
         Templates(config.email.templates_dir).check(LOW_BALANCE_ALERT)
-    with store.sessions() as session:
+    with store.session_factory() as session:
         client_ids = list(
             session.scalars(
                 select(Client.id)
@@ -121,7 +121,7 @@ def run_low_balance(
     decisions = []
     for client_id in client_ids:
         # One transaction per client: the decision, the latch and the email commit together.
-        with store.session() as session:
+        with store.transaction() as session:
             client = session.get(Client, client_id)
             if client is None:
                 continue

@@ -176,6 +176,7 @@ def pull_cdrs(
     progress: ProgressHook | None = None,
     adapter_factory: Callable[[str, Any], ProviderAdapter] = adapter_for,
     rate: bool = False,
+    locked: bool = False,
 ) -> PullReport:
     """Pull new CDRs of the selected active services; see the module docstring.
 
@@ -185,7 +186,8 @@ def pull_cdrs(
 
     Raises LockHeld when another run holds the job's lock, ConfigError for an
     unknown --server, NotFound for an unknown --service. Provider failures do
-    not raise: they are in the report (and make its exit_code 1).
+    not raise: they are in the report (and make its exit_code 1). `locked`: the
+    caller holds the job's lock already (the CLI's job runner).
     """
     if server is not None:
         config.server(server)  # ConfigError naming the known servers
@@ -207,11 +209,12 @@ def pull_cdrs(
                 before_insert=rater,
                 progress=progress,
                 adapter_factory=adapter_factory,
+                locked=locked,
             )
         finally:
             rater.close()
     report = PullReport(dry_run=dry_run)
-    with job_run(store, JOB, dry_run=dry_run) as run:
+    with job_run(store, JOB, dry_run=dry_run, lock=not locked) as run:
         by_server = _services(store, server, client_id, service_id)
         for name in sorted(by_server):
             services = by_server[name]
@@ -285,12 +288,12 @@ def _services(
     if client_id is not None:
         query = query.where(Service.client_id == client_id)
     if service_id is not None:
-        with store.session() as session:
+        with store.transaction() as session:
             found = session.get(Service, service_id)
         if found is None:
             raise NotFound(f"no service {service_id}")
         query = query.where(Service.id == service_id)
-    with store.session() as session:
+    with store.transaction() as session:
         rows = list(session.scalars(query))
     grouped: dict[str, list[Service]] = defaultdict(list)
     for row in rows:
@@ -396,7 +399,7 @@ def _check_dedupe_key(
     wanted = adapter.dedupe_key
     if wanted is None:
         return None
-    with store.session() as session:
+    with store.transaction() as session:
         scopes = session.scalars(
             select(PullWatermark.scope).where(
                 PullWatermark.server == server, PullWatermark.scope.startswith(DEDUPE_SCOPE)
@@ -678,7 +681,7 @@ class _Writer:
         )
 
     def watermark(self, scope: str) -> datetime | None:
-        with self.store.session() as session:
+        with self.store.transaction() as session:
             row = session.get(PullWatermark, (self.server, scope))
             return row.watermark if row is not None else None
 
@@ -898,7 +901,7 @@ def retry_rejected(
     query = select(RejectedRecord).where(RejectedRecord.resolved_at.is_(None))
     if server is not None:
         query = query.where(RejectedRecord.server == server)
-    with store.session() as session:
+    with store.transaction() as session:
         pending = list(session.scalars(query.order_by(RejectedRecord.id)))
     if not pending:
         return report

@@ -15,7 +15,7 @@ from voipctl.store.models import Client
 
 def client_zone(store: Store, client_id: int) -> ZoneInfo:
     """The client's time zone, for --from/--to days; NotFound for an unknown client."""
-    with store.session() as session:
+    with store.transaction() as session:
         client = session.get(Client, client_id)
         if client is None:
             raise NotFound(f"no client {client_id}")
@@ -29,13 +29,15 @@ def run(
     rerate: tuple[datetime, datetime] | None = None,
     dry_run: bool = False,
     progress: Callable[[int], None] | None = None,
+    locked: bool = False,
 ) -> RateReport:
     """Hold the `rate` lock (exit 75 when another run has it) and rate, or re-rate.
 
     The run is recorded in job_runs with the report as its summary; calls that
-    entered no_rate or invalid_number make it a run with failures.
+    entered no_rate or invalid_number make it a run with failures. `locked`: the
+    caller holds the lock already (the CLI's job runner).
     """
-    with job_run(store, "rate", dry_run=dry_run) as state:
+    with job_run(store, "rate", dry_run=dry_run, lock=not locked) as state:
         report = rate_cdrs(
             store, client_id=client_id, rerate=rerate, dry_run=dry_run, progress=progress
         )

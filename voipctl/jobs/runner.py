@@ -5,7 +5,8 @@
         run.summary["charged"] = 12
         run.fail("vodia1: credentials refused")   # done with failures -> exit 1
 
-A dry run takes no lock and records no run: it writes nothing at all.
+A dry run takes no lock and records no run: it writes nothing at all. `lock=False`
+is for a caller that holds the job's lock already (the CLI's job runner).
 """
 
 from __future__ import annotations
@@ -44,13 +45,16 @@ class RunState:
 
 
 @contextmanager
-def job_run(store: Store, job: str, *, dry_run: bool = False) -> Iterator[RunState]:
-    """Hold the job's lock (not on a dry run) and record the run in job_runs."""
+def job_run(
+    store: Store, job: str, *, dry_run: bool = False, lock: bool = True
+) -> Iterator[RunState]:
+    """Hold the job's lock (not on a dry run, nor when the caller holds it) and record
+    the run in job_runs."""
     state = RunState(job=job, dry_run=dry_run)
-    lock = nullcontext() if dry_run else job_lock(store, job)
-    with lock:
+    held = nullcontext() if dry_run or not lock else job_lock(store, job)
+    with held:
         if not dry_run:
-            with store.session() as session:
+            with store.transaction() as session:
                 row = JobRun(
                     job=job,
                     started_at=datetime.now(UTC),
@@ -70,7 +74,7 @@ def job_run(store: Store, job: str, *, dry_run: bool = False) -> Iterator[RunSta
                 summary = dict(state.summary)
                 if state.failures:
                     summary["failures"] = state.failures[:50]
-                with store.session() as session:
+                with store.transaction() as session:
                     session.execute(
                         update(JobRun)
                         .where(JobRun.id == state.run_id)

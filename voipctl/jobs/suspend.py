@@ -127,7 +127,7 @@ def record(
 ) -> None:
     """Write the audit row and, when the provider confirmed, the new state (one transaction)."""
     now = datetime.now(UTC)
-    with store.session() as session:
+    with store.transaction() as session:
         event = SuspensionEvent(
             service_id=service_id,
             client_id=outcome.client_id,
@@ -222,7 +222,7 @@ def run_manual(
 ) -> list[str]:
     """The operator's suspend or unsuspend; returns one line per service saying what happened."""
     reason = reason or f"{action} by the operator"
-    with store.sessions() as session:
+    with store.session_factory() as session:
         # Closed without a rollback: the rows stay loaded for the provider calls below.
         services = _targets(session, service_id, client_id)
     if not services:

@@ -136,7 +136,7 @@ def deliver_pending(store: Store, config: EmailConfig) -> Delivery:
 
 
 def _deliver(store: Store, config: EmailConfig, result: Delivery) -> None:
-    with store.session() as session:
+    with store.transaction() as session:
         ids = list(
             session.scalars(
                 select(OutboxEmail.id).where(OutboxEmail.sent_at.is_(None)).order_by(OutboxEmail.id)
@@ -144,7 +144,7 @@ def _deliver(store: Store, config: EmailConfig, result: Delivery) -> None:
         )
     with Mailer(config) as mailer:
         for index, email_id in enumerate(ids):
-            with store.session() as session:
+            with store.transaction() as session:
                 row = session.get(OutboxEmail, email_id)
                 if row is None or row.sent_at is not None:
                     continue
@@ -180,7 +180,7 @@ def _record(store: Store, email_id: int, *, error: str | None) -> None:
         values["sent_at"] = datetime.now(UTC)
     else:
         values["last_error"] = error[:1000]
-    with store.session() as session:
+    with store.transaction() as session:
         session.execute(
             update(OutboxEmail)
             .where(OutboxEmail.id == email_id, OutboxEmail.sent_at.is_(None))

@@ -463,7 +463,7 @@ def import_deck_file(
     A dry run checks and inserts everything the same way, then rolls back.
     `progress` is called with each batch's row count as it is written.
     """
-    with store.sessions() as session:
+    with store.session_factory() as session:
         try:
             product = get_product(session, product_name)
             result = import_deck(

@@ -552,7 +552,7 @@ class PullRater:
     columns = PULL_COLUMNS
 
     def __init__(self, store: Store):
-        self.session = store.sessions()
+        self.session = store.session_factory()
         self.rater = Rater(self.session)
 
     def rate_rows(self, rows: list[dict[str, Any]]) -> list[tuple]:

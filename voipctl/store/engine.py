@@ -30,7 +30,7 @@ class Store:
     """An engine and its session factory; `sqlite_path` is set for SQLite files."""
 
     engine: Engine
-    sessions: sessionmaker[Session]
+    session_factory: sessionmaker[Session]
     url: str
 
     @property
@@ -49,9 +49,9 @@ class Store:
         return Path(database) if database and database != ":memory:" else None
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
+    def transaction(self) -> Iterator[Session]:
         """A session in one transaction: committed on success, rolled back on error."""
-        with self.sessions.begin() as session:
+        with self.session_factory.begin() as session:
             yield session
 
     def check_schema(self) -> None:
@@ -208,7 +208,9 @@ def open_store(
     if backend == "sqlite":
         _sqlite_private(engine)
         _sqlite_setup(engine, busy_timeout_ms)
-    return Store(engine=engine, sessions=sessionmaker(engine, expire_on_commit=False), url=url)
+    return Store(
+        engine=engine, session_factory=sessionmaker(engine, expire_on_commit=False), url=url
+    )
 
 
 def connect_check(store: Store) -> None:

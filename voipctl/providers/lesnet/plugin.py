@@ -104,7 +104,7 @@ class LesnetPlugin(Plugin):
 
         from voipctl.store.models import Service
 
-        with store.session() as session:
+        with store.transaction() as session:
             services = session.scalars(
                 select(Service).where(Service.server == server_name, Service.active.is_(True))
             )
