@@ -47,7 +47,7 @@ def _add_interleaved(store, services, rng: random.Random, calls: int) -> None:
         for service, cost in zip(services, random_costs(rng, len(services)), strict=True):
             rows.append(call_row(service, cost))
         if len(rows) >= 20_000 or i == calls - 1:
-            with store.session() as s:
+            with store.transaction() as s:
                 s.execute(insert(Cdr), rows)
             rows = []
 
@@ -65,7 +65,7 @@ def main() -> None:
     store = open_store(url)
     upgrade(store)
     rng = random.Random(1)
-    with store.session() as s:
+    with store.transaction() as s:
         product = add_product(s)
         services = []
         for cid in range(1, args.services + 1):
@@ -80,7 +80,7 @@ def main() -> None:
     began = time.monotonic()
     proc = subprocess.run([voipctl, "--db", url, "autobill", "-v"], capture_output=True, text=True)
     seconds = time.monotonic() - began
-    with store.session() as s:
+    with store.transaction() as s:
         charged = s.scalar(select(func.sum(LedgerEntry.amount)).where(LedgerEntry.kind == "charge"))
         cost = s.scalar(select(func.sum(Cdr.cost)))
     total = args.services * args.calls

@@ -132,7 +132,7 @@ def chunks(rows, size: int):
 
 def seed_reference_rows(store, clients: int) -> None:
     now = datetime(2026, 1, 1, tzinfo=UTC)
-    with store.session() as s:
+    with store.transaction() as s:
         s.execute(insert(Product), [{"name": "Bench", "created_at": now}])
         product_id = s.execute(text("SELECT id FROM products")).scalar_one()
         s.execute(

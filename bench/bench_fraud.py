@@ -167,7 +167,7 @@ def check(db_url: str, fraud: FraudConfig) -> tuple[float, int, int]:
     config = Config(fraud=fraud)
 
     def once():
-        with store.session() as session:
+        with store.transaction() as session:
             g = guard_mod.measure(session, config, datetime.now(UTC))
             tripped = sum(1 for cid in g.limits if g.trip(cid) is not None)
             averaged = sum(1 for f in g.figures.values() if f.hourly_average is not None)

@@ -95,7 +95,7 @@ def setup_store(db: Path, link: Path, deck: int = 0, url: str | None = None):
     store = open_store(url or f"sqlite:///{db}")
     upgrade(store)
     created = START - timedelta(days=1)
-    with store.session() as session:
+    with store.transaction() as session:
         session.add(
             Product(name="Metered", bill_inbound=True, markup_percent=10, created_at=created)
         )

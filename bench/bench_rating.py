@@ -110,7 +110,7 @@ def cdr_rows(n: int, deck: list[str], services: list[int], rng: random.Random):
 
 def setup_accounts(store, args: argparse.Namespace) -> list[int]:
     """Products Import and Rate, client 42 and its services; returns the service ids."""
-    with store.session() as session:
+    with store.transaction() as session:
         session.add(Product(id=1, name="Import", created_at=T0))
         session.add(Product(id=2, name="Rate", free_minutes=args.free_minutes, created_at=T0))
         session.add(
@@ -136,7 +136,7 @@ def setup_accounts(store, args: argparse.Namespace) -> list[int]:
                     created_at=T0,
                 )
             )
-    with store.session() as session:
+    with store.transaction() as session:
         return list(session.scalars(select(Service.id).order_by(Service.id)))
 
 
@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         report = rate_cdrs(store)
         rate_s = time.perf_counter() - started
-        with store.session() as session:
+        with store.transaction() as session:
             unrated = session.scalar(select(func.count()).where(Cdr.status.is_(None)))
         counts = ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items()))
         per_s = args.cdrs / rate_s

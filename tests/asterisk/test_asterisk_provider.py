@@ -98,7 +98,7 @@ def ok(result):
 
 
 def _calls(store) -> list[tuple[str, int, str]]:
-    with store.session() as s:
+    with store.transaction() as s:
         rows = s.execute(select(Cdr.number, Cdr.billsec, Cdr.cost).order_by(Cdr.start)).all()
     return [(n, b, f"{c:.4f}") for n, b, c in rows]
 
@@ -144,7 +144,7 @@ def test_a_growing_file_is_read_from_where_the_last_pull_stopped(pbx, store):
     with pbx.master.open("a") as f:
         f.write(_line("2026-11-20 09:15:02", 60))
     ok(pbx("pull-cdrs", "--since", SINCE))
-    with store.session() as s:
+    with store.transaction() as s:
         first = json.loads(s.scalar(select(PullWatermark.cursor)))
     assert first["offset"] == pbx.master.stat().st_size
     # A call that started long before the last one ended after it: still read,
@@ -201,7 +201,7 @@ def test_kill_9_during_a_pull_then_a_rerun_is_one_clean_run(pbx, store, db_url, 
         if not ended:
             proc.send_signal(signal.SIGKILL)
         proc.wait()
-        with store.session() as s:
+        with store.transaction() as s:
             stored = s.scalar(select(func.count()).select_from(Cdr))
         if ended or stored == len(lines):
             break
@@ -210,7 +210,7 @@ def test_kill_9_during_a_pull_then_a_rerun_is_one_clean_run(pbx, store, db_url, 
     assert mid_run, "no kill landed in the middle of a pull"
     done = subprocess.run(argv, cwd=tmp_path, env=child_env(), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    with store.session() as s:
+    with store.transaction() as s:
         assert s.scalar(select(func.count()).select_from(Cdr)) == 35_000
         assert s.scalar(select(func.count(func.distinct(Cdr.number)))) == 35_000
         cursor = json.loads(s.scalar(select(PullWatermark.cursor)))
@@ -267,7 +267,7 @@ def test_freepbx_cdr_table_pulled_rated_billed_and_suspended(pbx, store, freepbx
         ("15195550100", 125, "0.0000"),  # inbound: not billed by this product
         ("12045550113", 600, "0.2000"),
     ]
-    with store.session() as s:
+    with store.transaction() as s:
         directions = s.scalars(select(Cdr.direction).order_by(Cdr.start)).all()
         statuses = s.scalars(select(Cdr.status).order_by(Cdr.start)).all()
         keys = s.scalars(select(Cdr.provider_id).order_by(Cdr.start)).all()

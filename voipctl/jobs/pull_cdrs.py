@@ -686,7 +686,7 @@ class _Writer:
             return row.watermark if row is not None else None
 
     def cursor(self, scope: str) -> str | None:
-        with self.store.session() as session:
+        with self.store.transaction() as session:
             row = session.get(PullWatermark, (self.server, scope))
             return row.cursor if row is not None else None
 
