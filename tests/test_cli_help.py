@@ -62,7 +62,7 @@ def test_client_and_product_commands_are_documented(path):
 def test_docs_cli_reference_is_current():
     from voipctl.cli.reference import reference
 
-    docs = (Path(__file__).resolve().parent.parent / "docs" / "cli.md").read_text()
+    docs = (Path(__file__).resolve().parent.parent / "docs/cli.md").read_text()
     assert reference() in docs, "docs/cli.md is stale: python -m voipctl.cli.reference"
 
 
