@@ -103,9 +103,9 @@ def test_init_into_a_directory_names_the_files_in_the_next_commands(cli, tmp_pat
     ("args", "says"),
     [
         (
-            ["--server", "asterisk:a"],
-            "init: --server 'asterisk:a': expected TYPE:NAME, TYPE one of fusionpbx, vodia, "
-            "lesnet, NAME of letters, digits, _ and -",
+            ["--server", "freeswitch:a"],
+            "init: --server 'freeswitch:a': expected TYPE:NAME, TYPE one of fusionpbx, vodia, "
+            "lesnet, asterisk, NAME of letters, digits, _ and -",
         ),
         (["--server", "vodia:a", "--server", "lesnet:a"], "init: --server: a named twice"),
         ([], "init: --server: required"),
