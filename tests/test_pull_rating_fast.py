@@ -25,10 +25,12 @@ from support_data import add_client, add_product, add_service
 
 from voipctl.config import Config
 from voipctl.jobs.pull_cdrs import _Writer, pull_cdrs
+from voipctl.jobs.rate import rate_cdrs
 from voipctl.providers.base import CallRecord, ProviderAdapter, RawRecord, ServiceInfo
 from voipctl.providers.lesnet.adapter import _RawTemplate
 from voipctl.rating.deck import import_deck_file, set_override
-from voipctl.rating.engine import PULL_COLUMNS, STATUSES, PullRater, Rater, rate_cdrs
+from voipctl.rating.pull import PULL_COLUMNS, PullRater
+from voipctl.rating.rater import STATUSES, Rater
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 END = datetime(2026, 4, 1, tzinfo=UTC)

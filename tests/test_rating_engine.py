@@ -11,8 +11,8 @@ from sqlalchemy import func, select, update
 from voipctl.billing import ledger
 from voipctl.errors import NotFound
 from voipctl.rating.deck import import_deck_file
-from voipctl.rating.engine import Rater
 from voipctl.rating.explain import trace
+from voipctl.rating.rater import Rater
 from voipctl.store.locks import job_lock
 from voipctl.store.models import Cdr, JobRun, LedgerEntry
 
@@ -446,7 +446,7 @@ def test_each_call_is_rated_with_the_version_in_force_at_its_start(
 def test_pull_rater_rates_rows_as_pull_cdrs_stores_them(store, tmp_path):
     from sqlalchemy import insert
 
-    from voipctl.rating.engine import PullRater
+    from voipctl.rating.pull import PullRater
 
     _, sid = setup_account(store)
     _, free = setup_account(store, product="F", free_minutes=10)
@@ -491,7 +491,7 @@ def test_pull_rater_rates_rows_as_pull_cdrs_stores_them(store, tmp_path):
 
 
 def test_free_minutes_go_in_start_order_whatever_the_chunk_size(store, tmp_path):
-    from voipctl.rating.engine import rate_cdrs
+    from voipctl.jobs.rate import rate_cdrs
 
     services = [setup_account(store, free_minutes=1)[1] for _ in range(3)]
     _, plain = setup_account(store, product="P")

@@ -24,7 +24,7 @@ from voipctl.errors import ConfigError
 from voipctl.jobs.common import service_info
 from voipctl.providers import adapter_for
 from voipctl.providers.base import FeedLayout
-from voipctl.rating.engine import FAILED_STATUSES, Rater
+from voipctl.rating.rater import FAILED_STATUSES, Rater
 from voipctl.redact import redact_url
 from voipctl.store import Store
 from voipctl.store.models import Service

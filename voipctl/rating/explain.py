@@ -27,9 +27,9 @@ from voipctl import money
 from voipctl.errors import NotFound
 from voipctl.rating import deck
 from voipctl.rating.cost import MARKUP_DENOMINATOR, cost_units, exact_cost
-from voipctl.rating.engine import Rater
 from voipctl.rating.numbers import normalize
 from voipctl.rating.patterns import raw_digits
+from voipctl.rating.rater import Rater
 from voipctl.store.models import Cdr, DeckVersion, LedgerEntry, Service
 
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from voipctl import money
 from voipctl.rating import deck
-from voipctl.rating.engine import FAILED_STATUSES, ProductContext, Rater
+from voipctl.rating.rater import FAILED_STATUSES, ProductContext, Rater
 from voipctl.store.models import Product
 
 
