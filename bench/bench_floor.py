@@ -30,7 +30,7 @@ from pathlib import Path
 
 from bench import scenarios as S
 from voipctl.jobs.pull_cdrs import CHUNK_SIZE
-from voipctl.jobs.rate import _ROW_COLUMNS as READ_COLUMNS
+from voipctl.jobs.rate import ROW_COLUMNS as READ_COLUMNS
 from voipctl.rating.pull import PULL_COLUMNS
 from voipctl.store.models import PENDING_CDR
 

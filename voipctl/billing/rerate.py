@@ -12,16 +12,25 @@ from voipctl.store.engine import driver_sql
 
 
 def correct_charge(
-    session: Session, service_id: int, row: tuple, old_cost: int, new_cost: int, cursor: Any
+    session: Session,
+    cursor: Any,
+    *,
+    cdr_id: int,
+    client_id: int,
+    service_id: int,
+    billed_entry_id: int,
+    rerate_count: int,
+    old_cost: int,
+    new_cost: int,
 ) -> None:
     """Reverse what a billed CDR was charged and charge its new cost, in the chunk's transaction.
 
-    References are `rerate:<cdr_id>:<n>:reversal|charge` with n the CDR's re-rate
-    count, written in the same transaction: a crash leaves both or neither, and
-    a run after a commit sees the new cost and posts nothing.
+    References are `rerate:<cdr_id>:<n>:reversal|charge` with n the CDR's new re-rate
+    count (`rerate_count` is the count before), written in the same transaction
+    (`cursor` is the chunk's DBAPI cursor): a crash leaves both or neither, and a
+    run after a commit sees the new cost and posts nothing. Costs in integer units.
     """
-    cdr_id, billed_entry_id, count, client_id = row[0], row[6], row[7] or 0, row[8]
-    n = count + 1
+    n = rerate_count + 1
     note = (
         f"re-rating of CDR {cdr_id}: was {money.fmt(old_cost, 2, units=True)}, "
         f"now {money.fmt(new_cost, 2, units=True)}"

@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
@@ -175,12 +175,43 @@ def rate_cdrs(
     return report
 
 
-_ROW_COLUMNS = (
-    "id, direction, number, billsec, start, answer, billed_entry_id, rerate_count, client_id, "
-    f"service_id, {', '.join(RATING_COLUMNS)}"
-)
-_OLD = 10  # where the stored rating starts in a selected row
-_UNRATED = (None,) * len(RATING_COLUMNS)
+class CdrRow(NamedTuple):
+    """A CDR as the job reads it: the call, how it was billed, and its stored rating."""
+
+    id: int
+    direction: str
+    number: str | None
+    billsec: int | None
+    start: int
+    answer: int | None
+    billed_entry_id: int | None
+    rerate_count: int | None
+    client_id: int
+    service_id: int
+    # The stored rating, in RATING_COLUMNS order (see CdrRow.rating).
+    status: str | None
+    normalized: str | None
+    prefix: str | None
+    description: str | None
+    rate: int | None
+    connect_fee: int | None
+    increment: str | None
+    deck_version_id: int | None
+    rate_source: str | None
+    billable_seconds: int | None
+    free_seconds: int | None
+    cost: int | None
+
+    @property
+    def rating(self) -> tuple:
+        """The stored rating columns, comparable with a new `Rating`."""
+        return self[_OLD:]
+
+
+# The SELECT list that fills a CdrRow, column for field.
+ROW_COLUMNS = ", ".join(CdrRow._fields)
+_OLD = CdrRow._fields.index(RATING_COLUMNS[0])  # where the stored rating starts
+assert CdrRow._fields[_OLD:] == RATING_COLUMNS
 
 
 class _Batch:
@@ -226,7 +257,7 @@ class _Batch:
         it is not read a second time.
         """
         table = cdrs_through(self.session, "ix_cdrs_pending")
-        sql = f"SELECT {_ROW_COLUMNS} FROM {table} WHERE {_PENDING} AND id > ?"
+        sql = f"SELECT {ROW_COLUMNS} FROM {table} WHERE {_PENDING} AND id > ?"
         if client_id is not None:
             sql += f" AND client_id = {int(client_id)}"
         sql = driver_sql(self.session, sql + " ORDER BY id LIMIT ?" + self.lock)
@@ -234,12 +265,12 @@ class _Batch:
         while True:
             cursor = self._cursor()
             cursor.execute(sql, (last, self.chunk))
-            rows = cursor.fetchall()
+            rows = list(map(CdrRow._make, cursor.fetchall()))
             if not rows:
                 break
-            last = rows[-1][0]
+            last = rows[-1].id
             if skip:
-                rows = [row for row in rows if row[9] not in skip]
+                rows = [row for row in rows if row.service_id not in skip]
             self._rate(rows, cursor)
             self._rated(len(rows))
 
@@ -258,7 +289,7 @@ class _Batch:
         cursors = {span.service_id: (lo, -1) for span in spans}
         sql = driver_sql(
             self.session,
-            f"SELECT {_ROW_COLUMNS} FROM cdrs "
+            f"SELECT {ROW_COLUMNS} FROM cdrs "
             "WHERE service_id = ? AND (start, id) > (?, ?) AND start < ?"
             + ("" if window else f" AND {_PENDING}")
             + " ORDER BY start, id LIMIT ?"
@@ -283,15 +314,15 @@ class _Batch:
             limit = self.chunk - self.pending
             cursor = self._cursor()
             cursor.execute(sql, (service_id, last[0], last[1], until, limit))
-            rows = cursor.fetchall()
+            rows = list(map(CdrRow._make, cursor.fetchall()))
             if rows:
-                last = (rows[-1][4], rows[-1][0])
+                last = (rows[-1].start, rows[-1].id)
                 self._rate(rows, cursor)
             self._rated(len(rows))
             if len(rows) < limit:
                 return last
 
-    def _rate(self, rows: list[tuple], cursor: Any) -> None:
+    def _rate(self, rows: list[CdrRow], cursor: Any) -> None:
         rated_at = int(datetime.now(UTC).timestamp())
         rater = self.rater
         rate = rater.rate
@@ -302,38 +333,48 @@ class _Batch:
         updates = []
         corrections = []
         for row in rows:
-            service_id = row[9]
+            service_id = row.service_id
             ctx = contexts.get(service_id) or service(service_id)
             new = rate(
                 ctx.product,
-                row[1],
-                row[2],
-                row[3] or 0,
-                row[4],
-                row[5] is not None,
+                row.direction,
+                row.number,
+                row.billsec or 0,
+                row.start,
+                row.answer is not None,
                 ctx,
                 service_id,
             )
-            counts[new[0]] += 1
-            if row[_OLD] is None and row[6] is None:  # never rated nor billed: nothing to compare
-                old = _UNRATED
+            counts[new.status] += 1
+            if row.status is None and row.billed_entry_id is None:
+                old_status = None  # never rated nor billed: nothing to compare
             else:
-                old = row[_OLD:]
-                if new == old:
+                if new == row.rating:
                     continue
-            if new[0] in FAILED_STATUSES and old[0] != new[0]:
-                report.entered[new[0]] += 1
-            updates.append((*new, rated_at, row[0]))
-            if row[6] is not None:
-                old_cost = old[11] or 0
-                new_cost = new[11] or 0
+                old_status = row.status
+            if new.status in FAILED_STATUSES and old_status != new.status:
+                report.entered[new.status] += 1
+            updates.append((*new, rated_at, row.id))
+            if row.billed_entry_id is not None:
+                old_cost = row.cost or 0
+                new_cost = new.cost or 0
                 if old_cost != new_cost:
                     corrections.append((row, old_cost, new_cost))
         if updates:
             cursor.executemany(self.update_sql, updates)
             report.changed += len(updates)
         for row, old_cost, new_cost in corrections:
-            correct_charge(self.session, row[9], row, old_cost, new_cost, cursor)
+            correct_charge(
+                self.session,
+                cursor,
+                cdr_id=row.id,
+                client_id=row.client_id,
+                service_id=row.service_id,
+                billed_entry_id=row.billed_entry_id,
+                rerate_count=row.rerate_count or 0,
+                old_cost=old_cost,
+                new_cost=new_cost,
+            )
             report.adjusted += 1
             report.difference += new_cost - old_cost
 

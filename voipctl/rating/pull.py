@@ -95,7 +95,7 @@ class PullRater:
                     ctx,
                     service_id,
                 )
-                append(unrated if rating[0] in failed else (*rating, rated_at))
+                append(unrated if rating.status in failed else (*rating, rated_at))
         finally:
             # Decks stay in memory; the read transaction must not (it would hold the WAL).
             self.session.rollback()

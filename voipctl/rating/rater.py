@@ -445,7 +445,7 @@ class Rater:
             normalized = known
             if direction == "local":
                 return Rating("internal", normalized)
-        elif direction == "local" and known[0] == "invalid_number":
+        elif direction == "local" and known.status == "invalid_number":
             return _INTERNAL_INVALID
         else:
             return known  # suppressed, excluded, internal or invalid_number by the number alone
