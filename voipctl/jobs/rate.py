@@ -326,7 +326,7 @@ class _Batch:
         rated_at = int(datetime.now(UTC).timestamp())
         rater = self.rater
         rate = rater.rate
-        contexts = rater._services
+        contexts = rater.contexts
         service = rater.service
         report = self.report
         counts = report.counts

@@ -69,7 +69,7 @@ class PullRater:
         rated_at = int(datetime.now(UTC).timestamp())
         rater = self.rater
         rate = rater.rate
-        contexts = rater._services
+        contexts = rater.contexts
         service = rater.service
         failed = FAILED_STATUSES
         unrated = _PULL_UNRATED

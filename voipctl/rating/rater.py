@@ -318,13 +318,16 @@ class Rater:
     already used in a month, each once; rating itself does no I/O.
     `free_exclude=(since, until)` leaves out of the free-minute count the CDRs
     that are being re-rated (those that started in that range).
+    `contexts` maps the service ids loaded so far to their `ServiceContext`:
+    callers rating many calls read it first and call `service()` only on a miss
+    (a dict lookup per call instead of a method call); only `service()` fills it.
     """
 
     def __init__(self, session: Session, *, free_exclude: tuple[int, int] | None = None):
         self.session = session
         self.free_exclude = free_exclude
         self._products: dict[int, ProductContext] = {}
-        self._services: dict[int, ServiceContext] = {}
+        self.contexts: dict[int, ServiceContext] = {}
         self._months: dict[str, _MonthCache] = {}
         self._free_used: dict[tuple[int, str], int] = {}
 
@@ -341,7 +344,7 @@ class Rater:
         return ctx
 
     def service(self, service_id: int) -> ServiceContext:
-        ctx = self._services.get(service_id)
+        ctx = self.contexts.get(service_id)
         if ctx is None:
             row = self.session.execute(
                 select(Service.product_id, Service.client_id, Client.timezone)
@@ -357,7 +360,7 @@ class Rater:
                 log.warning("client %s: time zone %r unknown, using UTC", client_id, tz_name)
                 tz = ZoneInfo("UTC")
             ctx = ServiceContext(self.product(product_id), tz, client_id)
-            self._services[service_id] = ctx
+            self.contexts[service_id] = ctx
         return ctx
 
     # --- free minutes ---
