@@ -12,6 +12,7 @@ from voipctl.billing import ledger
 from voipctl.errors import NotFound
 from voipctl.rating.deck import import_deck_file
 from voipctl.rating.explain import trace
+from voipctl.rating.load import SessionSource
 from voipctl.rating.rater import Rater
 from voipctl.store.locks import job_lock
 from voipctl.store.models import Cdr, JobRun, LedgerEntry
@@ -351,7 +352,7 @@ def test_rater_rates_rows_in_one_pass_for_pull_cdrs(store, tmp_path):
     _, sid = setup_account(store, free_minutes=1)
     load_deck(store, tmp_path)
     with store.transaction() as session:
-        rater = Rater(session)
+        rater = Rater(SessionSource(session))
         first = rater.rate_row(sid, "outbound", "+12125550100", 61, t("2026-01-10 12:00:00"))
         second = rater.rate_row(sid, "outbound", "+12125550100", 30, t("2026-01-11 12:00:00"))
         unanswered = rater.rate_row(sid, "outbound", "+12125550100", 0, t("2026-01-11 12:00:00"))

@@ -27,6 +27,7 @@ from voipctl import money
 from voipctl.billing.rerate import correct_charge
 from voipctl.errors import NotFound
 from voipctl.jobs.runner import job_run
+from voipctl.rating.load import SessionSource
 from voipctl.rating.rater import (
     FAILED_STATUSES,
     RATING_COLUMNS,
@@ -154,7 +155,7 @@ def rate_cdrs(
     session = Session(bind=conn, expire_on_commit=False)
     try:
         services = _services_to_rate(session, client_id, window)
-        rater = Rater(session, free_exclude=window)
+        rater = Rater(SessionSource(session, free_exclude=window))
         ordered = [
             span
             for span in services

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from voipctl import money
+from voipctl.rating.load import SessionSource
 from voipctl.rating.rater import FAILED_STATUSES, RATING_COLUMNS, Rater, epoch_seconds
 from voipctl.store.engine import Store
 
@@ -50,7 +51,7 @@ class PullRater:
 
     def __init__(self, store: Store):
         self.session = store.session_factory()
-        self.rater = Rater(self.session)
+        self.rater = Rater(SessionSource(self.session))
 
     def rate_rows(self, rows: list[dict[str, Any]]) -> list[tuple]:
         """The values of `columns` for each row dict (all None for a row left unrated)."""

@@ -1,35 +1,33 @@
 """The rater: from one call's values to its rating (docs/rating.md §6), free minutes included.
 
 `Rater` rates one call at a time from values, with every deck needed held in
-memory. It is built once per run on a session and is what `voipctl pull-cdrs`
+memory. It is built once per run on a source of products, decks and free
+seconds (`voipctl.rating.load.SessionSource(session)` for the store), and is
+what `voipctl pull-cdrs`
 (through `voipctl.rating.pull.PullRater`) and `voipctl rate`
 (`voipctl.jobs.rate`) use::
 
-    rater = Rater(session)
+    rater = Rater(SessionSource(session))
     rating = rater.rate_row(service_id, "outbound", "+15195550100", 61, start, answered=True)
     values = rating.columns(rated_at)   # {"status": ..., "cost": units, ...} for a bulk insert
 
 `Rating` holds money as integer units (what `Money` columns store), so the
 values go straight into a Core/driver bulk insert of `cdrs`. Calls of one
 service must be given in start order for free minutes to be consumed in order.
-The session only loads products, services, decks and the free seconds already
-used, each once; rating itself does no I/O.
+The rater holds no session and runs no SQL: the source is asked for products,
+services, decks and the free seconds already used, each once.
 """
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, text
-from sqlalchemy.orm import Session
-
 from voipctl import money
-from voipctl.errors import NotFound
 from voipctl.rating import deck
 from voipctl.rating.cost import MARKUP_DENOMINATOR, billable_seconds, cost_units, markup_factor
 from voipctl.rating.matcher import PrefixMatcher, RateRow
@@ -41,9 +39,9 @@ from voipctl.rating.numbers import (
     plain_digits_kept,
 )
 from voipctl.rating.patterns import PatternSet
-from voipctl.store.models import Client, Product, Service
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from voipctl.store.models import Product
 
 # Every status of docs/rating.md §6, in the order in which the first that applies wins.
 STATUSES = (
@@ -129,6 +127,14 @@ def epoch_seconds(value: datetime | int) -> int:
     return value if isinstance(value, int) else int(value.timestamp())
 
 
+class DeckSource(Protocol):
+    """Where a product's deck rows come from: (prefix, description, rate, a, b, fee) tuples."""
+
+    def override_rows(self, product_id: int, direction: str) -> Iterable[tuple]: ...
+
+    def rate_rows(self, version_id: int, direction: str) -> Iterable[tuple]: ...
+
+
 @dataclass
 class ProductContext:
     """A product's rating settings, decks and overrides, loaded once per run."""
@@ -191,7 +197,8 @@ class ProductContext:
         return known
 
     @classmethod
-    def load(cls, session: Session, product: Product) -> ProductContext:
+    def from_product(cls, product: Product, versions: list[deck.VersionInfo]) -> ProductContext:
+        """The context of `product` (a row already read) with its deck `versions`."""
         return cls(
             product_id=product.id,
             name=product.name,
@@ -208,7 +215,7 @@ class ProductContext:
                 "inbound": (product.inbound_increment_a, product.inbound_increment_b),
             },
             markup_percent=product.markup_percent or Decimal(0),
-            versions=deck.versions(session, product.id),
+            versions=versions,
         )
 
     def _rows(self, raw_rows, direction: str, source: str, version_id: int | None, factor: int):
@@ -233,8 +240,11 @@ class ProductContext:
                 text_ab,
             )
 
-    def matcher(self, session: Session, direction: str, at: int) -> PrefixMatcher:
-        """The deck version in force at `at` for `direction`, with the overrides on top."""
+    def matcher(self, decks: DeckSource, direction: str, at: int) -> PrefixMatcher:
+        """The deck version in force at `at` for `direction`, with the overrides on top.
+
+        Rows are asked of `decks` once per version and direction, then held here.
+        """
         current = self.current.get(direction)
         if current is not None and current[0] <= at < current[1]:
             return current[2]
@@ -246,7 +256,7 @@ class ProductContext:
             if direction not in self.overrides:
                 self.overrides[direction] = list(
                     self._rows(
-                        deck.override_rows(session, self.product_id, direction),
+                        decks.override_rows(self.product_id, direction),
                         direction,
                         "override",
                         None,
@@ -256,7 +266,7 @@ class ProductContext:
             rows = ()
             if version_id is not None:
                 rows = self._rows(
-                    deck.rate_rows(session, version_id, direction),
+                    decks.rate_rows(version_id, direction),
                     direction,
                     "deck",
                     version_id,
@@ -311,21 +321,32 @@ class _MonthCache:
         return self.key, self.lo, self.hi
 
 
+class Source(DeckSource, Protocol):
+    """What a `Rater` asks for, each thing once per run (`voipctl.rating.load` reads a store)."""
+
+    def product(self, product_id: int) -> ProductContext:
+        """The product's context; NotFound for an unknown id."""
+
+    def service(self, service_id: int) -> tuple[int, int, ZoneInfo]:
+        """(product id, client id, client time zone); NotFound for an unknown id."""
+
+    def free_used(self, service_id: int, lo: int, hi: int) -> int:
+        """Free seconds the service's rated calls started in [lo, hi) used already."""
+
+
 class Rater:
     """Rates calls from values, with decks held in memory; build once per run.
 
-    `session` is used to load products, services, decks and the free seconds
-    already used in a month, each once; rating itself does no I/O.
-    `free_exclude=(since, until)` leaves out of the free-minute count the CDRs
-    that are being re-rated (those that started in that range).
+    It holds no session: `source` gives it products, services, decks and the
+    free seconds already used in a month, each once, and rating itself does no
+    I/O (`voipctl.rating.load.SessionSource` reads them from the store).
     `contexts` maps the service ids loaded so far to their `ServiceContext`:
     callers rating many calls read it first and call `service()` only on a miss
     (a dict lookup per call instead of a method call); only `service()` fills it.
     """
 
-    def __init__(self, session: Session, *, free_exclude: tuple[int, int] | None = None):
-        self.session = session
-        self.free_exclude = free_exclude
+    def __init__(self, source: Source):
+        self.source = source
         self._products: dict[int, ProductContext] = {}
         self.contexts: dict[int, ServiceContext] = {}
         self._months: dict[str, _MonthCache] = {}
@@ -336,29 +357,14 @@ class Rater:
     def product(self, product_id: int) -> ProductContext:
         ctx = self._products.get(product_id)
         if ctx is None:
-            product = self.session.get(Product, product_id)
-            if product is None:
-                raise NotFound(f"no product with id {product_id}")
-            ctx = ProductContext.load(self.session, product)
+            ctx = self.source.product(product_id)
             self._products[product_id] = ctx
         return ctx
 
     def service(self, service_id: int) -> ServiceContext:
         ctx = self.contexts.get(service_id)
         if ctx is None:
-            row = self.session.execute(
-                select(Service.product_id, Service.client_id, Client.timezone)
-                .join(Client, Client.id == Service.client_id)
-                .where(Service.id == service_id)
-            ).one_or_none()
-            if row is None:
-                raise NotFound(f"no service with id {service_id}")
-            product_id, client_id, tz_name = row
-            try:
-                tz = ZoneInfo(tz_name or "UTC")
-            except (ValueError, OSError):
-                log.warning("client %s: time zone %r unknown, using UTC", client_id, tz_name)
-                tz = ZoneInfo("UTC")
+            product_id, client_id, tz = self.source.service(service_id)
             ctx = ServiceContext(self.product(product_id), tz, client_id)
             self.contexts[service_id] = ctx
         return ctx
@@ -374,15 +380,7 @@ class Rater:
         key = (service_id, month)
         used = self._free_used.get(key)
         if used is None:
-            sql = (
-                "SELECT COALESCE(SUM(free_seconds), 0) FROM cdrs WHERE service_id = :s "
-                "AND start >= :lo AND start < :hi AND status = 'rated'"
-            )
-            params: dict[str, Any] = {"s": service_id, "lo": lo, "hi": hi}
-            if self.free_exclude is not None:
-                sql += " AND NOT (start >= :xlo AND start < :xhi)"
-                params["xlo"], params["xhi"] = self.free_exclude
-            used = int(self.session.execute(text(sql), params).scalar() or 0)
+            used = self.source.free_used(service_id, lo, hi)
             self._free_used[key] = used
         return key, used
 
@@ -463,7 +461,7 @@ class Rater:
         if current is not None and current[0] <= start < current[1]:
             matcher = current[2]  # the common case, without a call
         else:
-            matcher = product.matcher(self.session, direction, start)
+            matcher = product.matcher(self.source, direction, start)
         row = matcher.match(normalized)
         if row is None:
             return Rating(
