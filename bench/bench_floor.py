@@ -30,8 +30,8 @@ from pathlib import Path
 
 from bench import scenarios as S
 from voipctl.jobs.pull_cdrs import CHUNK_SIZE
-from voipctl.rating.engine import _ROW_COLUMNS as READ_COLUMNS
-from voipctl.rating.engine import PULL_COLUMNS
+from voipctl.jobs.rate import ROW_COLUMNS as READ_COLUMNS
+from voipctl.rating.pull import PULL_COLUMNS
 from voipctl.store.models import PENDING_CDR
 
 SECONDARY = ("ix_cdrs_client_start", "ix_cdrs_service_start", "ix_cdrs_pending", "ix_cdrs_unbilled")

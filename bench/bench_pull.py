@@ -38,8 +38,8 @@ from voipctl.store.migrate import upgrade
 from voipctl.store.models import Client, Product, Service
 
 try:
+    from voipctl.jobs.rate import rate_cdrs
     from voipctl.rating.deck import import_deck_file
-    from voipctl.rating.engine import rate_cdrs
 except ImportError:  # pragma: no cover - a checkout without rating
     import_deck_file = rate_cdrs = None
 

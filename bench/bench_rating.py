@@ -24,8 +24,9 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from voipctl.jobs.rate import rate_cdrs
 from voipctl.rating.deck import import_deck_file
-from voipctl.rating.engine import PullRater, rate_cdrs
+from voipctl.rating.pull import PullRater
 from voipctl.store import open_store
 from voipctl.store.migrate import upgrade
 from voipctl.store.models import Cdr, Client, Product, Service

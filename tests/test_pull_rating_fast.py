@@ -25,10 +25,13 @@ from support_data import add_client, add_product, add_service
 
 from voipctl.config import Config
 from voipctl.jobs.pull_cdrs import _Writer, pull_cdrs
+from voipctl.jobs.rate import rate_cdrs
 from voipctl.providers.base import CallRecord, ProviderAdapter, RawRecord, ServiceInfo
 from voipctl.providers.lesnet.adapter import _RawTemplate
 from voipctl.rating.deck import import_deck_file, set_override
-from voipctl.rating.engine import PULL_COLUMNS, STATUSES, PullRater, Rater, rate_cdrs
+from voipctl.rating.load import SessionSource
+from voipctl.rating.pull import PULL_COLUMNS, PullRater
+from voipctl.rating.rater import STATUSES, Rater
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 END = datetime(2026, 4, 1, tzinfo=UTC)
@@ -240,7 +243,7 @@ def test_a_number_seen_before_rates_as_a_fresh_one(store, tmp_path):
     _setup(store, tmp_path)
     start = int(T0.timestamp())
     with store.session_factory() as session:
-        rater = Rater(session)
+        rater = Rater(SessionSource(session))
         product = rater.product(1)  # Mixed: patterns, markup, inbound billed
 
         def all_calls():
@@ -300,7 +303,7 @@ def test_the_international_and_plain_digit_shortcuts_give_what_classify_gives(st
         "911",
     ]
     with store.session_factory() as session:
-        rater = Rater(session)
+        rater = Rater(SessionSource(session))
         product = rater.product(3)  # NoInbound: no patterns, so the shortcut applies
         assert not product.patterns
 

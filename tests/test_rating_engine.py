@@ -11,8 +11,9 @@ from sqlalchemy import func, select, update
 from voipctl.billing import ledger
 from voipctl.errors import NotFound
 from voipctl.rating.deck import import_deck_file
-from voipctl.rating.engine import Rater
 from voipctl.rating.explain import trace
+from voipctl.rating.load import SessionSource
+from voipctl.rating.rater import Rater
 from voipctl.store.locks import job_lock
 from voipctl.store.models import Cdr, JobRun, LedgerEntry
 
@@ -351,7 +352,7 @@ def test_rater_rates_rows_in_one_pass_for_pull_cdrs(store, tmp_path):
     _, sid = setup_account(store, free_minutes=1)
     load_deck(store, tmp_path)
     with store.transaction() as session:
-        rater = Rater(session)
+        rater = Rater(SessionSource(session))
         first = rater.rate_row(sid, "outbound", "+12125550100", 61, t("2026-01-10 12:00:00"))
         second = rater.rate_row(sid, "outbound", "+12125550100", 30, t("2026-01-11 12:00:00"))
         unanswered = rater.rate_row(sid, "outbound", "+12125550100", 0, t("2026-01-11 12:00:00"))
@@ -446,7 +447,7 @@ def test_each_call_is_rated_with_the_version_in_force_at_its_start(
 def test_pull_rater_rates_rows_as_pull_cdrs_stores_them(store, tmp_path):
     from sqlalchemy import insert
 
-    from voipctl.rating.engine import PullRater
+    from voipctl.rating.pull import PullRater
 
     _, sid = setup_account(store)
     _, free = setup_account(store, product="F", free_minutes=10)
@@ -491,7 +492,7 @@ def test_pull_rater_rates_rows_as_pull_cdrs_stores_them(store, tmp_path):
 
 
 def test_free_minutes_go_in_start_order_whatever_the_chunk_size(store, tmp_path):
-    from voipctl.rating.engine import rate_cdrs
+    from voipctl.jobs.rate import rate_cdrs
 
     services = [setup_account(store, free_minutes=1)[1] for _ in range(3)]
     _, plain = setup_account(store, product="P")

@@ -12,8 +12,10 @@ from test_pull_cdrs import END, add_services, config_file, sim  # noqa: F401
 
 from voipctl.config import load_config
 from voipctl.jobs.pull_cdrs import pull_cdrs
+from voipctl.jobs.rate import rate_cdrs
 from voipctl.rating.deck import import_deck_file
-from voipctl.rating.engine import RATING_COLUMNS, PullRater, rate_cdrs
+from voipctl.rating.pull import PullRater
+from voipctl.rating.rater import RATING_COLUMNS
 from voipctl.store.models import Cdr
 
 # Every number of 8-15 digits has a rate; a 44 row is cheaper, a 1519 row cheaper still.

@@ -12,8 +12,8 @@ from sqlalchemy import update
 from support_data import add_cdr, add_client, add_product, add_service, utc
 
 from voipctl.billing import ledger
+from voipctl.jobs.rate import rate_cdrs
 from voipctl.rating.deck import import_deck_file
-from voipctl.rating.engine import rate_cdrs
 from voipctl.store.models import Cdr
 
 DECK = "prefix,rate,increment,description\n1,0.02,60/6,North America\n1519,0.01,6/6,Ontario\n"

@@ -24,7 +24,8 @@ from voipctl.errors import ConfigError
 from voipctl.jobs.common import service_info
 from voipctl.providers import adapter_for
 from voipctl.providers.base import FeedLayout
-from voipctl.rating.engine import FAILED_STATUSES, Rater
+from voipctl.rating.load import SessionSource
+from voipctl.rating.rater import FAILED_STATUSES, Rater
 from voipctl.redact import redact_url
 from voipctl.store import Store
 from voipctl.store.models import Service
@@ -98,7 +99,7 @@ def inspect_feed(
         )
         infos = [service_info(s) for s in services]
         chosen = get_product(session, product) if product else None
-        rater = Rater(session)
+        rater = Rater(SessionSource(session))
         with proposed:
             for sample in proposed.read_sample(lines, infos, shown):
                 inspection.rows.append(_row(rater, sample, chosen))

@@ -18,7 +18,7 @@ parse) is reported and the others still run; the job then exits 1.
 Rate-as-you-store hook: `before_insert(rows)` is called with each chunk of row
 dicts (the `cdrs` columns) before it is inserted, and may fill the rating columns
 in place or return a new list. A hook with `columns` and `rater_for(keys)` (like
-`voipctl.rating.engine.PullRater`, which `rate=True` uses) instead gives, per row
+`voipctl.rating.pull.PullRater`, which `rate=True` uses) instead gives, per row
 tuple, driver-ready values for those columns, and the chunk goes to the driver as
 tuples: rows are tuples of ROW_KEYS until a plain hook needs dicts.
 """
@@ -61,7 +61,7 @@ from voipctl.providers.base import (
     reason_of,
 )
 from voipctl.providers.rejected import RAW_MAX, escape, unescape, was_cut
-from voipctl.rating.engine import PullRater
+from voipctl.rating.pull import PullRater
 from voipctl.redact import redact_url
 from voipctl.store.engine import Store
 from voipctl.store.models import Cdr, PullWatermark, RejectedRecord, ServerPullState, Service

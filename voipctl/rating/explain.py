@@ -27,9 +27,10 @@ from voipctl import money
 from voipctl.errors import NotFound
 from voipctl.rating import deck
 from voipctl.rating.cost import MARKUP_DENOMINATOR, cost_units, exact_cost
-from voipctl.rating.engine import Rater
+from voipctl.rating.load import SessionSource
 from voipctl.rating.numbers import normalize
 from voipctl.rating.patterns import raw_digits
+from voipctl.rating.rater import Rater
 from voipctl.store.models import Cdr, DeckVersion, LedgerEntry, Service
 
 
@@ -57,7 +58,7 @@ def trace(session: Session, cdr_id: int) -> dict[str, Any]:
     if cdr is None:
         raise NotFound(f"no CDR {cdr_id}")
     service = session.get(Service, cdr.service_id)
-    rater = Rater(session)
+    rater = Rater(SessionSource(session))
     product = rater.product(service.product_id)
     start = int(cdr.start.timestamp())
     direction = "inbound" if cdr.direction == "inbound" else "outbound"
@@ -119,7 +120,7 @@ def trace(session: Session, cdr_id: int) -> dict[str, Any]:
                 "rows": row.row_count,
                 "direction": direction,
             }
-        matcher = product.matcher(session, direction, start)
+        matcher = product.matcher(rater.source, direction, start)
         match = matcher.match(rating.normalized) if rating.normalized else None
         candidates = matcher.candidates(rating.normalized or "")
         if match is None:

@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session
 
 from voipctl import money
 from voipctl.rating import deck
-from voipctl.rating.engine import FAILED_STATUSES, ProductContext, Rater
+from voipctl.rating.load import SessionSource
+from voipctl.rating.rater import FAILED_STATUSES, ProductContext, Rater
 from voipctl.store.models import Product
 
 
@@ -29,7 +30,7 @@ def quote(
     Rated exactly as `voipctl rate` would at `at`, except that no free minutes
     apply (a quote has no service and no month).
     """
-    rater = Rater(session)
+    rater = Rater(SessionSource(session))
     ctx = rater.product(product.id)
     rating = rater.rate(ctx, direction, number, seconds, int(at.timestamp()), seconds > 0)
     cost = None
@@ -56,11 +57,12 @@ def rates_in_force(
 
     On the same prefix the override is shown (it is what rating uses).
     """
-    ctx = ProductContext.load(session, product)
+    decks = SessionSource(session)
+    ctx = ProductContext.from_product(product, deck.versions(session, product.id))
     wanted = (prefix or "").strip().lstrip("+")
     epoch = int(at.timestamp())
     for direction in deck.DIRECTIONS:
-        matcher = ctx.matcher(session, direction, epoch)
+        matcher = ctx.matcher(decks, direction, epoch)
         for row in matcher.rows():
             if wanted and not row.prefix.startswith(wanted):
                 continue

@@ -104,6 +104,14 @@ def cdrs_through(session: Session, index: str) -> str:
     return "cdrs"
 
 
+def driver_sql(session: Session, sql: str) -> str:
+    """`sql` written with qmark parameters, in the paramstyle of the session's DBAPI driver.
+
+    Hot statements go straight to the DBAPI cursor: qmark for sqlite3, %s for psycopg.
+    """
+    return sql.replace("?", "%s") if session.get_bind().dialect.name == "postgresql" else sql
+
+
 def _sqlite_private(engine: Engine) -> None:
     """A database file this connection creates is 0600 whatever the umask.
 

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from voipctl import money
 from voipctl.catalog import get_service
 from voipctl.errors import UsageError
-from voipctl.rating.engine import STATUSES
+from voipctl.rating.rater import STATUSES
 from voipctl.store.models import Cdr
 from voipctl.support.common import local_time
 
