@@ -86,6 +86,16 @@ KITS = {
             "http": "Master.csv and the cdr table are read without HTTP",
             "state": "the command lever is the operator's own program; "
             "state() is unknown (docs/asterisk.md)",
+            "credentials": "Master.csv is a file: no credentials to refuse",
+        },
+    ),
+    # FreePBX's asteriskcdrdb.cdr table on a real MariaDB server (tests/asterisk/conftest.py).
+    "asterisk-table": Kit(
+        "asterisk-table",
+        {
+            "http": "the cdr table is read without HTTP",
+            "state": "the command lever is the operator's own program; "
+            "state() is unknown (docs/asterisk.md)",
         },
     ),
 }
@@ -166,17 +176,71 @@ ASTERISK_CALLS = [
 ]
 
 
-def asterisk_env(store, tmp_path: Path):
+TABLE_COLUMNS = (
+    "calldate, clid, src, dst, dcontext, channel, dstchannel, lastapp, lastdata, "
+    "duration, billsec, disposition, amaflags, accountcode, uniqueid, did, linkedid, sequence"
+)
+TABLE_PASSWORD = "cdr-pw-never-shown"
+
+
+def freepbx_table(mariadb, monkeypatch, request) -> str:
+    """ASTERISK_CALLS in a new FreePBX cdr table (tests/fixtures/asterisk/freepbx_cdr.sql,
+    whose source it cites), read by a user of its own with a password; the source text."""
+    import uuid
+
+    from tests.asterisk.conftest import FIXTURES
+
+    name = f"asteriskcdrdb_{uuid.uuid4().hex[:8]}"
+    user = f"cdr_{uuid.uuid4().hex[:8]}"
+    admin = mariadb.connect()
+    with admin.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {name}")
+        cur.execute(f"CREATE USER '{user}'@'localhost' IDENTIFIED BY '{TABLE_PASSWORD}'")
+        cur.execute(f"GRANT SELECT ON {name}.* TO '{user}'@'localhost'")
+    conn = mariadb.connect(name)
+    rows = []
+    for n, (start, seconds, dst) in enumerate(ASTERISK_CALLS, start=1):
+        unique = f"179518{n:04d}.{n}"
+        rows.append(
+            (start, '"Alice" <101>', "101", dst, "from-internal", "PJSIP/101-00000001",
+             "PJSIP/voipms-00000002", "Dial", "x", seconds + 3, seconds, "ANSWERED", 3,
+             "acme", unique, "", unique, n)
+        )  # fmt: skip
+    with conn.cursor() as cur:
+        cur.execute((FIXTURES / "freepbx_cdr.sql").read_text())
+        cur.executemany(
+            f"INSERT INTO cdr ({TABLE_COLUMNS}) VALUES ({', '.join(['%s'] * 18)})", rows
+        )
+    conn.close()
+
+    def drop():
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE {name}")
+            cur.execute(f"DROP USER '{user}'@'localhost'")
+        admin.close()
+
+    request.addfinalizer(drop)
+    monkeypatch.setenv(
+        "PBX1_CDR_DB_URL",
+        f"mysql://{user}:{TABLE_PASSWORD}@localhost/{name}?unix_socket={mariadb.socket}",
+    )
+    return 'source = "table"\ndb_url_env = "PBX1_CDR_DB_URL"\ndialect = "mysql"\n'
+
+
+def asterisk_env(store, tmp_path: Path, source: str | None = None):
+    """Master.csv (or, given `source`, the configuration of another source) and one
+    service of accountcode acme, DID 15195550100."""
     master = tmp_path / "cdr-csv" / "Master.csv"
     master.parent.mkdir()
     master.write_text("".join(asterisk_line(*call) for call in ASTERISK_CALLS))
     command, log = _lever_script(tmp_path)
     path = tmp_path / "voipctl.toml"
+    source = source or f'source = "csv"\npath = "{master}"\n'
     path.write_text(
         '[servers.pbx1]\ntype = "asterisk"\ntimezone = "America/Toronto"\n'
         'trunk_prefixes = ["PJSIP/voipms-"]\nsuspend = "command"\n'
-        f'source = "csv"\npath = "{master}"\n'
-        f"suspend_command = {json.dumps([*command, 'off', '{accountcode}', '{did}'])}\n"
+        + source
+        + f"suspend_command = {json.dumps([*command, 'off', '{accountcode}', '{did}'])}\n"
         f"unsuspend_command = {json.dumps([*command, 'on', '{accountcode}', '{service_id}'])}\n",
         encoding="utf-8",
     )
@@ -203,6 +267,7 @@ def asterisk_env(store, tmp_path: Path):
         session.flush()
         ids = [service.id]
     env = Env("asterisk", "pbx1", load_config(str(path)), ids)
+    env.extra["secrets"] = (TABLE_PASSWORD,)
     env.extra["log"] = log
     env.extra["master"] = master
 
@@ -252,7 +317,7 @@ def expected_calls(env: Env, store) -> int:
     """How many calls of the kit's services the first pull must store (more than none)."""
     from tests.test_pull_cdrs import expected_fusion, expected_vodia, lesnet_rows
 
-    if env.kind == "asterisk":
+    if env.kind.startswith("asterisk"):
         return len(ASTERISK_CALLS)
     if env.kind == "vodia":
         return expected_vodia(env.sim)

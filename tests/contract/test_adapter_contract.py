@@ -9,6 +9,7 @@ skipped with its kit's reason.
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 import httpx
@@ -18,16 +19,18 @@ from sqlalchemy import select
 
 from tests.contract.kits import (
     KITS,
+    TABLE_PASSWORD,
     LeverEnv,
     asterisk_env,
     expected_calls,
+    freepbx_table,
     fusion_lever_env,
     sim_env,
     stored,
 )
 from tests.test_provider_faults import ADAPTERS, SINCE, UNTIL
 from tests.test_provider_faults import _env as _fault_env  # noqa: F401 - the secrets' env
-from voipctl.errors import ProviderUnavailable
+from voipctl.errors import ProviderAuthError, ProviderUnavailable
 from voipctl.jobs.pull_cdrs import DEDUPE_SCOPE, pull_cdrs
 from voipctl.providers import adapter_for
 from voipctl.store.models import PullWatermark
@@ -42,9 +45,13 @@ def kind(request):
 
 
 @pytest.fixture
-def env(kind, store, tmp_path, monkeypatch):
+def env(kind, request, store, tmp_path, monkeypatch):
     if kind == "asterisk":
         yield asterisk_env(store, tmp_path)
+    elif kind == "asterisk-table":
+        mariadb = request.getfixturevalue("mariadb")
+        source = freepbx_table(mariadb, monkeypatch, request)
+        yield asterisk_env(store, tmp_path, source)
     else:
         yield from sim_env(kind, store, tmp_path, monkeypatch)
 
@@ -111,7 +118,9 @@ def lever(kind, request, store, tmp_path, monkeypatch):
         return
     env = request.getfixturevalue("env")
     with adapter_for(env.server, env.config.server(env.server)) as adapter:
-        secrets = (env.sim.config.vodia_password, env.sim.config.lesnet_api_key) if env.sim else ()
+        secrets = env.extra.get("secrets", ())
+        if env.sim:
+            secrets = (env.sim.config.vodia_password, env.sim.config.lesnet_api_key)
         yield LeverEnv(adapter, env.info(store), env.observe, secrets)
 
 
@@ -142,6 +151,27 @@ def test_check_answers_without_a_secret(lever):
     said = lever.adapter.check()
     assert isinstance(said, str) and said.strip()
     assert not any(secret in said for secret in lever.secrets)
+
+
+def test_refused_credentials_are_named_without_the_secret(env, kind, store, monkeypatch):
+    """The HTTP providers' refusals (401, 403) are tests/test_contract_http.py's; this is
+    the refusal of a database-read source."""
+    KITS[kind].skip_unless("credentials")
+    if "http" not in KITS[kind].cannot:
+        pytest.skip(f"{kind}: an HTTP provider, refused in tests/test_contract_http.py")
+    url = os.environ["PBX1_CDR_DB_URL"]
+    monkeypatch.setenv("PBX1_CDR_DB_URL", url.replace(TABLE_PASSWORD, "not-the-password-9"))
+    report = pull_cdrs(store, env.config, server=env.server)
+    assert report.exit_code == 1
+    assert len(report.failures) == 1
+    (line,) = report.failures
+    assert line.startswith(f"{env.server}: ") and "credentials were refused" in line, line
+    assert TABLE_PASSWORD not in line and "not-the-password-9" not in line
+    adapter = adapter_for(env.server, env.config.server(env.server))
+    with adapter, pytest.raises(ProviderAuthError) as err:
+        adapter.check()
+    assert str(err.value) == "pbx1: the credentials were refused (cdr database: MySQL error 1045)"
+    assert "not-the-password-9" not in str(err.value)
 
 
 def _pull(kind: str, answer) -> tuple[Exception | None, respx.Route]:
