@@ -288,6 +288,11 @@ class LeverEnv:
     info: ServiceInfo
     observe: Any
     secrets: tuple[str, ...] = ()
+    # A command lever's record of its runs (argv after the script), else None.
+    log: Path | None = None
+
+    def runs(self) -> list[list[str]]:
+        return _lever_log(self.log) if self.log else []
 
 
 def fusion_lever_env(request, monkeypatch):

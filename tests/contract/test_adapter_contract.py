@@ -121,7 +121,8 @@ def lever(kind, request, store, tmp_path, monkeypatch):
         secrets = env.extra.get("secrets", ())
         if env.sim:
             secrets = (env.sim.config.vodia_password, env.sim.config.lesnet_api_key)
-        yield LeverEnv(adapter, env.info(store), env.observe, secrets)
+        log = env.extra["log"] if env.kind != "vodia" else None
+        yield LeverEnv(adapter, env.info(store), env.observe, secrets, log)
 
 
 def test_every_lever_is_confirmed(lever):
@@ -133,6 +134,14 @@ def test_every_lever_is_confirmed(lever):
     assert isinstance(said, str) and said.strip()
     assert lever.observe(lever.info) == "active"
     assert not any(secret in said for secret in lever.secrets)
+    if lever.log is not None:
+        # The command lever's placeholders filled from the service (docs/providers.md).
+        info = lever.info
+        assert lever.runs() == [
+            ["off", info.peer_id, info.main_did],
+            ["on", info.peer_id, str(info.id)],
+        ]
+        assert info.peer_id and info.main_did
 
 
 def test_state_reads_each_lever_back(kind, lever):
