@@ -15,7 +15,7 @@ from datetime import timedelta
 import httpx
 import pytest
 import respx
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from tests.contract.kits import (
     KITS,
@@ -104,9 +104,21 @@ def test_the_same_records_read_twice_are_stored_once(env, store):
     expected = expected_calls(env, store)
     since = SINCE - timedelta(days=31)
     for run in (1, 2):
-        report = pull_cdrs(store, env.config, server=env.server, since=since)
+        # A file feed's read position forgotten (Master.csv's): the records are read
+        # again from the start, and only the dedupe key keeps them from being stored twice.
+        with store.transaction() as session:
+            session.execute(
+                update(PullWatermark).where(PullWatermark.server == env.server).values(cursor=None)
+            )
+            session.commit()
+        read: list = []
+        report = pull_cdrs(
+            store, env.config, server=env.server, since=since, adapter_factory=spying(read)
+        )
+        assert read and all(start == since for start in read)
         assert report.exit_code == 0, report.failures
         assert report.servers[0].stored == (expected if run == 1 else 0)
+        assert report.servers[0].duplicates == (0 if run == 1 else expected)
         assert stored(store, env.server) == expected
 
 
