@@ -41,6 +41,7 @@ from voipctl.errors import (
     ConfigError,
     DataError,
     ManualActionRequired,
+    ProviderAuthError,
     ProviderError,
     ProviderUnavailable,
 )
@@ -443,6 +444,11 @@ class AsteriskAdapter(ProviderAdapter):
                 "(pip install 'voipctl[asterisk]')"
             ) from None
         except Exception as exc:  # noqa: BLE001 - the driver's own errors, one line
+            refused = _refusal(exc)
+            if refused is not None:
+                raise ProviderAuthError(
+                    self.name, f"the credentials were refused (cdr database: {refused})"
+                ) from None
             raise ProviderUnavailable(
                 self.name, f"cannot reach the cdr database: {type(exc).__name__}"
             ) from None
@@ -455,3 +461,23 @@ class AsteriskAdapter(ProviderAdapter):
             "{service_id}": str(service.id),
         }
         return run_command(self.name, template, values, action, self.config.timeout_s)
+
+
+# MySQL / MariaDB refusals of the user or its password: 1045 ER_ACCESS_DENIED_ERROR,
+# 1044 ER_DBACCESS_DENIED_ERROR, 1698 ER_ACCESS_DENIED_NO_PASSWORD_ERROR
+# (https://mariadb.com/kb/en/mariadb-error-codes/).
+_MYSQL_REFUSALS = {1044, 1045, 1698}
+
+
+def _refusal(exc: Exception) -> str | None:
+    """What names a connection error as refused credentials, or None (no text of the
+    driver's: its message names the user and host, never needed to act on it)."""
+    orig = getattr(exc, "orig", None) or exc
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int) and args[0] in _MYSQL_REFUSALS:
+        return f"MySQL error {args[0]}"
+    # PostgreSQL (cdr_pgsql's table): SQLSTATE class 28, or libpq's text while connecting.
+    sqlstate = getattr(orig, "sqlstate", None) or ""
+    if sqlstate.startswith("28") or "password authentication failed" in str(orig).lower():
+        return "PostgreSQL: password authentication failed"
+    return None
