@@ -122,8 +122,8 @@ def test_a_field_that_does_not_parse_shows_the_form_and_the_example(
 
 
 def test_an_unknown_server_type_is_a_usage_error():
-    with pytest.raises(UsageError, match="unknown server type 'asterisk'"):
-        parse_fields("asterisk", "a | 1", "")
+    with pytest.raises(UsageError, match="unknown server type 'freeswitch'"):
+        parse_fields("freeswitch", "a | 1", "")
 
 
 def test_long_or_odd_input_is_shortened_and_kept_on_one_line():

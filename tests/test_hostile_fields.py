@@ -43,7 +43,7 @@ field_text = st.lists(parts, max_size=5).flatmap(
 
 @FUZZ
 @given(
-    server_type=st.sampled_from([*SERVER_TYPES, "asterisk", ""]),
+    server_type=st.sampled_from([*SERVER_TYPES, "freeswitch", ""]),
     domain=field_text,
     billed=field_text,
 )
