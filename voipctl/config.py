@@ -446,10 +446,11 @@ def _servers_adapter() -> TypeAdapter:
     return TypeAdapter(dict[str, Annotated[Union[models], Field(discriminator="type")]])  # noqa: UP007
 
 
-def _union_tags() -> set[str]:
+def _union_order() -> tuple[str, ...]:
+    """The server types the `[servers]` union takes, in registry order."""
     from voipctl import providers
 
-    return set(providers.server_types())
+    return providers.server_types()
 
 
 class Config(_Section):
@@ -559,7 +560,7 @@ def _format_validation_error(
     file_source: str, errors: list[dict[str, Any]], from_env: Mapping[str, str] | None = None
 ) -> str:
     lines = []
-    tags = _union_tags()
+    tags = set(_union_order())
     for err in errors:
         key = ".".join(str(part) for part in err["loc"] if part not in tags)
         # A bad value that came from the environment is named by its variable, not the file.
@@ -584,7 +585,7 @@ def _format_validation_error(
             lines.append(f"{source}: {key}: required key is missing")
         elif err["type"] == "union_tag_not_found":
             # A server table without `type`: name the key, not pydantic's discriminator.
-            *first, last = _servers_adapter_order()
+            *first, last = _union_order()
             lines.append(
                 f"{source}: {key}.type: required key is missing ({', '.join(first)} or {last})"
             )
@@ -593,12 +594,6 @@ def _format_validation_error(
             shown = "" if isinstance(given, dict | list) else f", got {given!r}"
             lines.append(f"{source}: {key}: {err['msg'].lower()}{shown}")
     return "\n".join(lines)
-
-
-def _servers_adapter_order() -> tuple[str, ...]:
-    from voipctl import providers
-
-    return providers.server_types()
 
 
 def _known_keys(loc: tuple) -> list[str]:

@@ -1,9 +1,12 @@
 """A real HTTP server that sends its headers at once, then the body one byte at a time.
 
 A peer as slow as this never lets a read timeout fire (each byte arrives within
-it); only a minimum rate or a per-request limit ends the transfer. Not modelled
-on any provider's code: the behaviour is the attack itself (the transfer limits of
-docs/install.md).
+it); only a minimum rate or a per-request limit ends the transfer. It answers no
+provider's text: it is a valid HTTP/1.1 response (a Content-Length body, RFC 9112
+section 6.3, which sets no pace for the body), sent at the pace the attack needs.
+httpx's read timeout bounds each wait for a chunk, not the transfer (httpx docs,
+"Timeouts": https://www.python-httpx.org/advanced/timeouts/), which is why
+voipctl adds its own limits (docs/install.md).
 """
 
 from __future__ import annotations
