@@ -3,7 +3,7 @@ server's configuration, its services and records, and how it observes the levers
 
 Vodia, LES.NET and FusionPBX (export mode) are read from the provider simulator
 (voipctl/sim/) on a real port; Asterisk from a Master.csv written as cdr_csv writes
-it (tests/asterisk/conftest.py). The command lever (LES.NET, Asterisk) runs a real
+it (tests/providers/asterisk/conftest.py). The command lever (LES.NET, Asterisk) runs a real
 script that records its arguments. What a provider cannot do is said by its kit
 (`cannot`), and the contract test that needs it is skipped with that reason.
 """
@@ -19,9 +19,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from tests.asterisk.conftest import cdr_csv_line
-from tests.sim_env import start_sim
-from tests.test_pull_cdrs import add_services
+from tests.providers.asterisk.conftest import cdr_csv_line
+from tests.pull.test_pull_cdrs import add_services
+from tests.support.sim_env import start_sim
 from voipctl.config import load_config
 from voipctl.jobs.common import service_info
 from voipctl.providers.base import ServiceInfo
@@ -89,7 +89,8 @@ KITS = {
             "credentials": "Master.csv is a file: no credentials to refuse",
         },
     ),
-    # FreePBX's asteriskcdrdb.cdr table on a real MariaDB server (tests/asterisk/conftest.py).
+    # FreePBX's asteriskcdrdb.cdr table on a real MariaDB server
+    # (tests/providers/asterisk/conftest.py).
     "asterisk-table": Kit(
         "asterisk-table",
         {
@@ -159,7 +160,7 @@ def asterisk_line(start: str, seconds: int, dst: str) -> str:
     answered 3 s after its start (cdr_csv's 16 columns without cdr.conf flags).
 
     # source: asterisk/asterisk cdr/cdr_csv.c, build_csv_record() (via
-    # tests/asterisk/conftest.py cdr_csv_line)
+    # tests/providers/asterisk/conftest.py cdr_csv_line)
     """
     answer = start[:-2] + f"{int(start[-2:]) + 3:02d}"
     return cdr_csv_line(
@@ -188,7 +189,7 @@ def freepbx_table(mariadb, monkeypatch, request) -> str:
     whose source it cites), read by a user of its own with a password; the source text."""
     import uuid
 
-    from tests.asterisk.conftest import FIXTURES
+    from tests.providers.asterisk.conftest import FIXTURES
 
     name = f"asteriskcdrdb_{uuid.uuid4().hex[:8]}"
     user = f"cdr_{uuid.uuid4().hex[:8]}"
@@ -300,7 +301,7 @@ def fusion_lever_env(request, monkeypatch):
     socket on a real port (tests/fakes/fusionpbx_db.py, tests/fakes/esl_server.py,
     whose sources they cite): the gateway lever."""
     from tests.fakes.esl_server import FakeEslServer
-    from tests.fusionpbx_env import TENANT, db_mode_config, service
+    from tests.support.fusionpbx_env import TENANT, db_mode_config, service
     from voipctl.providers import adapter_for
 
     db = request.getfixturevalue("fusion_db")
@@ -320,7 +321,7 @@ def fusion_lever_env(request, monkeypatch):
 
 def expected_calls(env: Env, store) -> int:
     """How many calls of the kit's services the first pull must store (more than none)."""
-    from tests.test_pull_cdrs import expected_fusion, expected_vodia, lesnet_rows
+    from tests.pull.test_pull_cdrs import expected_fusion, expected_vodia, lesnet_rows
 
     if env.kind.startswith("asterisk"):
         return len(ASTERISK_CALLS)

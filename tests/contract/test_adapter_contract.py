@@ -3,7 +3,7 @@
 server's overlap window, the same records read twice are stored once, a 5xx is
 retried and one that persists is named, every lever is confirmed (and read back by
 state() where the provider can), check() answers. The 4xx, refused credentials and
-429 parts are tests/test_contract_http.py. A provider that cannot do something is
+429 parts are tests/contract/test_contract_http.py. A provider that cannot do something is
 skipped with its kit's reason.
 """
 
@@ -28,8 +28,8 @@ from tests.contract.kits import (
     sim_env,
     stored,
 )
-from tests.test_provider_faults import ADAPTERS, SINCE, UNTIL
-from tests.test_provider_faults import _env as _fault_env  # noqa: F401 - the secrets' env
+from tests.faults.test_provider_faults import ADAPTERS, SINCE, UNTIL
+from tests.faults.test_provider_faults import _env as _fault_env  # noqa: F401 - the secrets' env
 from voipctl.errors import ProviderAuthError, ProviderUnavailable
 from voipctl.jobs.pull_cdrs import DEDUPE_SCOPE, pull_cdrs
 from voipctl.providers import adapter_for
@@ -175,11 +175,11 @@ def test_check_answers_without_a_secret(lever):
 
 
 def test_refused_credentials_are_named_without_the_secret(env, kind, store, monkeypatch):
-    """The HTTP providers' refusals (401, 403) are tests/test_contract_http.py's; this is
+    """The HTTP providers' refusals (401, 403) are tests/contract/test_contract_http.py's; this is
     the refusal of a database-read source."""
     KITS[kind].skip_unless("credentials")
     if "http" not in KITS[kind].cannot:
-        pytest.skip(f"{kind}: an HTTP provider, refused in tests/test_contract_http.py")
+        pytest.skip(f"{kind}: an HTTP provider, refused in tests/contract/test_contract_http.py")
     url = os.environ["PBX1_CDR_DB_URL"]
     monkeypatch.setenv("PBX1_CDR_DB_URL", url.replace(TABLE_PASSWORD, "not-the-password-9"))
     report = pull_cdrs(store, env.config, server=env.server)

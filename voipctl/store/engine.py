@@ -117,7 +117,7 @@ def _sqlite_private(engine: Engine) -> None:
 
     SQLite creates the file 0644 less the umask, and its -wal and -shm files with
     the database file's own mode: a private database file keeps all three private
-    (tests/test_private_files.py checks it under umask 0).
+    (tests/store/test_private_files.py checks it under umask 0).
     """
 
     @event.listens_for(engine, "do_connect")
