@@ -27,7 +27,7 @@ from sqlalchemy import func, insert, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.billing_data import (  # noqa: E402 - after the path is set
+from tests.support.billing_data import (  # noqa: E402 - after the path is set
     add_calls,
     add_client,
     add_product,
