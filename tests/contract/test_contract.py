@@ -514,9 +514,9 @@ def test_exit_status_table(world, tmp_path):
             assert "Traceback" not in result.output
 
 
-# Each job that writes, and the name of the lock it takes.
+# Each job that writes, and the name of the lock it takes. pull-cdrs takes one per
+# server: tests/pull/test_pull_locks.py.
 LOCKED_JOBS = [
-    (["pull-cdrs"], "pull-cdrs"),
     (["rate"], "rate"),
     (["autobill"], "autobill"),
     (["low-balance"], "low-balance"),

@@ -59,7 +59,9 @@ def pull_cdrs_command(server_name, client_id, service_id, since, until, retry_re
     or with an invalid number, are left for `voipctl rate`. A failing server
     is reported on stderr and the others still run (exit status 1). A record
     that cannot be read or stored is set aside and named once on stderr (exit
-    status 1); --retry-rejected reads the set-aside records again.
+    status 1); --retry-rejected reads the set-aside records again. Each
+    server has its own lock: a server another run is pulling is skipped with
+    one line, and the run exits 75 only when all of its servers are held.
 
     \b
     Example: voipctl pull-cdrs --server vodia1 --since 2026-11-01
@@ -96,7 +98,7 @@ def pull_cdrs_command(server_name, client_id, service_id, since, until, retry_re
     progress = ServerProgress() if sys.stderr.isatty() and app.verbosity >= 0 else None
 
     def work(_state: RunState | None) -> JobReport:
-        # pull_cdrs records its run (per server) under the lock the runner holds.
+        # pull_cdrs takes each server's lock and records its run itself.
         try:
             report = pull_cdrs(
                 store,
@@ -109,7 +111,6 @@ def pull_cdrs_command(server_name, client_id, service_id, since, until, retry_re
                 dry_run=dry_run,
                 progress=progress,
                 rate=True,
-                locked=True,
             )
         finally:
             if progress is not None:
@@ -118,12 +119,13 @@ def pull_cdrs_command(server_name, client_id, service_id, since, until, retry_re
             job="pull-cdrs",
             summary=report.summary_line(),
             notes=report.set_aside,
+            remarks=report.skipped,
             failures=list(report.failures),
             data={s.server: s.as_dict() for s in report.servers},
             dry_run=dry_run,
         )
 
-    return run_job("pull-cdrs", work, dry_run=dry_run, record=False)
+    return run_job("pull-cdrs", work, dry_run=dry_run, record=False, lock=False)
 
 
 COMMANDS = [pull_cdrs_command]

@@ -64,7 +64,7 @@ def show(report: JobReport, *, json: bool = False) -> None:
             say(report.summary)
         else:
             app.summary(report.summary)
-    for line in report.notes:
+    for line in [*report.remarks, *report.notes]:
         say(line, err=True)
     for failure in report.failures:
         say(f"voipctl: error: {failure}", err=True)

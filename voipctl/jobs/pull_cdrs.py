@@ -31,6 +31,7 @@ import logging
 import operator
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -43,6 +44,7 @@ from sqlalchemy.exc import DBAPIError
 
 from voipctl.config import MAX_CALL_SECONDS, Config
 from voipctl.errors import (
+    LockHeld,
     NotFound,
     ProviderAuthError,
     ProviderDataError,
@@ -64,6 +66,7 @@ from voipctl.providers.rejected import RAW_MAX, escape, unescape, was_cut
 from voipctl.rating.pull import PullRater
 from voipctl.redact import redact_url
 from voipctl.store.engine import Store
+from voipctl.store.locks import job_lock, pull_lock
 from voipctl.store.models import Cdr, PullWatermark, RejectedRecord, ServerPullState, Service
 
 log = logging.getLogger(__name__)
@@ -128,6 +131,7 @@ class PullReport:
     dry_run: bool
     servers: list[ServerPull] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # one line per server another run held
 
     @property
     def set_aside(self) -> list[str]:
@@ -143,7 +147,7 @@ class PullReport:
 
     def summary_line(self) -> str:
         verb = "would store" if self.dry_run else "stored"
-        if not self.servers:
+        if not self.servers and not self.skipped:
             return "pull-cdrs: no active services to pull"
         parts = []
         for s in self.servers:
@@ -151,6 +155,8 @@ class PullReport:
                 parts.append(f"{s.server}: FAILED")
             else:
                 parts.append(f"{s.server}: {verb} {s.stored}, {s.duplicates} duplicates")
+        if self.skipped:
+            parts.append(f"{len(self.skipped)} skipped (held by another run)")
         return "pull-cdrs: " + "; ".join(parts)
 
 
@@ -176,7 +182,6 @@ def pull_cdrs(
     progress: ProgressHook | None = None,
     adapter_factory: Callable[[str, Any], ProviderAdapter] = adapter_for,
     rate: bool = False,
-    locked: bool = False,
 ) -> PullReport:
     """Pull new CDRs of the selected active services; see the module docstring.
 
@@ -184,79 +189,155 @@ def pull_cdrs(
     stores them by a `PullRater` (docs/rating.md §5: one pass is much faster than two);
     what it leaves unrated is for `voipctl rate`. `before_insert` then must be None.
 
-    Raises LockHeld when another run holds the job's lock, ConfigError for an
-    unknown --server, NotFound for an unknown --service. Provider failures do
-    not raise: they are in the report (and make its exit_code 1). `locked`: the
-    caller holds the job's lock already (the CLI's job runner).
+    Each selected server is pulled under its own lock (`pull_lock`), taken before
+    the run is recorded and let go as soon as that server is done: a server
+    another run holds is skipped with one line, and LockHeld (exit 75) is raised
+    only when every selected server is held. ConfigError for an unknown
+    --server, NotFound for an unknown --service. Provider failures do not raise:
+    they are in the report (and make its exit_code 1).
     """
     if server is not None:
         config.server(server)  # ConfigError naming the known servers
+    if rate and before_insert is not None:
+        raise ValueError("pull_cdrs: rate and before_insert exclude each other")
     until = until or datetime.now(UTC)
-    if rate and not dry_run:
-        if before_insert is not None:
-            raise ValueError("pull_cdrs: rate and before_insert exclude each other")
-        rater = PullRater(store)
-        try:
-            return pull_cdrs(
-                store,
-                config,
-                server=server,
-                client_id=client_id,
-                service_id=service_id,
-                since=since,
-                until=until,
-                chunk_size=chunk_size,
-                before_insert=rater,
-                progress=progress,
-                adapter_factory=adapter_factory,
-                locked=locked,
-            )
-        finally:
-            rater.close()
+    partial = client_id is not None or service_id is not None
+    by_server = _services(store, server, client_id, service_id)
     report = PullReport(dry_run=dry_run)
-    with job_run(store, JOB, dry_run=dry_run, lock=not locked) as run:
-        by_server = _services(store, server, client_id, service_id)
-        for name in sorted(by_server):
-            services = by_server[name]
-            pull = ServerPull(server=name, services=len(services))
-            report.servers.append(pull)
-            if name not in config.servers:
-                pull.errors.append(
-                    f"{name}: not in the configuration ({config.source}); services "
-                    + ", ".join(str(s.id) for s in services)
-                    + " were not pulled"
-                )
-            else:
+    with ExitStack() as held:
+        selected = _selected_servers(config, by_server, server, partial)
+        locks = {} if dry_run else _server_locks(store, selected)
+        for name, lock in locks.items():
+            held.enter_context(lock)
+            if lock.refused is not None:
+                report.skipped.append(f"pull-cdrs: {name} skipped: {lock.refused}")
+        if rate and not dry_run:
+            rater = PullRater(store)
+            held.callback(rater.close)
+            before_insert = rater
+        with job_run(store, JOB, dry_run=dry_run, lock=False) as run:
+            for name in sorted(by_server):
+                if name in locks and locks[name].refused is not None:
+                    continue
+                pull = ServerPull(server=name, services=len(by_server[name]))
+                report.servers.append(pull)
                 try:
-                    with adapter_factory(name, config.server(name)) as adapter:
-                        _pull_server(
-                            store,
-                            adapter,
-                            config.server(name),
-                            services,
-                            pull,
-                            since=since,
-                            until=until,
-                            dry_run=dry_run,
-                            chunk_size=chunk_size,
-                            before_insert=before_insert,
-                            progress=progress,
-                            max_seconds=config.pull.max_call_seconds,
-                            partial=client_id is not None or service_id is not None,
-                        )
-                except ProviderError as exc:
-                    pull.errors.append(str(exc))
-            if not dry_run:
-                _record_server(store, pull)
-            for line in pull.set_aside:
-                log.info("%s", line)
-                run.fail(line)
-            for error in pull.errors:
-                log.info("%s", error)
-                run.fail(error)
-                report.failures.append(error)
-            run.summary[name] = pull.as_dict()
+                    _pull_one(
+                        store,
+                        config,
+                        adapter_factory,
+                        by_server[name],
+                        pull,
+                        since=since,
+                        until=until,
+                        dry_run=dry_run,
+                        chunk_size=chunk_size,
+                        before_insert=before_insert,
+                        progress=progress,
+                        partial=partial,
+                    )
+                finally:
+                    if name in locks:
+                        locks[name].release()  # the next run may pull it while others go on
+                for line in pull.set_aside:
+                    log.info("%s", line)
+                    run.fail(line)
+                for error in pull.errors:
+                    log.info("%s", error)
+                    run.fail(error)
+                    report.failures.append(error)
+                run.summary[name] = pull.as_dict()
+            if report.skipped:
+                run.summary["skipped"] = list(report.skipped)
     return report
+
+
+def _pull_one(
+    store: Store,
+    config: Config,
+    adapter_factory: Callable[[str, Any], ProviderAdapter],
+    services: list[Service],
+    pull: ServerPull,
+    **options: Any,
+) -> None:
+    """One server's pull, its failure in `pull`, and when it was last read (not on a dry run)."""
+    name = pull.server
+    if name not in config.servers:
+        pull.errors.append(
+            f"{name}: not in the configuration ({config.source}); services "
+            + ", ".join(str(s.id) for s in services)
+            + " were not pulled"
+        )
+    else:
+        try:
+            with adapter_factory(name, config.server(name)) as adapter:
+                _pull_server(
+                    store,
+                    adapter,
+                    config.server(name),
+                    services,
+                    pull,
+                    max_seconds=config.pull.max_call_seconds,
+                    **options,
+                )
+        except ProviderError as exc:
+            pull.errors.append(str(exc))
+    if not options["dry_run"]:
+        _record_server(store, pull)
+
+
+class _ServerLock:
+    """One server's pull lock, taken at once: `refused` says why when another run holds it."""
+
+    def __init__(self, store: Store, server: str) -> None:
+        self.held = ExitStack()
+        self.refused: str | None = None
+        try:
+            self.held.enter_context(job_lock(store, pull_lock(server)))
+        except LockHeld as exc:
+            self.refused = str(exc)
+
+    def release(self) -> None:
+        self.held.close()
+
+    def __enter__(self) -> _ServerLock:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+def _selected_servers(
+    config: Config, by_server: dict[str, list[Service]], server: str | None, partial: bool
+) -> list[str]:
+    """The servers a run pulls: --server alone; else the servers of the selected
+    services, and with no --client or --service every configured server too (so
+    a run over all of them meets another run's lock even before any service exists)."""
+    if server is not None:
+        return [server]
+    return sorted(set(by_server) | (set() if partial else set(config.servers)))
+
+
+def _server_locks(store: Store, names: Iterable[str]) -> dict[str, _ServerLock]:
+    """The pull locks of `names`, all tried before any server is pulled.
+
+    LockHeld when every one of them is held: the run then records nothing.
+    """
+    locks: dict[str, _ServerLock] = {}
+    try:
+        for name in sorted(set(names)):
+            locks[name] = _ServerLock(store, name)
+    except BaseException:
+        for lock in locks.values():
+            lock.release()
+        raise
+    refused = [lock.refused for lock in locks.values() if lock.refused is not None]
+    if locks and len(refused) == len(locks):
+        for lock in locks.values():
+            lock.release()
+        more = f" (and {len(refused) - 1} more servers)" if len(refused) > 1 else ""
+        raise LockHeld(f"{refused[0]}{more}")
+    return locks
 
 
 def _upsert_server_state(store: Store):
@@ -905,13 +986,21 @@ def retry_rejected(
         pending = list(session.scalars(query.order_by(RejectedRecord.id)))
     if not pending:
         return report
-    rater = PullRater(store)
-    try:
-        with job_run(store, JOB) as run:
-            by_server: dict[str, list[RejectedRecord]] = defaultdict(list)
-            for row in pending:
-                by_server[row.server].append(row)
+    by_server: dict[str, list[RejectedRecord]] = defaultdict(list)
+    for row in pending:
+        by_server[row.server].append(row)
+    with ExitStack() as held:
+        # The servers' pull locks: a record is read again only while no pull reads its server.
+        locks = _server_locks(store, by_server)
+        for lock in locks.values():
+            held.enter_context(lock)
+        rater = PullRater(store)
+        held.callback(rater.close)
+        with job_run(store, JOB, lock=False) as run:
             for name in sorted(by_server):
+                if locks[name].refused is not None:
+                    report.errors.append(f"pull-cdrs: {name} skipped: {locks[name].refused}")
+                    continue
                 try:
                     _retry_server(
                         store, config, name, by_server[name], report, adapter_factory, rater
@@ -925,8 +1014,6 @@ def retry_rejected(
                 "resolved": report.resolved,
                 "stored": report.stored,
             }
-    finally:
-        rater.close()
     return report
 
 

@@ -23,6 +23,8 @@ class JobReport:
     one a line as `voipctl: error: ...`; `notes` are stderr lines already worded
     for the operator (records set aside), shown as they are; both make the exit
     status 1, and so do `problems` (stale items status shows in its own output).
+    `remarks` are stderr lines that leave the status alone (a server another run
+    was pulling, skipped: that run pulls it).
     `details` are stdout lines printed before the summary (what a dry run would
     do, each decision with -v). `always` prints the summary even when cron runs
     the job (a run asked for by hand). `data` is the job's figures.
@@ -32,6 +34,7 @@ class JobReport:
     summary: str | None = None
     failures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    remarks: list[str] = field(default_factory=list)
     details: list[str] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
     problems: int = 0

@@ -1,0 +1,204 @@
+"""pull-cdrs locks per server: different servers are pulled at once, the same one never.
+
+Two Asterisk servers, each with its own Master.csv (no network: the pull reads a
+path). A held server is skipped with one line; a run whose every selected server
+is held exits 75 with one line and records no run. The processes that overlap
+are really at once: the first holds its server's lock at the test-only pause
+point (`VOIPCTL_TEST_PAUSE`, voipctl/store/locks.py) while the others run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from tests.providers.asterisk.conftest import cdr_csv_line
+from tests.support.autobill_runs import VOIPCTL, child_env
+from voipctl.store.locks import PAUSE_ENV, job_lock, pull_lock
+from voipctl.store.models import Cdr, JobRun
+
+SINCE = "2026-11-01T00:00:00+00:00"
+SERVERS = ("pbx1", "pbx2")
+
+
+def _line(start: str, dst: str, account: str) -> str:
+    # An answered outbound call through trunk voipms: cdr_csv's 16 columns, no cdr.conf flags.
+    return cdr_csv_line(
+        [account, "101", dst, "from-internal", '"Alice" <101>', "PJSIP/101-00000001",
+         "PJSIP/voipms-00000002", "Dial", f"PJSIP/{dst}@voipms,300", start, start, start,
+         60, 60, "ANSWERED", "DOCUMENTATION"]
+    )  # fmt: skip
+
+
+@pytest.fixture
+def two(cli, tmp_path):
+    """Client 42 with one service on each of pbx1 and pbx2, three calls in each Master.csv."""
+    blocks = []
+    for n, name in enumerate(SERVERS, 1):
+        master = tmp_path / name / "Master.csv"
+        master.parent.mkdir()
+        master.write_text(
+            "".join(
+                _line(f"2026-11-20 09:0{i}:00", f"1519555{n}00{i}", f"acct{n}") for i in range(3)
+            )
+        )
+        blocks.append(
+            f'[servers.{name}]\ntype = "asterisk"\ntimezone = "America/Toronto"\n'
+            f'trunk_prefixes = ["PJSIP/voipms-"]\nsource = "csv"\npath = "{master}"\n'
+        )
+    config = tmp_path / "voipctl.toml"
+    config.write_text('[billing]\ncurrency = "CAD"\n\n' + "\n".join(blocks))
+    deck = tmp_path / "deck.csv"
+    deck.write_text("prefix,rate,description\n1,0.0200,North America\n")
+
+    def vc(*args):
+        return cli(*args, config=config)
+
+    commands = [
+        "product add Standard --increment 6/6",
+        f"rates import Standard {deck} --effective 2000-01-01",
+        "client add 42 --first-name Ann --last-name Lee --email ann@example.com --has-voip-service",
+        *(
+            f"service add --client 42 --product Standard --server {name} "
+            f"--domain acct{n}|1519555{n}999"
+            for n, name in enumerate(SERVERS, 1)
+        ),
+    ]
+    for argv in (command.split() for command in commands):
+        result = vc(*argv)
+        assert result.exit_code == 0, (argv, result.output)
+    vc.config = config
+    return vc
+
+
+def _stored(store) -> dict[str, int]:
+    with store.transaction() as s:
+        rows = s.execute(select(Cdr.server, func.count()).group_by(Cdr.server)).all()
+    return dict(rows)
+
+
+def _pull_runs(store) -> int:
+    with store.transaction() as s:
+        return s.scalar(select(func.count()).where(JobRun.job == "pull-cdrs"))
+
+
+def test_a_held_server_is_skipped_with_one_line_and_the_others_are_pulled(two, store):
+    with job_lock(store, pull_lock("pbx1")):
+        result = two("pull-cdrs", "--since", SINCE)
+    assert result.exit_code == 0, result.output
+    assert _stored(store) == {"pbx2": 3}
+    [line] = result.stderr.splitlines()
+    assert line.startswith("pull-cdrs: pbx1 skipped: pull-cdrs:pbx1: another run holds the")
+    # The skipped server is pulled by the next run, from where its watermark says.
+    again = two("pull-cdrs", "--since", SINCE)
+    assert again.exit_code == 0, again.output
+    assert _stored(store) == {"pbx1": 3, "pbx2": 3}
+
+
+def test_every_selected_server_held_exits_75_with_one_line_and_records_nothing(two, store):
+    with job_lock(store, pull_lock("pbx1")), job_lock(store, pull_lock("pbx2")):
+        every = two("pull-cdrs", "--since", SINCE)
+    with job_lock(store, pull_lock("pbx1")):
+        one = two("pull-cdrs", "--server", "pbx1", "--since", SINCE)
+    for result in (every, one):
+        assert result.exit_code == 75, result.output
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert "another run holds the" in result.stderr
+    assert "(and 1 more servers)" in every.stderr
+    assert _stored(store) == {}
+    assert _pull_runs(store) == 0
+
+
+def test_a_held_server_is_not_read_again_by_retry_rejected(two, store, tmp_path):
+    master = tmp_path / "pbx1" / "Master.csv"
+    with master.open("a") as f:
+        f.write('"acct1","101","15195551009","from-internal",not,a,call\n')
+    first = two("pull-cdrs", "--server", "pbx1", "--since", SINCE)
+    assert first.exit_code == 1 and "set aside" in first.stderr, first.output
+    with job_lock(store, pull_lock("pbx1")):
+        held = two("pull-cdrs", "--retry-rejected", "--server", "pbx1")
+    assert held.exit_code == 75, held.output
+    assert len(held.stderr.strip().splitlines()) == 1, held.stderr
+
+
+# --- real processes, overlapping for certain ------------------------------------------------------
+
+
+def _start(db_url: str, config: Path, cwd: Path, *argv: str, pause: str | None = None, marker=None):
+    env = child_env()
+    if pause is not None:
+        env[PAUSE_ENV] = f"{pause}={marker}"
+    return subprocess.Popen(
+        [VOIPCTL, "--config", str(config), "--db", db_url, *argv],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _paused(proc: subprocess.Popen, marker: Path, timeout: float = 60) -> int:
+    """Wait until `proc` holds its lock at the pause point; its pid."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if marker.exists():
+            return int(marker.read_text())
+        if proc.poll() is not None:
+            raise AssertionError(f"ended before its pause point: {proc.communicate()}")
+        time.sleep(0.01)
+    raise AssertionError("never reached its pause point")
+
+
+def _end(proc: subprocess.Popen) -> tuple[int, str]:
+    _, err = proc.communicate(timeout=120)
+    assert "Traceback" not in err, err
+    return proc.returncode, err
+
+
+def test_two_servers_pulled_at_once_and_a_third_run_of_one_exits_75(two, store, db_url, tmp_path):
+    marker = tmp_path / "pbx1.paused"
+    run = [db_url, two.config, tmp_path]
+    first = _start(*run, "pull-cdrs", "--server", "pbx1", "--since", SINCE,
+                   pause=pull_lock("pbx1"), marker=marker)  # fmt: skip
+    try:
+        assert _paused(first, marker) == first.pid
+        # pbx1 is held for as long as the test likes: pbx2 is pulled meanwhile, to its end.
+        code, err = _end(_start(*run, "pull-cdrs", "--server", "pbx2", "--since", SINCE))
+        assert (code, err) == (0, "")
+        assert _stored(store) == {"pbx2": 3}
+        code, err = _end(_start(*run, "pull-cdrs", "--server", "pbx1", "--since", SINCE))
+        assert code == 75 and len(err.strip().splitlines()) == 1, err
+        assert "pull-cdrs:pbx1: another run holds the" in err
+        # A run over every server skips the held one and pulls the other (nothing new).
+        code, err = _end(_start(*run, "pull-cdrs", "--since", SINCE))
+        assert code == 0 and err.startswith("pull-cdrs: pbx1 skipped:"), err
+        assert len(err.strip().splitlines()) == 1, err
+        assert first.poll() is None  # still holding pbx1 at its pause point
+    finally:
+        marker.unlink(missing_ok=True)
+    assert _end(first) == (0, "")
+    assert _stored(store) == {"pbx1": 3, "pbx2": 3}
+    with store.transaction() as s:
+        assert s.scalar(select(func.count(func.distinct(Cdr.provider_id)))) == 6
+        found = s.scalars(select(JobRun.summary).where(JobRun.job == "pull-cdrs"))
+        summaries = [json.loads(j) if isinstance(j, str) else j for j in found]
+    # Three runs pulled (pbx2; every server less pbx1; pbx1), the one refused recorded nothing.
+    assert len(summaries) == 3
+    assert sum("skipped" in summary for summary in summaries) == 1
+
+
+def test_a_pause_asked_for_another_lock_does_not_pause(two, store, db_url, tmp_path):
+    assert PAUSE_ENV not in os.environ
+    marker = tmp_path / "other.paused"
+    proc = _start(db_url, two.config, tmp_path, "pull-cdrs", "--since", SINCE,
+                  pause="pull-cdrs:pbx9", marker=marker)  # fmt: skip
+    assert _end(proc) == (0, "")
+    assert not marker.exists()
+    assert _stored(store) == {"pbx1": 3, "pbx2": 3}
