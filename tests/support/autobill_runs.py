@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from voipctl.store.locks import PAUSE_ENV
+
 VOIPCTL = str(Path(sys.executable).with_name("voipctl"))
 
 
@@ -20,13 +22,26 @@ def child_env() -> dict[str, str]:
     }
 
 
-def start_autobill(db_url: str, cwd: Path, *, config: Path | None = None) -> subprocess.Popen:
-    """Start one quiet autobill run against `db_url` (and `config`, when given)."""
+def start_autobill(
+    db_url: str,
+    cwd: Path,
+    *,
+    config: Path | None = None,
+    pause: tuple[str, Path] | None = None,
+) -> subprocess.Popen:
+    """Start one quiet autobill run against `db_url` (and `config`, when given).
+
+    `pause` (LOCK, PATH): the run holds the lock LOCK at the test-only pause point
+    until PATH, which it writes, is removed (voipctl/store/locks.py).
+    """
     options = ["--config", str(config)] if config is not None else []
+    env = child_env()
+    if pause is not None:
+        env[PAUSE_ENV] = f"{pause[0]}={pause[1]}"
     return subprocess.Popen(
         [VOIPCTL, *options, "--db", db_url, "autobill", "-q"],
         cwd=cwd,
-        env=child_env(),
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
