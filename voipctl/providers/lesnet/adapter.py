@@ -80,6 +80,7 @@ from voipctl.providers.levers import run_command
 from voipctl.providers.matching import did_key
 from voipctl.providers.occurrences import Occurrences as _Occurrences
 from voipctl.providers.occurrences import OutOfOrder as _OutOfOrder
+from voipctl.providers.times import LocalTimes
 from voipctl.redact import redact_url
 
 log = logging.getLogger(__name__)
@@ -112,21 +113,20 @@ def _fast_key(number: str) -> str:
 class _TimeParser:
     """Local time text -> UTC epoch seconds, in the file's zone.
 
-    The default format is read by slicing, with the epoch of each local hour
-    cached: a million-row file has a few hundred distinct hours. A local time in
-    the repeated hour of a DST change is its first occurrence (fold=0).
+    Any fixed-width format (the default `%Y-%m-%d %H:%M:%S`, a day-first
+    `%d/%m/%Y %H:%M:%S`, ...) is read by slicing, with the epoch of each local
+    hour cached (voipctl/providers/times.py); "epoch" is epoch seconds. A local
+    time in the repeated hour of a DST change is its first occurrence (fold=0).
     """
 
     def __init__(self, time_format: str, zone: ZoneInfo):
         self.format = time_format
         self.zone = zone
-        self._hours: dict[str, int] = {}
         if time_format == "epoch":
             self.parse = self._epoch
-        elif time_format == DEFAULT_TIME_FORMAT:
-            self.parse = self._default
         else:
-            self.parse = self._generic
+            self._local = LocalTimes(time_format, zone).epoch
+            self.parse = self._text
 
     def _epoch(self, text: str) -> int:
         try:
@@ -137,32 +137,14 @@ class _TimeParser:
             raise ValueError(f"time {text!r} is not epoch seconds")
         return int(value)
 
-    def _generic(self, text: str) -> int:
-        if not text.isascii():
-            # strptime's %d, %H... take any script's digits.
-            raise ValueError(f"time {text!r} does not match {self.format!r}")
-        parsed = datetime.strptime(text.strip(), self.format)
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=self.zone)
-        return int(parsed.timestamp())
-
-    def _default(self, text: str) -> int:
-        if len(text) != 19:
-            text = text.strip()
-        if len(text) != 19 or text[13] != ":" or text[16] != ":" or not text.isascii():
-            raise ValueError(f"time {text!r} does not match {self.format!r}")
-        base = self._hours.get(text[:13])
-        if base is None:
+    def _text(self, text: str) -> int:
+        # strptime's %d, %H... take any script's digits: ASCII only.
+        if text.isascii():
             try:
-                hour = datetime.strptime(text, self.format).replace(minute=0, second=0)
+                return self._local(text.strip())
             except ValueError:
-                raise ValueError(f"time {text!r} does not match {self.format!r}") from None
-            base = int(hour.replace(tzinfo=self.zone).timestamp())
-            self._hours[text[:13]] = base
-        minutes, seconds = text[14:16], text[17:19]
-        if not (minutes.isdigit() and seconds.isdigit()) or minutes > "59" or seconds > "59":
-            raise ValueError(f"time {text!r} does not match {self.format!r}")
-        return base + int(minutes) * 60 + int(seconds)
+                pass
+        raise ValueError(f"time {text!r} does not match {self.format!r}")
 
 
 class _Matcher:
