@@ -23,6 +23,8 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.scenarios import TIME_FORMATS
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:55432/postgres"
@@ -123,15 +125,20 @@ def _pg_scenario(pg: PgDatabases, name: str, params: dict) -> dict:
 def plan(args) -> list[tuple[str, str, dict]]:
     """(family, scenario, params) in the order they run."""
     steps: list[tuple[str, str, dict]] = []
-    base = {"deck": args.deck, "n_services": args.services}
-    for n in args.sizes:
-        steps.append(("sqlite", "raw_sqlite", {**base, "n": n}))
-        steps.append(
-            ("sqlite", "end_to_end", {**base, "n": n, "db_url": "sqlite", "profile": args.profile})
-        )
-    for n in args.sizes:
-        steps.append(("pg", "raw_pg", {**base, "n": n}))
-        steps.append(("pg", "end_to_end", {**base, "n": n, "db_url": "pg"}))
+    for time_format in args.time_format:
+        base = {"deck": args.deck, "n_services": args.services, "time_format": time_format}
+        for n in args.sizes:
+            steps.append(("sqlite", "raw_sqlite", {**base, "n": n}))
+            steps.append(
+                (
+                    "sqlite",
+                    "end_to_end",
+                    {**base, "n": n, "db_url": "sqlite", "profile": args.profile},
+                )
+            )
+        for n in args.sizes:
+            steps.append(("pg", "raw_pg", {**base, "n": n}))
+            steps.append(("pg", "end_to_end", {**base, "n": n, "db_url": "pg"}))
     steps.append(("autosuspend", "autosuspend", {"clients": args.clients, "runs": 3}))
     for script in sorted(HERE.glob("bench_*.py")):
         steps.append(("extra", script.stem, {"quick": args.quick}))
@@ -147,6 +154,7 @@ EXTRA_ARGS: dict[str, tuple[list[str], list[str] | None]] = {
     "bench_fusionpbx_db": (["--rows", "200000"], ["--rows", "20000"]),
     "bench_floor": (["200000"], ["20000"]),
     "bench_fraud": ([], ["--quick"]),
+    "bench_times": (["1000000"], ["100000"]),
 }
 
 
@@ -170,6 +178,11 @@ def run_extra(script: str, quick: bool) -> dict:
     return result
 
 
+def _layout(result: dict) -> str:
+    """The time layout a scenario's LES.NET file was written in (older runs: the default)."""
+    return result.get("params", {}).get("time_format", "default")
+
+
 def fmt_rate(x: float | None) -> str:
     return "-" if x is None else f"{x:,.0f}"
 
@@ -188,22 +201,25 @@ def report(info: dict, results: list[dict]) -> str:
     for r in results:
         if "error" in r:
             continue
-        key = (r["scenario"], r["params"].get("n"), r["params"].get("db_url"))
+        key = (r["scenario"], r["params"].get("n"), r["params"].get("db_url"), _layout(r))
         by[key] = r
-    for backend, raw_name, label in (
-        ("sqlite", "raw_sqlite", "sqlite3.executemany"),
-        ("pg", "raw_pg", "COPY"),
+    layouts = sorted({_layout(r) for r in results if r.get("scenario") == "end_to_end"})
+    for layout, (backend, raw_name, label) in (
+        (layout, family)
+        for layout in layouts
+        for family in (("sqlite", "raw_sqlite", "sqlite3.executemany"), ("pg", "raw_pg", "COPY"))
     ):
         rows = []
         for r in results:
             if (
                 r.get("scenario") != "end_to_end"
                 or r["params"]["db_url"] != backend
+                or _layout(r) != layout
                 or "error" in r
             ):
                 continue
             n = r["params"]["n"]
-            raw = by.get((raw_name, n, None))
+            raw = by.get((raw_name, n, None, layout))
             ratio = r["calls_per_s"] / raw["calls_per_s"] if raw else None
             raw_rate = fmt_rate(raw["calls_per_s"]) if raw else "-"
             raw_rss = f"{raw['rss_mb']:.0f}" if raw else "-"
@@ -216,8 +232,10 @@ def report(info: dict, results: list[dict]) -> str:
         if not rows:
             continue
         name = "SQLite" if backend == "sqlite" else "PostgreSQL"
+        shown = TIME_FORMATS.get(layout, layout)
         out += [
-            f"## End to end on {name} (pull-cdrs + rate + autobill) vs raw {label}",
+            f"## End to end on {name} (pull-cdrs + rate + autobill) vs raw {label}, "
+            f"times `{shown}`",
             "",
             "| calls | pull s | rate s | autobill s | total s | calls/s | raw calls/s | ratio "
             "| peak RSS MB | raw RSS MB |",
@@ -230,11 +248,12 @@ def report(info: dict, results: list[dict]) -> str:
             for r in results
             if r.get("scenario") == "end_to_end"
             and r["params"]["db_url"] == backend
+            and _layout(r) == layout
             and "error" not in r
         )
         if len(sizes) >= 2:
-            small = by[("end_to_end", sizes[0], backend)]
-            big = by[("end_to_end", sizes[-1], backend)]
+            small = by[("end_to_end", sizes[0], backend, layout)]
+            big = by[("end_to_end", sizes[-1], backend, layout)]
             growth = big["seconds"] / small["seconds"]
             out += [
                 f"Growth {sizes[0]:,} -> {sizes[-1]:,} calls ({sizes[-1] / sizes[0]:.0f}x): time "
@@ -275,6 +294,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only", action="append", choices=["sqlite", "pg", "autosuspend", "extra"], default=[]
     )
+    parser.add_argument(
+        "--time-format",
+        action="append",
+        choices=sorted(TIME_FORMATS),
+        default=[],
+        help="the LES.NET file's time layout (repeatable; default: default and day-first)",
+    )
     parser.add_argument("--pg-url", default=os.environ.get("VOIPCTL_BENCH_PG_URL", DEFAULT_PG))
     parser.add_argument(
         "--profile", action="store_true", help="cProfile each end-to-end step (bench/out/)"
@@ -292,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.write:
             Path(args.write).write_text(text + "\n")
         return 0
+    if not args.time_format:
+        args.time_format = ["default", "day-first"]
     if args.sizes is None:
         args.sizes = [10_000, 100_000] if args.quick else [100_000, 1_000_000]
     if args.deck is None:

@@ -27,6 +27,8 @@ FIRST_DAY = datetime(2026, 10, 1)
 DAYS = 30
 LESNET_ZONE = "America/Toronto"
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+# The layouts `python -m bench --time-format NAME` writes the LES.NET file in.
+TIME_FORMATS = {"default": TIME_FORMAT, "day-first": "%d/%m/%Y %H:%M:%S"}
 
 
 def peak_rss_mb() -> float:
@@ -71,9 +73,12 @@ def services(n: int) -> list[tuple[str, str]]:
     return [(f"P{i:05d}BENCH", f"1204555{i:04d}") for i in range(n)]
 
 
-def lesnet_file(n: int, deck: int, n_services: int) -> Path:
-    """`n` calls in LES.NET's default layout (date,src,dst,duration,peer,did), oldest first."""
-    path = OUT / f"lesnet_{n}_{deck}_{n_services}.txt"
+def lesnet_file(n: int, deck: int, n_services: int, time_format: str = "default") -> Path:
+    """`n` calls in LES.NET's layout (date,src,dst,duration,peer,did), oldest first; the
+    times in TIME_FORMATS[time_format]."""
+    tag = "" if time_format == "default" else f"_{time_format}"
+    path = OUT / f"lesnet_{n}_{deck}_{n_services}{tag}.txt"
+    written = TIME_FORMATS[time_format]
     if path.is_file():
         return path
     OUT.mkdir(parents=True, exist_ok=True)
@@ -93,7 +98,7 @@ def lesnet_file(n: int, deck: int, n_services: int) -> Path:
             else:
                 number = "011" + (prefix + f"{rng.randrange(10**9):09d}")[:13]
             seconds = rng.choice((0, 0, 5, 30, 61, 65, 120, 300, 1200)) + rng.randrange(10)
-            fh.write(f"{at.strftime(TIME_FORMAT)},{did},{number},{seconds},{peer},{did}\n")
+            fh.write(f"{at.strftime(written)},{did},{number},{seconds},{peer},{did}\n")
     tmp.rename(path)
     return path
 
@@ -110,9 +115,9 @@ def lesnet_lines(path: Path) -> Iterator[list[str]]:
 RAW_COLUMNS = ("server", "provider_id", "start", "caller", "number", "billsec", "peer", "did")
 
 
-def raw_sqlite(n: int, deck: int, n_services: int, **_) -> dict:
+def raw_sqlite(n: int, deck: int, n_services: int, time_format: str = "default", **_) -> dict:
     """Read, split and insert the same rows with sqlite3.executemany (same unique key)."""
-    src = lesnet_file(n, deck, n_services)
+    src = lesnet_file(n, deck, n_services, time_format)
     db = OUT / f"raw_{os.getpid()}.db"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
@@ -154,11 +159,13 @@ def raw_sqlite(n: int, deck: int, n_services: int, **_) -> dict:
     return {"calls": n, "seconds": seconds, "calls_per_s": n / seconds, "rss_mb": peak_rss_mb()}
 
 
-def raw_pg(n: int, deck: int, n_services: int, db_url: str, **_) -> dict:
+def raw_pg(
+    n: int, deck: int, n_services: int, db_url: str, time_format: str = "default", **_
+) -> dict:
     """Read, split and COPY the same rows into PostgreSQL (same unique key)."""
     import psycopg
 
-    src = lesnet_file(n, deck, n_services)
+    src = lesnet_file(n, deck, n_services, time_format)
     dsn = db_url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(
@@ -196,7 +203,7 @@ def _voipctl(*argv: str) -> str:
     return out.getvalue()
 
 
-def _config(tmp: Path, db_url: str) -> Path:
+def _config(tmp: Path, db_url: str, time_format: str = "default") -> Path:
     path = tmp / "bench.toml"
     path.write_text(
         f'[database]\nurl = "{db_url}"\n\n'
@@ -206,7 +213,7 @@ def _config(tmp: Path, db_url: str) -> Path:
         'delimiter = ","\nheader = true\n'
         'columns = { start = "date", caller = "src", number = "dst", seconds = "duration", '
         'peer = "peer", did = "did" }\n'
-        f'time_format = "{TIME_FORMAT}"\ntimezone = "{LESNET_ZONE}"\n'
+        f'time_format = "{TIME_FORMATS[time_format]}"\ntimezone = "{LESNET_ZONE}"\n'
     )
     path.chmod(0o600)
     (tmp / "mail").mkdir(exist_ok=True)
@@ -253,17 +260,25 @@ def _profiled(step: str, fn: Callable[[], object], profile: bool) -> None:
         (OUT / f"profile-{step}.txt").write_text(out.getvalue())
 
 
-def end_to_end(n: int, deck: int, n_services: int, db_url: str, profile: bool = False, **_) -> dict:
+def end_to_end(
+    n: int,
+    deck: int,
+    n_services: int,
+    db_url: str,
+    profile: bool = False,
+    time_format: str = "default",
+    **_,
+) -> dict:
     """pull-cdrs, rate, autobill of `n` LES.NET calls against a `deck`-prefix deck."""
     import tempfile
 
     deck_csv = deck_file(deck)
-    src = lesnet_file(n, deck, n_services)
+    src = lesnet_file(n, deck, n_services, time_format)
     with tempfile.TemporaryDirectory(prefix="voipctl-bench-") as tmpdir:
         tmp = Path(tmpdir)
         if db_url == "sqlite":
             db_url = f"sqlite:///{tmp / 'bench.db'}"
-        config = _config(tmp, db_url)
+        config = _config(tmp, db_url, time_format)
         result = _setup(config, deck_csv, src, n_services)
         result["rss_setup_mb"] = peak_rss_mb()
         cfg = ("--config", str(config), "-q")
