@@ -139,6 +139,9 @@ def plan(args) -> list[tuple[str, str, dict]]:
         for n in args.sizes:
             steps.append(("pg", "raw_pg", {**base, "n": n}))
             steps.append(("pg", "end_to_end", {**base, "n": n, "db_url": "pg"}))
+    for n in args.sizes[-1:]:
+        base = {"deck": args.deck, "n_services": args.services}
+        steps.append(("pg", "two_pulls", {**base, "n": n, "db_url": "pg"}))
     steps.append(("autosuspend", "autosuspend", {"clients": args.clients, "runs": 3}))
     for script in sorted(HERE.glob("bench_*.py")):
         steps.append(("extra", script.stem, {"quick": args.quick}))
@@ -258,6 +261,19 @@ def report(info: dict, results: list[dict]) -> str:
             out += [
                 f"Growth {sizes[0]:,} -> {sizes[-1]:,} calls ({sizes[-1] / sizes[0]:.0f}x): time "
                 f"x{growth:.1f}, peak RSS {small['rss_mb']:.0f} -> {big['rss_mb']:.0f} MB.",
+                "",
+            ]
+    for r in results:
+        if r.get("scenario") == "two_pulls" and "error" not in r:
+            out += [
+                f"## Two servers pulled at once on PostgreSQL, {r['calls']:,} calls each",
+                "",
+                "| run | seconds | calls/s |",
+                "|---|---:|---:|",
+                f"| one server alone | {r['one_s']:.1f} | {fmt_rate(r['one_calls_per_s'])} |",
+                f"| two servers at once (two processes) | {r['both_s']:.1f} "
+                f"({r['two_s']:.1f} and {r['three_s']:.1f}) | "
+                f"{fmt_rate(r['both_calls_per_s'])} |",
                 "",
             ]
     for r in results:

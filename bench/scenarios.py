@@ -203,24 +203,31 @@ def _voipctl(*argv: str) -> str:
     return out.getvalue()
 
 
-def _config(tmp: Path, db_url: str, time_format: str = "default") -> Path:
+def _config(
+    tmp: Path, db_url: str, time_format: str = "default", servers: tuple[str, ...] = ("lesnet",)
+) -> Path:
     path = tmp / "bench.toml"
-    path.write_text(
-        f'[database]\nurl = "{db_url}"\n\n'
-        '[email]\ncapture_dir = "' + str(tmp / "mail") + '"\n\n'
-        '[servers.lesnet]\ntype = "lesnet"\n\n'
-        "[servers.lesnet.cdr_format]\n"
+    blocks = "".join(
+        f'[servers.{name}]\ntype = "lesnet"\n\n'
+        f"[servers.{name}.cdr_format]\n"
         'delimiter = ","\nheader = true\n'
         'columns = { start = "date", caller = "src", number = "dst", seconds = "duration", '
         'peer = "peer", did = "did" }\n'
-        f'time_format = "{TIME_FORMATS[time_format]}"\ntimezone = "{LESNET_ZONE}"\n'
+        f'time_format = "{TIME_FORMATS[time_format]}"\ntimezone = "{LESNET_ZONE}"\n\n'
+        for name in servers
+    )
+    path.write_text(
+        f'[database]\nurl = "{db_url}"\n\n'
+        '[email]\ncapture_dir = "' + str(tmp / "mail") + '"\n\n' + blocks
     )
     path.chmod(0o600)
     (tmp / "mail").mkdir(exist_ok=True)
     return path
 
 
-def _setup(config: Path, deck: Path, src: Path, n_services: int) -> dict:
+def _setup(
+    config: Path, deck: Path, src: Path, n_services: int, servers: tuple[str, ...] = ("lesnet",)
+) -> dict:
     cfg = ("--config", str(config))
     started = time.perf_counter()
     _voipctl(*cfg, "db", "upgrade")
@@ -231,10 +238,11 @@ def _setup(config: Path, deck: Path, src: Path, n_services: int) -> dict:
             *cfg, "client", "add", str(i), "--first-name", f"F{i}", "--last-name", "Bench",
             "--email", f"c{i}@example.com", "--has-voip-service",
         )  # fmt: skip
-        _voipctl(
-            *cfg, "service", "add", "--client", str(i), "--product", "bench", "--server",
-            "lesnet", "--domain", f"{peer} | {did}", "--cdr-link", str(src),
-        )  # fmt: skip
+        for server in servers:
+            _voipctl(
+                *cfg, "service", "add", "--client", str(i), "--product", "bench", "--server",
+                server, "--domain", f"{peer} | {did}", "--cdr-link", str(src),
+            )  # fmt: skip
         _voipctl(*cfg, "credit", "add", str(i), "100000.00", "--reference", f"bench-topup-{i}")
     return {"setup_s": time.perf_counter() - started}
 
@@ -296,6 +304,70 @@ def end_to_end(
             result[f"rss_after_{step}_mb"] = peak_rss_mb()
         result.update(_verify(db_url, n))
     result.update(calls=n, seconds=total, calls_per_s=n / total, rss_mb=peak_rss_mb())
+    return result
+
+
+def two_pulls(n: int, deck: int, n_services: int, db_url: str, **_) -> dict:
+    """Two servers pulled at once by two processes, against one server pulled alone.
+
+    Three LES.NET servers read the same `n`-call file for services of their own (the
+    same peers and DIDs: a server's calls are its own by the unique key). `pull-cdrs
+    --server one` runs alone; then `--server two` and `--server three` start together,
+    each in a process of its own, as two cron hosts would. Every server must end with
+    `n` calls stored and rated.
+    """
+    import subprocess
+    import tempfile
+
+    from sqlalchemy import text
+
+    from voipctl.store import open_store
+
+    deck_csv = deck_file(deck)
+    src = lesnet_file(n, deck, n_services)
+    servers = ("one", "two", "three")
+    voipctl = str(Path(sys.executable).with_name("voipctl"))
+    with tempfile.TemporaryDirectory(prefix="voipctl-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        config = _config(tmp, db_url, servers=servers)
+        result = _setup(config, deck_csv, src, n_services, servers)
+        window = ("--since", "2026-09-30", "--until", "2026-11-15")
+
+        def start(server: str) -> subprocess.Popen:
+            argv = [voipctl, "--config", str(config), "-q", "pull-cdrs", "--server", server]
+            return subprocess.Popen([*argv, *window], stderr=subprocess.PIPE, text=True)
+
+        def wait(proc: subprocess.Popen) -> float:
+            _, err = proc.communicate()
+            if proc.returncode != 0:
+                raise SystemExit(f"pull-cdrs exited {proc.returncode}: {err.strip()}")
+            return time.perf_counter()
+
+        began = time.perf_counter()
+        result["one_s"] = wait(start("one")) - began
+        began = time.perf_counter()
+        pair = [start("two"), start("three")]
+        ends = [wait(proc) - began for proc in pair]
+        result["two_s"], result["three_s"] = ends
+        result["both_s"] = max(ends)
+        store = open_store(db_url)
+        with store.engine.connect() as conn:
+            counts = dict(
+                conn.execute(
+                    text(
+                        "SELECT server, COUNT(*) FROM cdrs WHERE status IS NOT NULL GROUP BY server"
+                    )
+                ).all()
+            )
+        store.dispose()
+        if counts != {name: n for name in servers}:
+            raise SystemExit(f"verification failed: rated calls per server {counts}, {n} each")
+    result.update(
+        calls=n,
+        one_calls_per_s=n / result["one_s"],
+        both_calls_per_s=2 * n / result["both_s"],
+        rss_mb=peak_rss_mb(),
+    )
     return result
 
 
@@ -492,6 +564,7 @@ SCENARIOS: dict[str, Callable[..., dict]] = {
     "raw_sqlite": raw_sqlite,
     "raw_pg": raw_pg,
     "end_to_end": end_to_end,
+    "two_pulls": two_pulls,
 }
 
 
