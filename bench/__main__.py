@@ -186,6 +186,11 @@ def _layout(result: dict) -> str:
     return result.get("params", {}).get("time_format", "default")
 
 
+def _heading(title: str, columns: str, aligns: str) -> list[str]:
+    """A report section's title and its table's first two lines."""
+    return [f"## {title}", "", columns, aligns]
+
+
 def fmt_rate(x: float | None) -> str:
     return "-" if x is None else f"{x:,.0f}"
 
@@ -265,11 +270,9 @@ def report(info: dict, results: list[dict]) -> str:
             ]
     for r in results:
         if r.get("scenario") == "two_pulls" and "error" not in r:
+            title = f"Two servers pulled at once on PostgreSQL, {r['calls']:,} calls each"
             out += [
-                f"## Two servers pulled at once on PostgreSQL, {r['calls']:,} calls each",
-                "",
-                "| run | seconds | calls/s |",
-                "|---|---:|---:|",
+                *_heading(title, "| run | seconds | calls/s |", "|---|---:|---:|"),
                 f"| one server alone | {r['one_s']:.1f} | {fmt_rate(r['one_calls_per_s'])} |",
                 f"| two servers at once (two processes) | {r['both_s']:.1f} "
                 f"({r['two_s']:.1f} and {r['three_s']:.1f}) | "
@@ -278,12 +281,11 @@ def report(info: dict, results: list[dict]) -> str:
             ]
     for r in results:
         if r.get("scenario") == "autosuspend" and "error" not in r:
-            out += [
-                f"## autosuspend over {r['clients']:,} clients (provider simulator)",
-                "",
+            out += _heading(
+                f"autosuspend over {r['clients']:,} clients (provider simulator)",
                 "| run | seconds | suspended | unsuspended | unchanged |",
                 "|---:|---:|---:|---:|---:|",
-            ]
+            )
             for i, run in enumerate(r["runs"], start=1):
                 out.append(
                     f"| {i} | {run['seconds']:.2f} | {run.get('suspended', '-')} | "
