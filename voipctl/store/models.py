@@ -250,10 +250,16 @@ class Cdr(Base):
 
     __tablename__ = "cdrs"
     __table_args__ = (
+        # The dedupe key: pull-cdrs' INSERT ... ON CONFLICT (server, provider_id).
         UniqueConstraint("server", "provider_id"),
         # With id (newest first straight off the index) and the cost, so the fraud
-        # guard's sums per client and window (docs/fraud.md) read the index alone.
+        # guard's sums per client and window (docs/fraud.md) read the index alone;
+        # also `voipctl cdrs CLIENT` and `statement` (a client's calls of a period).
         Index("ix_cdrs_client_start", "client_id", "start", "id", "cost"),
+        # A service's calls in start order: `voipctl rate`'s slices (jobs/rate.py,
+        # `service_id = ? AND (start, id) > (?, ?) AND start < ?`), the free seconds
+        # a service used in a month (rating/load.py `free_used`, support/explain.py),
+        # and `voipctl cdrs --service`.
         Index("ix_cdrs_service_start", "service_id", "start"),
         # `voipctl rate`'s work list: only calls not rated yet or to be tried again, so a
         # call rated as it is pulled (the usual) never enters it. Nothing looks CDRs up by
