@@ -74,6 +74,7 @@ log = logging.getLogger(__name__)
 CHUNK_SIZE = 10_000
 PROVIDER_ID_MAX = 200  # cdrs.provider_id
 JOB = "pull-cdrs"
+UNIQUE_VIOLATION = "23505"  # PostgreSQL's SQLSTATE
 
 # The cdrs columns a pull writes: the order of a row's tuple, the keys of its dict.
 ROW_KEYS = (
@@ -745,7 +746,11 @@ class _Writer:
         table = quote(Cdr.__table__.name)
         names = ", ".join(quote(c) for c in columns)
         if self.store.dialect == "postgresql":
-            # One temporary table per transaction, gone at its commit or rollback.
+            # The fast path: the chunk's new rows COPY'd straight into cdrs.
+            self.pg_copy_direct = f"COPY {table} ({names}) FROM STDIN"
+            self.pg_id_at = columns.index("provider_id")
+            # The safe path, for a chunk whose COPY met the unique key: one temporary
+            # table per transaction, gone at its commit or rollback.
             self.pg_create = (
                 f"CREATE TEMP TABLE pull_cdrs_in ON COMMIT DROP AS "
                 f"SELECT {names} FROM {table} WITH NO DATA"
@@ -913,16 +918,57 @@ class _Writer:
         if self.store.dialect != "postgresql":
             # sqlite3 sums the rows each execution inserted in rowcount.
             return conn.exec_driver_sql(self.driver_sql, params).rowcount
+        # PostgreSQL: the ids of the chunk already stored (the overlap window brings
+        # them back on every run) are left out, and the rest is COPY'd straight into
+        # cdrs, in a savepoint. The unique key stays the guard: a COPY that meets it (a
+        # writer outside this server's lock) is rolled back to the savepoint and the
+        # chunk takes the safe path, a temporary table and INSERT ... ON CONFLICT DO NOTHING.
+        fresh = self._not_stored(conn, params)
+        if not fresh:
+            return 0
+        try:
+            with conn.begin_nested():
+                self._copy(conn, self.pg_copy_direct, fresh)
+            return len(fresh)
+        except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) != UNIQUE_VIOLATION:
+                raise
+            log.info(
+                "%s: a chunk met the unique key: stored by INSERT ... ON CONFLICT", self.server
+            )
         conn.exec_driver_sql(self.pg_create)
+        self._copy(conn, self.pg_copy, fresh)
+        return conn.exec_driver_sql(self.driver_sql).rowcount
+
+    def _not_stored(self, conn: Connection, params: list[tuple]) -> list[tuple]:
+        """The rows whose id this server has not stored, each id once (the first row kept)."""
+        at = self.pg_id_at
+        ids = [row[at] for row in params]
+        stored = set(
+            conn.exec_driver_sql(
+                "SELECT provider_id FROM cdrs WHERE server = %(server)s "
+                "AND provider_id = ANY(%(ids)s)",
+                {"server": self.server, "ids": ids},
+            ).scalars()
+        )
+        fresh = []
+        for row, provider_id in zip(params, ids, strict=True):
+            if provider_id not in stored:
+                stored.add(provider_id)
+                fresh.append(row)
+        return fresh
+
+    @staticmethod
+    def _copy(conn: Connection, sql: str, rows: list[tuple]) -> None:
+        """COPY `rows` through the driver; a failure is SQLAlchemy's DBAPIError, as any other."""
         dbapi = conn.connection.driver_connection
         try:
-            with dbapi.cursor() as cursor, cursor.copy(self.pg_copy) as copy:
+            with dbapi.cursor() as cursor, cursor.copy(sql) as copy:
                 write = copy.write_row
-                for row in params:
+                for row in rows:
                     write(row)
         except dbapi.Error as exc:
-            raise DBAPIError.instance(self.pg_copy, None, exc, dbapi.Error) from None
-        return conn.exec_driver_sql(self.driver_sql).rowcount
+            raise DBAPIError.instance(sql, None, exc, dbapi.Error) from None
 
     def _count_new(self, rows: list[tuple]) -> int:
         ids = [row[_PROVIDER_ID] for row in rows]
