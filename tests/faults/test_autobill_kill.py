@@ -4,7 +4,9 @@ Each run is the installed `voipctl` program in a process of its own against the
 test database (SQLite file or PostgreSQL, whichever the suite runs on). After
 every kill the database must already satisfy docs/billing.md: the charges equal the
 cost of the calls they marked billed, to the last unit, and no call is billed
-twice; the final run bills exactly what was left.
+twice; the final run bills exactly what was left. The moments that must happen
+(a kill between two committed batches, a second run while the first holds the
+lock) are made certain by the test-only pause points (voipctl/pause.py).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from sqlalchemy import func, select
 from tests.support.autobill_runs import VOIPCTL, child_env, run_autobill_to_end, start_autobill
 from tests.support.billing_data import add_calls, add_client, add_product, add_service, random_costs
 from tests.support.invariants import check_invariants
+from tests.support.pause import wait_paused
 from voipctl.store.models import Cdr, LedgerEntry
 
 
@@ -63,15 +66,32 @@ def _dry_run_seconds(db_url: str, cwd: Path) -> float:
     return time.monotonic() - began
 
 
+def _kill_mid_run(store, db_url: str, tmp_path: Path) -> None:
+    """One run killed for certain between two committed batches of charges: held at the
+    test-only pause point after its first batch (voipctl/pause.py), then SIGKILL."""
+    _, billed_before, _, _ = _billing_state(store)
+    marker = tmp_path / "autobill.batch.paused"
+    proc = start_autobill(db_url, tmp_path, pause=("autobill:batch", marker))
+    try:
+        assert wait_paused(proc, marker) == proc.pid
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        marker.unlink(missing_ok=True)
+    check_invariants(store)  # raises with every broken rule
+    total, billed, _, _ = _billing_state(store)
+    assert billed_before < billed < total, (billed_before, billed, total)
+
+
 def _kill_loop(store, db_url: str, tmp_path: Path, kills: int, seed: int) -> dict[str, int]:
     rng = random.Random(seed)
     made = _setup(store, rng, services=120, calls=200)
+    _kill_mid_run(store, db_url, tmp_path)
     whole = _dry_run_seconds(db_url, tmp_path)
-    mid_run = done = before_work = 0
+    mid_run, done, before_work = 1, 0, 0
     attempts = 0
-    # Keep killing until the planned number of kills is reached and at least one
-    # of them landed in the middle of the billing (bounded, for a very slow machine).
-    while attempts < kills or (mid_run == 0 and attempts < 3 * kills):
+    # Then kills at random instants: wherever they land, the invariants hold.
+    while attempts < kills:
         attempts += 1
         _, billed_before, _, _ = _billing_state(store)
         proc = start_autobill(db_url, tmp_path)
@@ -103,8 +123,7 @@ def _kill_loop(store, db_url: str, tmp_path: Path, kills: int, seed: int) -> dic
     assert charged == -cost  # to the last of nine decimal places
     report = check_invariants(store)
     assert report.billed_cdrs == total
-    assert mid_run >= 1, "no kill landed while charges were being written"
-    return {"kills": attempts, "mid_run": mid_run, "done": done, "before_work": before_work}
+    return {"kills": attempts + 1, "mid_run": mid_run, "done": done, "before_work": before_work}
 
 
 def test_killed_at_random_instants_then_run_again_bills_each_call_once(store, db_url, tmp_path):
@@ -157,11 +176,7 @@ def test_two_runs_started_at_once_never_bill_a_call_twice(store, db_url, tmp_pat
         billed_before = _billing_state(store)[1]
         first = start_autobill(db_url, tmp_path, pause=("autobill", marker))
         try:
-            deadline = time.monotonic() + 60
-            while not marker.exists():
-                assert first.poll() is None, first.communicate()
-                assert time.monotonic() < deadline, "the first run never took its lock"
-                time.sleep(0.01)
+            assert wait_paused(first, marker) == first.pid
             second = start_autobill(db_url, tmp_path)
             _, err = second.communicate(timeout=120)
             assert second.returncode == 75, err

@@ -38,11 +38,12 @@ from sqlalchemy import select, text
 from tests.fakes.trickle import trickling_server
 from tests.support import ROOT
 from tests.support.invariants import check_invariants, identical_call_excess
+from tests.support.pause import pausing, wait_paused
 from tests.support.smtp_sink import SmtpSink
 from voipctl.cli import run as run_in_process
 from voipctl.sim.server import LesnetAccount, LesnetPeer, SimConfig, Simulator, VodiaTenant
 from voipctl.store import open_store
-from voipctl.store.locks import PAUSE_ENV, lock_key, pull_lock
+from voipctl.store.locks import lock_key, pull_lock
 from voipctl.store.models import Service
 
 BACKEND = os.environ.get("VOIPCTL_TEST_DB", "sqlite")
@@ -218,9 +219,7 @@ class World:
 
     def start(self, job: str, pause: tuple[str, Path] | None = None) -> subprocess.Popen:
         """Start a run; `pause` (LOCK, PATH): it holds LOCK at the pause point while PATH is."""
-        env = dict(self.env)
-        if pause is not None:
-            env[PAUSE_ENV] = f"{pause[0]}={pause[1]}"
+        env = self.env if pause is None else pausing(self.env, *pause)
         return subprocess.Popen(
             self.argv(job),
             cwd=self.tmp,
@@ -397,11 +396,7 @@ def overlap_once(world: World, job: str, tally: Tally) -> None:
     marker = world.tmp / f"{job}.paused"
     first = world.start(job, pause=(PAUSE_AT[job], marker))
     try:
-        deadline = time.monotonic() + 60
-        while not marker.exists():
-            assert first.poll() is None, (job, first.communicate())
-            assert time.monotonic() < deadline, f"{job} never reached its pause point"
-            time.sleep(0.01)
+        assert wait_paused(first, marker) == first.pid, job
         second = world.start(job)
         _, err = second.communicate(timeout=300)
         assert second.returncode == EXIT_LOCKED, (job, second.returncode, err)

@@ -12,14 +12,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 
 from sqlalchemy import func, select
 
 from tests.pull.conftest import SINCE
 from tests.support.autobill_runs import VOIPCTL, child_env
-from voipctl.store.locks import PAUSE_ENV, job_lock, pull_lock
+from tests.support.pause import pausing, wait_paused
+from voipctl.pause import PAUSE_ENV
+from voipctl.store.locks import job_lock, pull_lock
 from voipctl.store.models import Cdr, JobRun
 
 
@@ -77,9 +78,7 @@ def test_a_held_server_is_not_read_again_by_retry_rejected(two, store, tmp_path)
 
 
 def _start(db_url: str, config: Path, cwd: Path, *argv: str, pause: str | None = None, marker=None):
-    env = child_env()
-    if pause is not None:
-        env[PAUSE_ENV] = f"{pause}={marker}"
+    env = child_env() if pause is None else pausing(child_env(), pause, marker)
     return subprocess.Popen(
         [VOIPCTL, "--config", str(config), "--db", db_url, *argv],
         cwd=cwd,
@@ -88,18 +87,6 @@ def _start(db_url: str, config: Path, cwd: Path, *argv: str, pause: str | None =
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def _paused(proc: subprocess.Popen, marker: Path, timeout: float = 60) -> int:
-    """Wait until `proc` holds its lock at the pause point; its pid."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if marker.exists():
-            return int(marker.read_text())
-        if proc.poll() is not None:
-            raise AssertionError(f"ended before its pause point: {proc.communicate()}")
-        time.sleep(0.01)
-    raise AssertionError("never reached its pause point")
 
 
 def _end(proc: subprocess.Popen) -> tuple[int, str]:
@@ -114,7 +101,7 @@ def test_two_servers_pulled_at_once_and_a_third_run_of_one_exits_75(two, store, 
     first = _start(*run, "pull-cdrs", "--server", "pbx1", "--since", SINCE,
                    pause=pull_lock("pbx1"), marker=marker)  # fmt: skip
     try:
-        assert _paused(first, marker) == first.pid
+        assert wait_paused(first, marker) == first.pid
         # pbx1 is held for as long as the test likes: pbx2 is pulled meanwhile, to its end.
         code, err = _end(_start(*run, "pull-cdrs", "--server", "pbx2", "--since", SINCE))
         assert (code, err) == (0, "")

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from voipctl.store.locks import PAUSE_ENV
+from tests.support.pause import pausing
 
 VOIPCTL = str(Path(sys.executable).with_name("voipctl"))
 
@@ -35,9 +35,7 @@ def start_autobill(
     until PATH, which it writes, is removed (voipctl/store/locks.py).
     """
     options = ["--config", str(config)] if config is not None else []
-    env = child_env()
-    if pause is not None:
-        env[PAUSE_ENV] = f"{pause[0]}={pause[1]}"
+    env = child_env() if pause is None else pausing(child_env(), *pause)
     return subprocess.Popen(
         [VOIPCTL, *options, "--db", db_url, "autobill", "-q"],
         cwd=cwd,

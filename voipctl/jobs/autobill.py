@@ -41,6 +41,7 @@ from voipctl import money
 from voipctl.billing.backend import BillingBackend
 from voipctl.errors import VoipctlError
 from voipctl.jobs.runner import RunState
+from voipctl.pause import pause_point
 from voipctl.store.engine import Store, cdrs_through
 from voipctl.store.models import UNBILLED_CDR, Product, Service
 
@@ -322,6 +323,7 @@ def bill(
     charges: list[Charge] = []
     for batch in _plan(store, client_id, service_id):
         charges += _bill_batch(store, backend, batch, found)
+        pause_point("autobill:batch")  # test-only: the kill tests land here for certain
     if failures is None and found:
         raise VoipctlError(found[0])
     return charges

@@ -7,11 +7,9 @@ own, so the job may commit per client on other connections while it holds it.
 pull-cdrs takes one lock per server (`pull_lock`), so several processes or cron
 hosts sharing one PostgreSQL pull different servers at once.
 
-Test-only pause point: with `VOIPCTL_TEST_PAUSE=LOCK=PATH` in its environment,
-a run that has just taken the lock LOCK writes its pid to PATH and holds the
-lock until PATH is removed (at most `PAUSE_MAX_S`). The overlap tests start a
-second run then, instead of hoping that two runs happen to overlap
-(docs/tests.md, "Overlapping runs").
+Every lock just taken is a test-only pause point of its name (voipctl/pause.py):
+the overlap tests hold it there and start a second run, instead of hoping that
+two runs happen to overlap.
 """
 
 from __future__ import annotations
@@ -20,7 +18,6 @@ import fcntl
 import hashlib
 import os
 import re
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +25,7 @@ from pathlib import Path
 from sqlalchemy import text
 
 from voipctl.errors import LockHeld
+from voipctl.pause import pause_point
 from voipctl.store.engine import Store
 
 
@@ -36,9 +34,6 @@ def lock_key(name: str) -> int:
     digest = hashlib.sha256(f"voipctl:{name}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 
-
-PAUSE_ENV = "VOIPCTL_TEST_PAUSE"
-PAUSE_MAX_S = 300
 
 # What a lock file's name may hold as it is; any other name (a server's may be
 # anything TOML allows) is shown with the rest replaced, and a digest of it.
@@ -58,23 +53,6 @@ def lock_path(store: Store, name: str) -> Path:
         shown = re.sub(r"[^A-Za-z0-9_.:-]", "_", name)[:60]
         name = f"{shown}.{hashlib.sha256(name.encode()).hexdigest()[:12]}"
     return path.with_name(f"{path.name}.{name}.lock")
-
-
-def _pause_point(name: str) -> None:
-    """Hold the lock just taken while a test asks for it (see the module docstring)."""
-    asked = os.environ.get(PAUSE_ENV)
-    if not asked:
-        return
-    lock, _, marker = asked.partition("=")
-    if lock != name or not marker:
-        return
-    path = Path(marker)
-    written = path.with_name(path.name + ".tmp")
-    written.write_text(f"{os.getpid()}\n")
-    written.replace(path)  # whole or not at all: the test reads the pid
-    deadline = time.monotonic() + PAUSE_MAX_S
-    while path.exists() and time.monotonic() < deadline:
-        time.sleep(0.01)
 
 
 @contextmanager
@@ -98,7 +76,7 @@ def job_lock(store: Store, name: str) -> Iterator[None]:
                 # The pid is for the operator's eyes; the flock is the lock. A full
                 # disk is then reported by the job's own first write, as one line.
                 pass
-            _pause_point(name)
+            pause_point(name)
             yield
         finally:
             os.close(fd)
@@ -111,7 +89,7 @@ def job_lock(store: Store, name: str) -> Iterator[None]:
         if not got:
             raise LockHeld(f"{name}: another run holds the advisory lock {key}")
         try:
-            _pause_point(name)
+            pause_point(name)
             yield
         finally:
             conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
