@@ -3,8 +3,9 @@
 With `VOIPCTL_TEST_PAUSE=NAME=PATH` in its environment, a run that reaches the
 point NAME writes its pid to PATH and waits until PATH is removed (at most
 `PAUSE_MAX_S`). The points: every job lock just taken (its name: `autobill`,
-`pull-cdrs:NAME`, ...; voipctl/store/locks.py) and `autobill:batch`, after each
-committed batch of charges (voipctl/jobs/autobill.py). The overlap and kill
+`pull-cdrs:NAME`, ...; voipctl/store/locks.py), `autobill:batch` after each
+committed batch of charges (voipctl/jobs/autobill.py) and `pull-cdrs:chunk`
+after each committed chunk of calls but the last (voipctl/jobs/pull_cdrs.py). The overlap and kill
 tests start a second run, or send SIGKILL, then, instead of hoping for the
 moment (docs/tests.md, "Overlapping runs: the pause point"). Without the
 variable, or with another point named in it, a point costs one environment

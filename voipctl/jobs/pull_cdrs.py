@@ -53,6 +53,7 @@ from voipctl.errors import (
 )
 from voipctl.jobs.common import service_info
 from voipctl.jobs.runner import job_run
+from voipctl.pause import pause_point
 from voipctl.providers import ProviderAdapter, adapter_for
 from voipctl.providers.base import (
     CallRecord,
@@ -817,6 +818,8 @@ class _Writer:
             pull.duplicates += len(pending) - stored
             if progress is not None:
                 progress(self.server, len(pending))
+            if not last:
+                pause_point("pull-cdrs:chunk")  # test-only: a kill between two chunks
             pending = following
         if cursor is not None and not self.dry_run and pull.fetched == fetched_before:
             # Nothing stored, the position moved all the same (rows skipped or set

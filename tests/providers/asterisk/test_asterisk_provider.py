@@ -13,7 +13,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -24,6 +23,7 @@ from sqlalchemy import func, select
 
 from tests.providers.asterisk.conftest import FIXTURES, cdr_csv_line
 from tests.support.autobill_runs import VOIPCTL, child_env
+from tests.support.pause import pausing, wait_paused
 from voipctl.store.models import Cdr, PullWatermark
 
 SINCE = "2026-11-01T00:00:00+00:00"
@@ -190,24 +190,21 @@ def test_kill_9_during_a_pull_then_a_rerun_is_one_clean_run(pbx, store, db_url, 
     pbx.master.write_text("".join(lines))
     argv = [VOIPCTL, "--config", str(pbx.config()), "--db", db_url, "-q", "pull-cdrs"]
     argv += ["--since", SINCE]
-    # Kill at growing delays until one kill lands after some calls were committed
-    # and before all were (bounded, for a machine much slower or faster than this one).
-    mid_run = 0
-    delay = 1.0
-    while not mid_run and delay < 60:
-        proc = subprocess.Popen(argv, cwd=tmp_path, env=child_env())
-        time.sleep(delay)
-        ended = proc.poll() is not None
-        if not ended:
-            proc.send_signal(signal.SIGKILL)
+    # Held after its first committed chunk (the test-only pause point, voipctl/pause.py)
+    # and killed there: some calls are stored, not all, and the file's position is not.
+    marker = tmp_path / "chunk.paused"
+    proc = subprocess.Popen(argv, cwd=tmp_path, env=pausing(child_env(), "pull-cdrs:chunk", marker))
+    try:
+        assert wait_paused(proc, marker) == proc.pid
+        proc.send_signal(signal.SIGKILL)
         proc.wait()
-        with store.transaction() as s:
-            stored = s.scalar(select(func.count()).select_from(Cdr))
-        if ended or stored == len(lines):
-            break
-        mid_run += stored > 0
-        delay *= 1.4
-    assert mid_run, "no kill landed in the middle of a pull"
+    finally:
+        marker.unlink(missing_ok=True)
+    with store.transaction() as s:
+        stored = s.scalar(select(func.count()).select_from(Cdr))
+        scopes = s.scalars(select(PullWatermark.scope)).all()
+    assert [scope for scope in scopes if not scope.startswith("dedupe-key:")] == []
+    assert 0 < stored < len(lines), stored  # and no watermark or file position moved
     done = subprocess.run(argv, cwd=tmp_path, env=child_env(), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     with store.transaction() as s:
