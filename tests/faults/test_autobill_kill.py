@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from tests.support.autobill_runs import VOIPCTL, child_env, run_autobill_to_end, start_autobill
 from tests.support.billing_data import add_calls, add_client, add_product, add_service, random_costs
 from tests.support.invariants import check_invariants
-from tests.support.pause import wait_paused
+from tests.support.pause import kill_paused, wait_paused
 from voipctl.store.models import Cdr, LedgerEntry
 
 
@@ -72,12 +72,7 @@ def _kill_mid_run(store, db_url: str, tmp_path: Path) -> None:
     _, billed_before, _, _ = _billing_state(store)
     marker = tmp_path / "autobill.batch.paused"
     proc = start_autobill(db_url, tmp_path, pause=("autobill:batch", marker))
-    try:
-        assert wait_paused(proc, marker) == proc.pid
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    finally:
-        marker.unlink(missing_ok=True)
+    kill_paused(proc, marker)
     check_invariants(store)  # raises with every broken rule
     total, billed, _, _ = _billing_state(store)
     assert billed_before < billed < total, (billed_before, billed, total)

@@ -24,3 +24,13 @@ def wait_paused(proc: subprocess.Popen, marker: Path, timeout: float = 60) -> in
             raise AssertionError(f"never reached its pause point ({marker.name})")
         time.sleep(0.01)
     return int(marker.read_text())
+
+
+def kill_paused(proc: subprocess.Popen, marker: Path) -> None:
+    """SIGKILL `proc` once it waits at its pause point; the marker is removed in any case."""
+    try:
+        assert wait_paused(proc, marker) == proc.pid
+        proc.kill()
+        proc.wait()
+    finally:
+        marker.unlink(missing_ok=True)

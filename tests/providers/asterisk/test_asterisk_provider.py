@@ -10,7 +10,6 @@ stopped (pull_watermarks.cursor), across a rotation and a kill -9.
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import uuid
@@ -23,7 +22,7 @@ from sqlalchemy import func, select
 
 from tests.providers.asterisk.conftest import FIXTURES, cdr_csv_line
 from tests.support.autobill_runs import VOIPCTL, child_env
-from tests.support.pause import pausing, wait_paused
+from tests.support.pause import kill_paused, pausing
 from voipctl.store.models import Cdr, PullWatermark
 
 SINCE = "2026-11-01T00:00:00+00:00"
@@ -194,12 +193,7 @@ def test_kill_9_during_a_pull_then_a_rerun_is_one_clean_run(pbx, store, db_url, 
     # and killed there: some calls are stored, not all, and the file's position is not.
     marker = tmp_path / "chunk.paused"
     proc = subprocess.Popen(argv, cwd=tmp_path, env=pausing(child_env(), "pull-cdrs:chunk", marker))
-    try:
-        assert wait_paused(proc, marker) == proc.pid
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    finally:
-        marker.unlink(missing_ok=True)
+    kill_paused(proc, marker)
     with store.transaction() as s:
         stored = s.scalar(select(func.count()).select_from(Cdr))
         scopes = s.scalars(select(PullWatermark.scope)).all()
